@@ -12,9 +12,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from engine.errors import EngineError
 
-class EngineError(Exception):
-    """A user-facing failure: one line that names the thing and the fix. Never a traceback."""
+
+__all__ = ["EngineError", "DistInfo", "base_dir", "print0", "init_distributed", "cleanup_distributed",
+           "compute_dtype", "autodetect_device_type"]
 
 
 def base_dir() -> Path:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engine.common import EngineError
+from engine.errors import EngineError
 
 
 def _f(default: Any, help: str, hot: bool = False, **kw: Any) -> Any:
