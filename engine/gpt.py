@@ -1,0 +1,309 @@
+"""The GPT model, exactly nanochat's, so its checkpoints load with strict=True and give the same logits.
+
+Features (see shared/specs/nanochat-model.md): rotary embeddings (base 100000), QK-norm, ReLU² MLP,
+untied embedding/unembedding, parameter-free RMSNorm, GQA, a sliding-window pattern tiled over layers,
+value embeddings on alternating layers with a per-head gate, "smear" of the previous token's
+embedding, per-layer residual/x0 scalars, "backout" of a mid-network residual, logit softcap,
+vocab padded to a multiple of 64. No biases anywhere.
+
+The same forward serves training (no cache) and inference (a KVCache, prefill then decode).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class GPTConfig:
+    sequence_len: int = 2048
+    vocab_size: int = 32768
+    n_layer: int = 12
+    n_head: int = 6
+    n_kv_head: int = 6
+    n_embd: int = 768
+    window_pattern: str = "SSSL"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def config_from_depth(depth: int, aspect_ratio: int, head_dim: int, sequence_len: int, vocab_size: int,
+                      window_pattern: str = "SSSL", n_kv_head: int | None = None) -> GPTConfig:
+    """nanochat's depth rule: model_dim = depth*aspect_ratio rounded up to a multiple of head_dim."""
+    n_embd = math.ceil(depth * aspect_ratio / head_dim) * head_dim
+    n_head = n_embd // head_dim
+    return GPTConfig(sequence_len=sequence_len, vocab_size=vocab_size, n_layer=depth, n_head=n_head,
+                     n_kv_head=n_kv_head or n_head, n_embd=n_embd, window_pattern=window_pattern)
+
+
+def padded_vocab(vocab_size: int) -> int:
+    return -(-vocab_size // 64) * 64
+
+
+def has_value_embed(layer: int, n_layer: int) -> bool:
+    return layer % 2 == (n_layer - 1) % 2
+
+
+def window_sizes(config: GPTConfig) -> list[int]:
+    """Per-layer attention window in tokens: pattern tiled over layers, last layer always long."""
+    long = config.sequence_len
+    short = math.ceil(config.sequence_len / 4 / 128) * 128
+    sizes = [short if config.window_pattern[i % len(config.window_pattern)] == "S" else long
+             for i in range(config.n_layer)]
+    sizes[-1] = long
+    return sizes
+
+
+def norm(x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos + x2 * sin, -x1 * sin + x2 * cos], dim=-1)
+
+
+class KVCache:
+    """Per-layer keys/values for incremental decoding, plus the previous token's embedding for smear."""
+
+    def __init__(self, batch_size: int, num_heads: int, seq_len: int, head_dim: int, num_layers: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        shape = (num_layers, 2, batch_size, num_heads, seq_len, head_dim)
+        self.kv = torch.empty(shape, device=device, dtype=dtype)
+        self.pos = 0
+        self.prev_embed: torch.Tensor | None = None  # [B, 1, C] normed embedding of the last token seen
+
+    def get_pos(self) -> int:
+        return self.pos
+
+    def insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v: [B, H, T, D] for the new positions; returns all keys/values so far."""
+        t0, t1 = self.pos, self.pos + k.size(2)
+        if t1 > self.kv.size(4):
+            raise ValueError(f"KV cache overflow: {t1} positions > capacity {self.kv.size(4)}")
+        self.kv[layer, 0, :, :, t0:t1] = k
+        self.kv[layer, 1, :, :, t0:t1] = v
+        return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def expand(self, batch_size: int) -> KVCache:
+        """A copy with the batch-1 contents repeated, to sample several continuations of one prefill."""
+        if self.kv.size(2) != 1:
+            raise ValueError("expand() needs a batch-1 cache")
+        out = KVCache.__new__(KVCache)
+        out.kv = self.kv.expand(-1, -1, batch_size, -1, -1, -1).contiguous()
+        out.pos = self.pos
+        out.prev_embed = None if self.prev_embed is None else self.prev_embed.expand(batch_size, -1, -1).contiguous()
+        return out
+
+
+def attention_mask(q_pos0: int, tq: int, tk: int, window: int, device: torch.device) -> torch.Tensor:
+    """Boolean [tq, tk] mask: query at absolute position i sees keys j with i-window <= j <= i."""
+    qi = torch.arange(q_pos0, q_pos0 + tq, device=device)[:, None]
+    kj = torch.arange(tk, device=device)[None, :]
+    return (kj <= qi) & (qi - kj <= window)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head = config.n_head, config.n_kv_head
+        self.head_dim = config.n_embd // config.n_head
+        C, kv_dim = config.n_embd, config.n_kv_head * self.head_dim
+        self.c_q = nn.Linear(C, C, bias=False)
+        self.c_k = nn.Linear(C, kv_dim, bias=False)
+        self.c_v = nn.Linear(C, kv_dim, bias=False)
+        self.c_proj = nn.Linear(C, C, bias=False)
+        self.ve_gate_channels = 12
+        self.ve_gate = (nn.Linear(self.ve_gate_channels, config.n_kv_head, bias=False)
+                        if has_value_embed(layer_idx, config.n_layer) else None)
+
+    def forward(self, x, ve, cos, sin, window: int, kv_cache: KVCache | None):
+        B, T, _ = x.shape
+        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
+        k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
+        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
+        if ve is not None:
+            gate = 3 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))
+            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = norm(q) * 1.2, norm(k) * 1.2
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
+        pos0 = 0
+        if kv_cache is not None:
+            pos0 = kv_cache.get_pos()
+            k, v = kv_cache.insert(self.layer_idx, k, v)
+        if self.n_kv_head != self.n_head:
+            rep = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        Tk = k.size(2)
+        if pos0 == 0 and Tk == T and window >= T - 1:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            mask = attention_mask(pos0, T, Tk, window, q.device)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.c_proj(F.relu(self.c_fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig, layer_idx: int):
+        super().__init__()
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.mlp = MLP(config)
+
+    def forward(self, x, ve, cos, sin, window, kv_cache):
+        x = x + self.attn(norm(x), ve, cos, sin, window, kv_cache)
+        return x + self.mlp(norm(x))
+
+
+class GPT(nn.Module):
+    smear_channels = 24
+    softcap = 15.0
+    rope_base = 100000
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        if config.n_embd % config.n_head or config.n_head % config.n_kv_head:
+            raise ValueError(f"bad head layout: n_embd={config.n_embd} n_head={config.n_head} "
+                             f"n_kv_head={config.n_kv_head}")
+        self.config = config
+        self.window_sizes = window_sizes(config)
+        V, C, L = padded_vocab(config.vocab_size), config.n_embd, config.n_layer
+        head_dim = C // config.n_head
+        kv_dim = config.n_kv_head * head_dim
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(V, C),
+            "h": nn.ModuleList([Block(config, i) for i in range(L)]),
+        })
+        self.lm_head = nn.Linear(C, V, bias=False)
+        self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(V, kv_dim) for i in range(L) if has_value_embed(i, L)})
+        self.resid_lambdas = nn.Parameter(torch.ones(L))
+        self.x0_lambdas = nn.Parameter(torch.zeros(L))
+        self.smear_gate = nn.Linear(self.smear_channels, 1, bias=False)
+        self.smear_lambda = nn.Parameter(torch.zeros(1))
+        self.backout_lambda = nn.Parameter(torch.zeros(1))
+        # rotary tables are derived, never saved; sized generously for inference past the training length
+        self.rotary_len = config.sequence_len * 10
+        cos, sin = self._rotary_tables(self.rotary_len, head_dim)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def _rotary_tables(self, seq_len: int, head_dim: int, device=None):
+        inv_freq = self.rope_base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
+        angles = torch.outer(torch.arange(seq_len, dtype=torch.float32, device=device), inv_freq)
+        return angles.cos()[None, :, None, :], angles.sin()[None, :, None, :]  # [1, T, 1, D/2]
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """nanochat's init: see the spec's 'Init' section."""
+        C, L = self.config.n_embd, self.config.n_layer
+        s = math.sqrt(3) / math.sqrt(C)
+        nn.init.normal_(self.transformer.wte.weight, std=0.8)
+        nn.init.normal_(self.lm_head.weight, std=0.001)
+        for block in self.transformer.h:
+            for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v):
+                nn.init.uniform_(lin.weight, -s, s)
+            nn.init.uniform_(block.mlp.c_fc.weight, -0.4 * s, 0.4 * s)
+            nn.init.zeros_(block.attn.c_proj.weight)
+            nn.init.zeros_(block.mlp.c_proj.weight)
+            if block.attn.ve_gate is not None:
+                nn.init.uniform_(block.attn.ve_gate.weight, 0, 0.02)
+        for emb in self.value_embeds.values():
+            nn.init.uniform_(emb.weight, -s, s)
+        frac = torch.arange(L, dtype=torch.float32) / max(L - 1, 1)
+        self.resid_lambdas.copy_(1.15 - 0.10 * frac)
+        self.x0_lambdas.copy_(0.20 - 0.15 * frac)
+        self.smear_lambda.zero_()
+        self.backout_lambda.fill_(0.2)
+        nn.init.uniform_(self.smear_gate.weight, 0, 0.02)
+        cos, sin = self._rotary_tables(self.rotary_len, C // self.config.n_head, self.cos.device)
+        self.cos.copy_(cos)
+        self.sin.copy_(sin)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def estimate_flops(self) -> int:
+        """Training FLOPs per token: 6 per matmul weight (fwd+bwd) plus attention's score/value matmuls.
+
+        Embedding lookups (wte, value embeds) and per-layer scalars do no matmul work and are excluded.
+        """
+        excluded = self.transformer.wte.weight.numel() + sum(e.weight.numel() for e in self.value_embeds.values())
+        excluded += sum(p.numel() for p in (self.resid_lambdas, self.x0_lambdas, self.smear_lambda,
+                                            self.backout_lambda))
+        h, q, t = self.config.n_head, self.config.n_embd // self.config.n_head, self.config.sequence_len
+        attn = sum(12 * h * q * min(w, t) for w in self.window_sizes)
+        return 6 * (self.num_params() - excluded) + attn
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                loss_reduction: str = "mean") -> torch.Tensor:
+        """Logits [B, T, vocab] when targets is None, else the cross-entropy loss (ignore_index -1)."""
+        B, T = idx.shape
+        pos0 = kv_cache.get_pos() if kv_cache is not None else 0
+        if pos0 + T > self.cos.size(1):
+            raise ValueError(f"sequence of {pos0 + T} tokens exceeds the rotary table ({self.cos.size(1)})")
+        cos, sin = self.cos[:, pos0:pos0 + T], self.sin[:, pos0:pos0 + T]
+
+        x = norm(self.transformer.wte(idx))
+        # smear: mix in the previous token's embedding through a learned gate on the current one
+        gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[..., :self.smear_channels]))
+        prev = x[:, :-1]
+        if kv_cache is not None:
+            if kv_cache.prev_embed is not None:
+                prev = torch.cat([kv_cache.prev_embed, prev], dim=1)
+                x = x + gate * prev
+            else:
+                x = torch.cat([x[:, :1], x[:, 1:] + gate[:, 1:] * prev], dim=1)
+            kv_cache.prev_embed = norm(self.transformer.wte(idx[:, -1:]))
+        elif T > 1:
+            x = torch.cat([x[:, :1], x[:, 1:] + gate[:, 1:] * prev], dim=1)
+
+        x0 = x
+        xb = x
+        for i, block in enumerate(self.transformer.h):
+            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
+            x = block(x, ve, cos, sin, self.window_sizes[i], kv_cache)
+            if i == self.config.n_layer // 2:
+                xb = x
+        if kv_cache is not None:
+            kv_cache.advance(T)
+        x = norm(x - self.backout_lambda * xb)
+        logits = self.lm_head(x)[..., :self.config.vocab_size].float()
+        logits = self.softcap * torch.tanh(logits / self.softcap)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1,
+                               reduction=loss_reduction)
+
+
+def load_state_dict_compat(model: GPT, state_dict: dict) -> None:
+    """Load a nanochat state dict: strip torch.compile's `_orig_mod.` prefix, upcast bf16 on CPU, strict."""
+    device = model.lm_head.weight.device
+    clean = {}
+    for k, v in state_dict.items():
+        k = k.removeprefix("_orig_mod.")
+        if device.type == "cpu" and v.dtype == torch.bfloat16:
+            v = v.float()
+        clean[k] = v
+    model.load_state_dict(clean, strict=True, assign=False)
