@@ -14,7 +14,6 @@ import torch.distributed as dist
 
 from engine.errors import EngineError
 
-
 __all__ = ["EngineError", "DistInfo", "base_dir", "print0", "init_distributed", "cleanup_distributed",
            "compute_dtype", "autodetect_device_type"]
 

@@ -1,12 +1,19 @@
 """Checkpoints: nanochat layout, meta written last, incomplete/corrupt ones never count as complete."""
 
-import json
-
 import pytest
 import torch
 
-from engine.checkpoint import (check_model_config, checkpoint_dir, complete_steps, latest_step, load_meta,
-                               load_model_state, load_rank_state, save_model_and_meta, save_rank_state)
+from engine.checkpoint import (
+    check_model_config,
+    checkpoint_dir,
+    complete_steps,
+    latest_step,
+    load_meta,
+    load_model_state,
+    load_rank_state,
+    save_model_and_meta,
+    save_rank_state,
+)
 from engine.errors import EngineError
 
 
@@ -53,4 +60,3 @@ def test_config_mismatch_names_key_and_fix(tmp_path):
     with pytest.raises(EngineError, match=r"n_layer=4 .* 6: set n_layer to match"):
         check_model_config({"n_layer": 4, "n_embd": 256}, {"n_layer": 6, "n_embd": 256}, tmp_path / "meta.json")
     check_model_config({"n_layer": 4}, {"n_layer": 4}, tmp_path / "meta.json")
-    json.dumps({})
