@@ -1,0 +1,303 @@
+"""The telemetry protocol: typed events the trainer appends to `<run_dir>/telemetry.jsonl`, one line each.
+
+This is the only thing the TUI needs to watch a run. Rank 0 writes with `TelemetryWriter`; the TUI tails
+the file with `TelemetryReader`. Every event carries `v` (schema version), `event` (its kind), `time` and
+`run`. Additive fields keep `v`; a breaking change bumps `SCHEMA_VERSION` and older readers refuse the
+newer lines instead of misreading them. Torch-free so the TUI imports it cheaply. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import traceback as tb
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from engine.errors import EngineError
+
+SCHEMA_VERSION = 1
+TELEMETRY_FILE = "telemetry.jsonl"
+
+
+class EventParseError(EngineError, ValueError):
+    """A telemetry line that is not a valid event (bad JSON, unknown event, wrong fields)."""
+
+
+class NewerSchemaError(EventParseError):
+    """A line written by a newer engine (schema version above ours): upgrade the reader."""
+
+
+# -----------------------------------------------------------------------------
+# events
+
+
+class _Event(BaseModel):
+    # extra="ignore": a newer writer may add fields without bumping v; NaN/inf serialize as "NaN"/"Infinity"
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings")
+
+    v: int = Field(SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
+    time: float = Field(default_factory=time.time)
+    run: str = ""  # filled in by the writer
+
+
+class RunStartEvent(_Event):
+    event: Literal["run_start"] = "run_start"
+    config: dict[str, Any]
+    world_size: int
+    device: str
+    dtype: str
+    num_params: int
+    num_flops_per_token: float
+    num_iterations: int
+    tokens_per_step: int
+    engine_version: str
+    pid: int
+    run_dir: str
+    resumed_from_step: int | None = None
+
+
+class StepEvent(_Event):
+    event: Literal["step"] = "step"
+    step: int
+    total: int
+    loss: float
+    smooth_loss: float
+    lr_mult: float
+    muon_momentum: float
+    tokens_per_sec: float
+    mfu: float | None = None  # fraction of peak (0..1); only where the device's peak FLOPs are known
+    dt: float
+    t_data: float
+    t_fwd_bwd: float
+    t_optim: float
+    mem_bytes: int
+    tokens_seen: int
+    elapsed: float
+    eta: float | None = None
+
+
+class EvalEvent(_Event):
+    event: Literal["eval"] = "eval"
+    step: int
+    val_bpb: float
+
+
+class SampleEvent(_Event):
+    event: Literal["sample"] = "sample"
+    step: int
+    prompt: str
+    text: str
+
+
+class CheckpointEvent(_Event):
+    event: Literal["checkpoint"] = "checkpoint"
+    step: int
+    path: str
+    reason: Literal["periodic", "final", "request", "stop"]
+    seconds: float
+    bytes: int
+
+
+class ControlAckEvent(_Event):
+    event: Literal["control_ack"] = "control_ack"
+    request_id: str
+    kind: str
+    ok: bool
+    message: str
+    step: int
+    applied: dict[str, Any] = Field(default_factory=dict)
+
+
+class WarningEvent(_Event):
+    event: Literal["warning"] = "warning"
+    message: str
+
+
+class ErrorEvent(_Event):
+    event: Literal["error"] = "error"
+    message: str
+    traceback: str = ""
+    step: int | None = None
+
+    @field_validator("message")
+    @classmethod
+    def _one_line(cls, m: str) -> str:
+        if "\n" in m:
+            raise ValueError("must be one line (put details in traceback)")
+        return m
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, step: int | None = None) -> ErrorEvent:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+        return cls(message=message, traceback="".join(tb.format_exception(exc)), step=step)
+
+
+class RunEndEvent(_Event):
+    event: Literal["run_end"] = "run_end"
+    status: Literal["finished", "stopped", "failed"]
+    reason: str
+    step: int
+    elapsed: float
+
+
+_EVENT_CLASSES = (RunStartEvent, StepEvent, EvalEvent, SampleEvent, CheckpointEvent, ControlAckEvent,
+                  WarningEvent, ErrorEvent, RunEndEvent)
+EVENT_TYPES: dict[str, type[_Event]] = {c.model_fields["event"].default: c for c in _EVENT_CLASSES}
+Event = Annotated[
+    RunStartEvent | StepEvent | EvalEvent | SampleEvent | CheckpointEvent | ControlAckEvent | WarningEvent
+    | ErrorEvent | RunEndEvent,
+    Field(discriminator="event"),
+]
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(line: str | bytes) -> Event:
+    """One JSON line -> its event model. Raises EventParseError (NewerSchemaError for a newer v)."""
+    try:
+        return _adapter.validate_json(line)
+    except ValidationError as e:
+        raise _diagnose(line, e) from None
+
+
+def _diagnose(line: str | bytes, err: ValidationError) -> EventParseError:
+    # slow path, bad lines only: name the most useful cause, version first (a newer engine may add events)
+    try:
+        data = json.loads(line)
+    except ValueError as e:
+        return EventParseError(f"telemetry line: not valid JSON ({e}): {_clip(line)}")
+    if not isinstance(data, dict):
+        return EventParseError(f"telemetry line: expected a JSON object: {_clip(line)}")
+    v = data.get("v")
+    if isinstance(v, int) and v > SCHEMA_VERSION:
+        return NewerSchemaError(f"telemetry line: schema v{v} is newer than this reader's v{SCHEMA_VERSION}: "
+                                "upgrade nanochat-cli")
+    name = data.get("event")
+    if name not in EVENT_TYPES:
+        known = ", ".join(EVENT_TYPES)
+        return EventParseError(f"telemetry line: unknown event {name!r}: expected one of {known}")
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"][1:]) or "event"
+    return EventParseError(f"telemetry line: {name}.{field}: {first['msg']}: {_clip(line)}")
+
+
+def _clip(line: str | bytes, n: int = 120) -> str:
+    s = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+    return s if len(s) <= n else s[:n] + "…"
+
+
+# -----------------------------------------------------------------------------
+# writer (trainer, rank 0)
+
+
+class TelemetryWriter:
+    """Appends validated events to a JSONL file, one flushed line each. A no-op when disabled (ranks != 0)."""
+
+    def __init__(self, path: str | Path, run: str, enabled: bool = True):
+        self.path = Path(path)
+        self.run = run
+        self.enabled = enabled
+        self._lock = threading.Lock()  # the trainer may emit from a checkpoint thread too
+        self._f = None
+        if enabled:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._f = open(self.path, "a", buffering=1, encoding="utf-8")
+
+    def emit(self, event: str | _Event, /, **fields: Any) -> _Event | None:
+        """emit("step", step=1, ...) or emit(StepEvent(...)). Returns the event written (None if disabled)."""
+        if not self.enabled:
+            return None
+        if isinstance(event, str):
+            cls = EVENT_TYPES.get(event)
+            if cls is None:
+                raise EngineError(f"telemetry: unknown event {event!r}: use one of {', '.join(EVENT_TYPES)}")
+            unknown = sorted(set(fields) - cls.model_fields.keys())
+            if unknown:
+                raise EngineError(f"telemetry: {event}: unknown fields {unknown}: see docs/protocol.md")
+            try:
+                ev = cls(run=self.run, **fields)
+            except ValidationError as e:
+                err = e.errors()[0]
+                field = ".".join(map(str, err["loc"]))
+                raise EngineError(f"telemetry: {event}.{field}: {err['msg']}") from None
+        else:
+            if fields:
+                raise EngineError("telemetry: emit(model) takes no extra fields: set them on the model")
+            ev = event if event.run == self.run else event.model_copy(update={"run": self.run})
+        line = ev.model_dump_json() + "\n"
+        with self._lock:
+            if self._f is None:
+                raise EngineError(f"telemetry: {self.path}: writer is closed: emit before close()")
+            self._f.write(line)  # line-buffered: the newline flushes it
+        return ev
+
+    def close(self) -> None:
+        with self._lock:
+            if self._f is not None:
+                self._f.close()
+                self._f = None
+
+    def __enter__(self) -> TelemetryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -----------------------------------------------------------------------------
+# reader (TUI)
+
+
+class TelemetryReader:
+    """Incremental tail of a telemetry file: each read_new() returns the events of newly completed lines.
+
+    A partial last line (no newline yet) waits for the next call. Bad lines are counted in `.malformed`
+    (the last reason in `.last_error`) and skipped. If the file shrinks (replaced by a new run) the reader
+    starts over from the top and counts it in `.restarts`.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0  # byte offset just past the last complete line consumed
+        self.malformed = 0
+        self.last_error: str | None = None
+        self.restarts = 0
+
+    def replay(self) -> None:
+        """Start again from the first line (the next read_new returns the whole file)."""
+        self.offset = 0
+        self.malformed = 0
+        self.last_error = None
+
+    def read_new(self) -> list[Event]:
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            return []
+        if size < self.offset:
+            self.restarts += 1
+            self.replay()
+        if size == self.offset:
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read(size - self.offset)
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events: list[Event] = []
+        for raw in chunk[: end + 1].splitlines():
+            if not raw.strip():
+                continue
+            try:
+                events.append(parse_event(raw))
+            except EventParseError as e:
+                self.malformed += 1
+                self.last_error = str(e)
+        return events
