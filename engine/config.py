@@ -43,7 +43,7 @@ class TrainConfig(BaseModel):
     window_pattern: str = _f("SSSL", "sliding-window pattern tiled over layers (S=quarter context, L=full)",
                              pattern=r"^[SL]+$")
     vocab_size: int = _f(32768, "tokenizer vocabulary size (used when the engine trains its own tokenizer)",
-                         ge=260, le=1_000_000)
+                         ge=265, le=1_000_000)
 
     # horizon: first of num_iterations > 0, target_flops > 0, else target_param_data_ratio
     num_iterations: int = _f(-1, "explicit number of optimizer steps (-1 = derive from the ratio)", hot=True, ge=-1)

@@ -1,0 +1,443 @@
+"""Pretrain a nanochat-style GPT: `torchrun --standalone --nproc_per_node=N -m engine.train [flags]`.
+
+Also runs as a single process (`python -m engine.train`). torchrun-native: RANK/WORLD_SIZE/LOCAL_RANK
+come from the environment, gloo on CPU, NCCL on CUDA. Gradients are averaged by the optimizer
+itself (no DDP wrapper). Rank 0 writes `<base>/runs/<run>/telemetry.jsonl` and reads the control
+channel; checkpoints go to `<base>/base_checkpoints/<tag>/` in nanochat's layout.
+
+Step numbering follows nanochat: at loop step s the model has taken s optimizer steps; evals, samples
+and checkpoints happen before the update of step s, so checkpoint s resumes by taking update s next.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from engine import __version__
+from engine.checkpoint import (
+    check_model_config,
+    checkpoint_dir,
+    latest_step,
+    load_meta,
+    load_model_state,
+    load_rank_state,
+    restore_rng,
+    rng_state,
+    save_model_and_meta,
+    save_rank_state,
+)
+from engine.common import DistInfo, EngineError, base_dir, cleanup_distributed, compute_dtype, init_distributed, print0
+from engine.config import TrainConfig, parse_config
+from engine.control import ControlChannel, apply_patch
+from engine.dataloader import make_loader
+from engine.dataset import data_id, iter_texts, resolve_data_dir
+from engine.gpt import GPT, config_from_depth, load_state_dict_compat
+from engine.optim import apply_schedules, build_optimizer
+from engine.telemetry import SCHEMA_VERSION, TelemetryWriter
+from engine.tokenizer import Tokenizer, ensure_tokenizer
+
+# dense bf16 peak FLOP/s by GPU name fragment, for MFU; None (not shown) where no peak is known, e.g. CPUs
+PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12, "A10G": 70e12}
+SAMPLE_PROMPTS = ["def fibonacci(n):", "The Python standard library", "import os\n"]
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def horizon(cfg: TrainConfig, model: GPT, flops_per_token: int) -> int:
+    """Steps to train: explicit, from a FLOPs budget, or from the tokens:params ratio."""
+    if cfg.num_iterations > 0:
+        return cfg.num_iterations
+    if cfg.target_flops > 0:
+        return max(1, round(cfg.target_flops / (flops_per_token * cfg.total_batch_size)))
+    # scaling params: everything but the embedding lookups, which do no per-token compute
+    embeds = model.transformer.wte.weight.numel() + sum(e.weight.numel() for e in model.value_embeds.values())
+    return max(1, round(cfg.target_param_data_ratio * (model.num_params() - embeds) / cfg.total_batch_size))
+
+
+@torch.no_grad()
+def evaluate_bpb(model: GPT, batches, steps: int, token_bytes: torch.Tensor, autocast) -> float:
+    """Bits per byte: summed nats over byte-weighted tokens, independent of the tokenizer's vocab size."""
+    nats = torch.zeros((), dtype=torch.float64, device=token_bytes.device)
+    nbytes = torch.zeros((), dtype=torch.int64, device=token_bytes.device)
+    for _ in range(steps):
+        x, y, _state = next(batches)
+        with autocast:
+            loss = model(x, y, loss_reduction="none").view(-1)
+        y = y.view(-1)
+        valid = y >= 0
+        tb = torch.where(valid, token_bytes[y.clamp(min=0)], torch.zeros_like(y))
+        nats += (loss.double() * (tb > 0)).sum()
+        nbytes += tb.sum()
+    if dist.is_initialized():
+        dist.all_reduce(nats)
+        dist.all_reduce(nbytes)
+    return float("inf") if nbytes.item() == 0 else nats.item() / (math.log(2) * nbytes.item())
+
+
+def make_samples(model: GPT, tokenizer: Tokenizer, max_tokens: int = 32) -> list[tuple[str, str]]:
+    from engine.engine import Engine  # inference code is only needed on sample steps
+
+    engine = Engine(model, tokenizer)
+    out = []
+    for prompt in SAMPLE_PROMPTS:
+        tokens = tokenizer.encode(prompt, prepend=tokenizer.get_bos_token_id())
+        rows, _ = engine.generate_batch(tokens, num_samples=1, max_tokens=max_tokens, temperature=0.0)
+        out.append((prompt, tokenizer.decode(rows[0][len(tokens):])))
+    return out
+
+
+class Trainer:
+    """Owns one training run: setup, the loop, checkpoints, telemetry and control requests."""
+
+    def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path):
+        self.cfg, self.info, self.tel, self.run_dir = cfg, info, telemetry, run_dir
+        self.base = Path(cfg.base_dir).expanduser() if cfg.base_dir else base_dir()
+        self.device = info.device
+        self.dtype = compute_dtype(self.device)
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.dtype == torch.bfloat16
+                         else nullcontext())
+        self.ckpt_dir = checkpoint_dir(self.base, cfg.tag)
+        self.control = ControlChannel(run_dir, info)
+        self.t_start = time.time()
+        self.val_bpb: float | None = None
+
+    # ---- setup -------------------------------------------------------------------------------
+    def _rank0_first(self, fn):
+        """Run fn on rank 0 first (it may build caches), then on the other ranks."""
+        if self.info.master:
+            result = fn()
+        if self.info.ddp:
+            dist.barrier()
+        if not self.info.master:
+            result = fn()
+        return result
+
+    def setup(self) -> None:
+        cfg, info = self.cfg, self.info
+        if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
+            raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
+        self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
+        self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
+            cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
+            data_id=data_id(self.data_dir)))
+        self.token_bytes = self.tokenizer.token_bytes().to(self.device)
+
+        mcfg = config_from_depth(cfg.depth, cfg.aspect_ratio, cfg.head_dim, cfg.max_seq_len,
+                                 self.tokenizer.get_vocab_size(), cfg.window_pattern, cfg.n_kv_head)
+        self.model_config = mcfg
+        torch.manual_seed(cfg.seed)
+        model = GPT(mcfg).to(self.device)
+        model.init_weights()
+        self.start_step, loader_state, rank_state = 0, None, None
+        resume_step = self._resume_step()
+        if resume_step is not None:
+            meta = load_meta(self.ckpt_dir, resume_step)
+            check_model_config(meta["model_config"], mcfg.to_dict(), self.ckpt_dir / f"meta_{resume_step:06d}.json")
+            if meta.get("tokenizer_hash") not in (None, self.tokenizer.fingerprint):
+                raise EngineError(f"{self.ckpt_dir}: checkpoint was trained with another tokenizer: pass "
+                                  f"--tokenizer-dir {meta.get('tokenizer_dir')} or start a new run")
+            load_state_dict_compat(model, load_model_state(self.ckpt_dir, resume_step, self.device))
+            rank_state = load_rank_state(self.ckpt_dir, resume_step, info.rank, self.device)
+            loader_state = rank_state["dataloader"]
+            self.start_step = resume_step
+            self.val_bpb = meta.get("val_bpb")
+        elif cfg.init_from:
+            self._init_from(model)
+        self.resumed_from = resume_step
+        self.raw_model = model
+        self.model = torch.compile(model, dynamic=False) if cfg.compile else model
+        if cfg.fp8:
+            self._enable_fp8(model)
+
+        self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr,
+                                         matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr,
+                                         weight_decay=cfg.weight_decay, world_size=info.world_size)
+        if rank_state is not None:
+            self.optimizer.load_state_dict(rank_state["optimizer"])
+            restore_rng(rank_state["rng"])
+
+        self.flops_per_token = model.estimate_flops()
+        per_fwdbwd = cfg.device_batch_size * cfg.max_seq_len * info.world_size
+        if cfg.total_batch_size % per_fwdbwd:
+            raise EngineError(f"total_batch_size={cfg.total_batch_size} is not a multiple of device_batch_size × "
+                              f"max_seq_len × world_size = {per_fwdbwd}: set total_batch_size to a multiple of it")
+        self.grad_accum = cfg.total_batch_size // per_fwdbwd
+        self.num_iterations = horizon(cfg, model, self.flops_per_token)
+        self.train_loader = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "train",
+                                        self.data_dir, info.rank, info.world_size, self.device, state=loader_state)
+        self.loader_state = loader_state
+
+    def _resume_step(self) -> int | None:
+        cfg = self.cfg
+        existing = latest_step(self.ckpt_dir)
+        if not (cfg.resume or cfg.resume_from_step >= 0):
+            if existing is not None:
+                raise EngineError(f"{self.ckpt_dir}: run '{cfg.tag}' already has checkpoints (latest step "
+                                  f"{existing}): pass --resume to continue it or choose another --run")
+            return None
+        if cfg.resume_from_step >= 0:
+            return cfg.resume_from_step
+        if existing is None:
+            raise EngineError(f"{self.ckpt_dir}: no complete checkpoint to resume: drop --resume to start fresh")
+        return existing
+
+    def _init_from(self, model: GPT) -> None:
+        path = Path(self.cfg.init_from).expanduser()
+        step = int(path.stem.split("_")[-1]) if path.suffix == ".pt" else latest_step(path)
+        ckpt_dir = path.parent if path.suffix == ".pt" else path
+        if step is None:
+            raise EngineError(f"init_from: {path}: no complete checkpoint there: point at a model_*.pt file")
+        meta = load_meta(ckpt_dir, step)
+        check_model_config(meta["model_config"], self.model_config.to_dict(), ckpt_dir / f"meta_{step:06d}.json")
+        load_state_dict_compat(model, load_model_state(ckpt_dir, step, self.device))
+
+    def _enable_fp8(self, model: GPT) -> None:
+        try:
+            from torchao.float8 import convert_to_float8_training
+        except ImportError:
+            raise EngineError("fp8: needs the torchao package: pip install torchao, or drop --fp8") from None
+        convert_to_float8_training(model, module_filter_fn=lambda m, name: "lm_head" not in name)
+
+    # ---- events --------------------------------------------------------------------------------
+    def emit_start(self) -> None:
+        self.tel.emit("run_start", config=self.cfg.model_dump(), world_size=self.info.world_size,
+                      device=str(self.device), dtype=str(self.dtype).removeprefix("torch."),
+                      num_params=self.raw_model.num_params(), num_flops_per_token=self.flops_per_token,
+                      num_iterations=self.num_iterations, tokens_per_step=self.cfg.total_batch_size,
+                      engine_version=__version__, pid=os.getpid(), run_dir=str(self.run_dir),
+                      resumed_from_step=self.resumed_from)
+        print0(f"run {self.cfg.run}: {self.raw_model.num_params():,} params, {self.num_iterations} steps of "
+               f"{self.cfg.total_batch_size:,} tokens (grad accum {self.grad_accum}), world {self.info.world_size}, "
+               f"{self.device} {str(self.dtype).removeprefix('torch.')}, data {self.data_dir}")
+
+    def save(self, step: int, reason: str) -> None:
+        t0 = time.time()
+        size = save_rank_state(self.ckpt_dir, step, self.info.rank, self.optimizer.state_dict(), self.loader_state,
+                               rng_state())
+        if self.info.ddp:
+            dist.barrier()  # every rank's state is on disk before the meta marks the step complete
+        if self.info.master:
+            cfg = self.cfg
+            meta = {"val_bpb": self.val_bpb, "model_config": self.model_config.to_dict(),
+                    "user_config": cfg.model_dump(), "device_batch_size": cfg.device_batch_size,
+                    "max_seq_len": cfg.max_seq_len, "total_batch_size": cfg.total_batch_size,
+                    "dataloader_state_dict": self.loader_state, "loop_state": {"num_iterations": self.num_iterations},
+                    "run": cfg.run, "tokenizer_hash": self.tokenizer.fingerprint,
+                    "tokenizer_dir": str(self.tokenizer_dir()), "data_dir": str(self.data_dir),
+                    "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
+            size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta)
+            self.tel.emit("checkpoint", step=step, path=str(self.ckpt_dir / f"model_{step:06d}.pt"), reason=reason,
+                          seconds=time.time() - t0, bytes=size)
+            print0(f"saved checkpoint step {step} ({reason}) to {self.ckpt_dir}")
+        if self.info.ddp:
+            dist.barrier()
+
+    def tokenizer_dir(self) -> Path:
+        return Path(getattr(self.tokenizer, "directory", None) or self.cfg.tokenizer_dir or "")
+
+    def evaluate(self, step: int) -> None:
+        cfg = self.cfg
+        tokens_per_batch = cfg.device_batch_size * cfg.max_seq_len * self.info.world_size
+        steps = max(1, cfg.eval_tokens // tokens_per_batch)
+        val = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "val", self.data_dir,
+                          self.info.rank, self.info.world_size, self.device)
+        self.model.eval()
+        self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
+        self.model.train()
+        self.tel.emit("eval", step=step, val_bpb=self.val_bpb)
+        print0(f"step {step:05d} | val bpb {self.val_bpb:.4f}")
+
+    def sample(self, step: int) -> None:
+        if not self.info.master:
+            return
+        self.raw_model.eval()
+        for prompt, text in make_samples(self.raw_model, self.tokenizer):
+            self.tel.emit("sample", step=step, prompt=prompt, text=text)
+            print0(f"sample | {prompt!r} -> {text!r}")
+        self.raw_model.train()
+
+    # ---- control -----------------------------------------------------------------------------
+    def handle_control(self, step: int) -> tuple[bool, bool]:
+        """Apply control requests polled this step. Returns (save_now, stop)."""
+        save_now = stop = False
+        requests = self.control.poll(step)
+        for ack in self.control.rejected:  # malformed lines get a rejection ack too
+            self.tel.emit(ack)
+        for req in requests:
+            ok, message, applied = True, "", {}
+            if req.kind == "save_now":
+                save_now, message = True, f"saving at step {step}"
+            elif req.kind == "stop":
+                stop, message = True, f"stopping at step {step} after saving"
+            elif req.kind == "patch":
+                new_cfg, message = apply_patch(self.cfg, req)
+                ok = new_cfg is not None
+                if ok:
+                    applied = {k: getattr(new_cfg, k) for k in req.changes}
+                    self.cfg = new_cfg
+                    if "num_iterations" in applied and new_cfg.num_iterations > 0:
+                        self.num_iterations = max(new_cfg.num_iterations, step)
+            else:
+                ok, message = False, f"unknown request kind {req.kind!r}"
+            self.tel.emit("control_ack", request_id=req.id, kind=req.kind, ok=ok, message=message, step=step,
+                          applied=applied)
+            print0(f"control {req.kind}: {'ok' if ok else 'rejected'} {message}")
+        return save_now, stop
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def train(self) -> str:
+        cfg, info, device = self.cfg, self.info, self.device
+        peak = peak_flops(device)
+        smooth, beta = 0.0, 0.9
+        tokens_seen = self.start_step * cfg.total_batch_size
+        t_loop, steps_timed = 0.0, 0
+        x, y, self.next_state = self._next_batch()
+        step = self.start_step
+        while True:
+            cfg = self.cfg  # a patch may have replaced it
+            last = step >= self.num_iterations
+            save_now, stop = self.handle_control(step)
+            if (cfg.eval_every > 0 and step % cfg.eval_every == 0 and step > self.start_step) or last:
+                self.evaluate(step)
+            if info.master and cfg.sample_every > 0 and step % cfg.sample_every == 0 and step > self.start_step:
+                self.sample(step)
+            periodic = cfg.save_every > 0 and step % cfg.save_every == 0 and step > self.start_step
+            if last or stop or save_now or periodic:
+                reason = "final" if last else "stop" if stop else "request" if save_now else "periodic"
+                self.save(step, reason)
+            if last:
+                return "finished"
+            if stop:
+                return "stopped"
+
+            # one optimizer step: grad_accum micro-batches, then the update
+            sync(device)
+            t0 = time.perf_counter()
+            t_data = 0.0
+            loss_sum = torch.zeros((), device=device)
+            for _ in range(self.grad_accum):
+                with self.autocast:
+                    loss = self.model(x, y)
+                loss_sum += loss.detach()
+                (loss / self.grad_accum).backward()
+                td = time.perf_counter()
+                self.loader_state = self.next_state
+                x, y, self.next_state = self._next_batch()
+                t_data += time.perf_counter() - td
+            sync(device)
+            t1 = time.perf_counter()
+            sched = apply_schedules(self.optimizer, step, self.num_iterations, lr_scale=cfg.lr_scale,
+                                    warmup_iters=cfg.warmup_iters, warmdown_ratio=cfg.warmdown_ratio,
+                                    final_lr_frac=cfg.final_lr_frac)
+            self.optimizer.step()
+            self.model.zero_grad(set_to_none=True)
+            loss_val = loss_sum.item() / self.grad_accum  # the one host sync per step, for the progress line
+            t2 = time.perf_counter()
+            if not math.isfinite(loss_val):
+                self.tel.emit("warning", message=f"non-finite loss {loss_val} at step {step + 1}")
+
+            step += 1
+            dt = t2 - t0
+            tokens_seen += cfg.total_batch_size
+            smooth = beta * smooth + (1 - beta) * loss_val
+            smooth_debiased = smooth / (1 - beta ** (step - self.start_step))
+            if step - self.start_step > 1:  # the first step includes warm-up/compilation
+                t_loop += dt
+                steps_timed += 1
+            avg_dt = t_loop / steps_timed if steps_timed else dt
+            eta = avg_dt * (self.num_iterations - step)
+            tok_s = cfg.total_batch_size / dt
+            mfu = (self.flops_per_token * tok_s / (peak * info.world_size)) if peak else None
+            if info.master:
+                self.tel.emit("step", step=step, total=self.num_iterations, loss=loss_val, smooth_loss=smooth_debiased,
+                              lr_mult=sched["lr_mult"], muon_momentum=sched["muon_momentum"], tokens_per_sec=tok_s,
+                              mfu=mfu, dt=dt, t_data=t_data, t_fwd_bwd=t1 - t0 - t_data, t_optim=t2 - t1,
+                              mem_bytes=memory_bytes(device), tokens_seen=tokens_seen,
+                              elapsed=time.time() - self.t_start, eta=eta)
+                if step % cfg.log_every == 0 or step == self.num_iterations:
+                    mfu_s = f"{100 * mfu:.1f}%" if mfu is not None else "-"
+                    print0(f"step {step:05d}/{self.num_iterations:05d} ({100 * step / self.num_iterations:5.1f}%) | "
+                           f"loss {loss_val:.4f} | lrm {sched['lr_mult']:.2f} | dt {dt * 1000:.0f}ms | "
+                           f"tok/s {tok_s:,.0f} | mfu {mfu_s} | eta {eta:.0f}s")
+
+    def _next_batch(self):
+        return next(self.train_loader)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = parse_config(argv)
+    except EngineError as e:
+        print(f"engine.train: error: {e}", file=sys.stderr)
+        return 2
+    base = Path(cfg.base_dir).expanduser() if cfg.base_dir else base_dir()
+    run_dir = base / "runs" / cfg.run
+    rank = int(os.environ.get("RANK", 0))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test-{rank}"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        print(f"engine.train: error: run dir {run_dir}: not writable ({e.strerror}): set --base-dir or "
+              f"NANOCHAT_BASE_DIR to a writable folder", file=sys.stderr)
+        return 2
+    telemetry = TelemetryWriter(run_dir / "telemetry.jsonl", run=cfg.run, enabled=rank == 0)
+    t0 = time.time()
+    status, reason, step, code = "failed", "", 0, 1
+    trainer = None
+    try:
+        info = init_distributed(cfg.device_type)
+        trainer = Trainer(cfg, info, telemetry, run_dir)
+        trainer.setup()
+        trainer.emit_start()
+        status = trainer.train()
+        step = trainer.num_iterations
+        reason = "completed all steps" if status == "finished" else "stop requested"
+        code = 0
+    except EngineError as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        telemetry.emit("error", message=reason, traceback="", step=None)
+        print(f"engine.train: error: {reason}", file=sys.stderr)
+    except KeyboardInterrupt:
+        status, reason, code = "stopped", "interrupted (SIGINT)", 130
+    except Exception as e:
+        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        telemetry.emit("error", message=reason, traceback=traceback.format_exc(), step=None)
+        traceback.print_exc()
+        print(f"engine.train: error: {reason}", file=sys.stderr)
+    finally:
+        telemetry.emit("run_end", status=status, reason=reason, step=step, elapsed=time.time() - t0)
+        telemetry.close()
+        cleanup_distributed()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
