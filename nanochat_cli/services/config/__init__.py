@@ -1,0 +1,1 @@
+"""Run configuration: the categorised schema, prefabs, diffs, cost/memory estimates and machine guardrails."""

@@ -1,0 +1,53 @@
+"""Where the app keeps its files: user config dir (prefabs, state, logs, secrets file) and the data base dir.
+
+One env var redirects each root, so tests and sandboxes never touch the real home directory:
+NANOCHAT_CLI_CONFIG_DIR for the app's own files, NANOCHAT_BASE_DIR for data and runs (as the engine).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP_NAME = "nanochat-cli"
+
+
+def user_config_dir() -> Path:
+    """$NANOCHAT_CLI_CONFIG_DIR, else the platform's user config dir (~/.config/nanochat-cli on Linux)."""
+    env = os.environ.get("NANOCHAT_CLI_CONFIG_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs  # only needed when the env var is absent
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def base_dir() -> Path:
+    """Data, tokenizers, runs and checkpoints: $NANOCHAT_BASE_DIR or ~/.cache/nanochat (the engine's rule)."""
+    return Path(os.environ.get("NANOCHAT_BASE_DIR") or Path.home() / ".cache" / "nanochat").expanduser()
+
+
+def user_prefabs_dir() -> Path:
+    return user_config_dir() / "prefabs"
+
+
+def state_path() -> Path:
+    return user_config_dir() / "state.json"
+
+
+def logs_dir() -> Path:
+    return user_config_dir() / "logs"
+
+
+def crash_dir() -> Path:
+    return user_config_dir() / "crash"
+
+
+def secrets_path() -> Path:
+    """The file secret store, used only when no system keyring is available."""
+    return user_config_dir() / "secrets.json"
+
+
+def shipped_prefabs_dir() -> Path:
+    """prefabs/ at the repo root, found relative to this package (source checkouts and editable installs)."""
+    return Path(__file__).resolve().parents[2] / "prefabs"

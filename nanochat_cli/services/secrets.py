@@ -1,0 +1,188 @@
+"""Secrets (W&B API key, Hugging Face token): stored with `keyring`, never shown, logged or written elsewhere.
+
+The system keyring (Secret Service, KWallet, macOS Keychain, Windows Credential Locker) is used when
+keyring finds one. Headless Linux usually has none: keyring then offers its "fail" backend, a chainer
+with nothing in it, or keyrings.alt's plaintext file in a shared location. In those cases secrets go to
+FileKeyring instead: one JSON file, mode 0600, in the user config dir. Only flags ("is a W&B key set")
+ever leave this module; values go from the store to the engine's environment and nowhere else.
+
+W&B keys: the classic format is 40 hex characters; newer and self-hosted keys are longer and carry a
+prefix (e.g. "local-..."), so the format check accepts 40-200 characters of [A-Za-z0-9_-]. A real check
+asks the W&B GraphQL API who the key belongs to, with a short timeout; unreachable means "saved, not
+verified", never a hang.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import stat
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from keyring.backend import KeyringBackend
+from keyring.errors import KeyringError, PasswordDeleteError
+
+from engine.errors import EngineError
+from nanochat_cli.services import paths
+from nanochat_cli.services.fileio import atomic_write_text
+
+SECRET_NAMES = ("wandb_api_key", "hf_token")
+AUTH_FLAGS = {"wandb_api_key": "auth.wandb_key_set", "hf_token": "auth.hf_token_set"}
+WANDB_KEY_RE = re.compile(r"^[A-Za-z0-9_-]{40,200}$")
+HF_TOKEN_RE = re.compile(r"^hf_[A-Za-z0-9]{30,}$")
+WANDB_API_URL = "https://api.wandb.ai"
+
+
+class FileKeyring(KeyringBackend):
+    """A keyring backend over one JSON file with mode 0600; chosen explicitly, never by keyring's discovery."""
+
+    priority = 0.0
+    viable = False  # keep keyring's own auto-selection away from it
+
+    def __init__(self, path: Path | None = None) -> None:
+        super().__init__()
+        self.path = Path(path) if path else paths.secrets_path()
+
+    def _read(self) -> dict[str, dict[str, str]]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        if st.st_mode & 0o077:
+            raise EngineError(f"{self.path}: readable by other users (mode {stat.filemode(st.st_mode)}): run "
+                              f"chmod 600 {self.path}")
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise EngineError(f"{self.path}: not valid JSON: delete it and set the secrets again "
+                              "(nanochat-cli auth wandb / auth hf)") from None
+        return data if isinstance(data, dict) else {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._read().get(service, {}).get(username)
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        data = self._read()
+        data.setdefault(service, {})[username] = password
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write_text(self.path, json.dumps(data, indent=1), mode=0o600)
+
+    def delete_password(self, service: str, username: str) -> None:
+        data = self._read()
+        if username not in data.get(service, {}):
+            raise PasswordDeleteError(f"no {username} stored for {service}")
+        del data[service][username]
+        atomic_write_text(self.path, json.dumps(data, indent=1), mode=0o600)
+
+
+def _is_system_backend(backend: KeyringBackend) -> bool:
+    """A real OS keyring: one of keyring's own backends other than fail/null/chainer."""
+    module = type(backend).__module__
+    return module.startswith("keyring.backends.") and module.rsplit(".", 1)[-1] not in ("fail", "null", "chainer")
+
+
+def system_keyring() -> KeyringBackend | None:
+    """The OS keyring keyring would use, or None when only fail/plaintext backends are on offer."""
+    import keyring
+    from keyring.backends.chainer import ChainerBackend
+
+    backend = keyring.get_keyring()
+    candidates = backend.backends if isinstance(backend, ChainerBackend) else [backend]
+    return next((b for b in candidates if _is_system_backend(b)), None)
+
+
+class SecretStore:
+    """Get/set the app's secrets. file_dir forces the file backend in that dir (tests, sandboxes)."""
+
+    def __init__(self, service: str = "nanochat-cli", file_dir: Path | None = None) -> None:
+        self.service = service
+        self._backend = FileKeyring(Path(file_dir) / "secrets.json") if file_dir else system_keyring() \
+            or FileKeyring()
+
+    def __repr__(self) -> str:  # no values, ever
+        return f"SecretStore({self.backend_name()})"
+
+    @staticmethod
+    def _check(name: str) -> None:
+        if name not in SECRET_NAMES:
+            raise EngineError(f"secret {name!r}: unknown: use one of {', '.join(SECRET_NAMES)}")
+
+    def backend_name(self) -> str:
+        if isinstance(self._backend, FileKeyring):
+            return f"file {self._backend.path} (mode 0600)"
+        return f"system keyring ({type(self._backend).__module__.rsplit('.', 1)[-1]})"
+
+    def set(self, name: str, value: str) -> None:
+        self._check(name)
+        if not value:
+            raise EngineError(f"secret {name}: empty value: paste the value, or use delete to remove it")
+        try:
+            self._backend.set_password(self.service, name, value)
+        except KeyringError as e:
+            raise EngineError(f"secret {name}: the keyring refused to store it ({type(e).__name__}): unlock the "
+                              "system keyring and retry") from None
+
+    def get(self, name: str) -> str | None:
+        self._check(name)
+        try:
+            return self._backend.get_password(self.service, name)
+        except KeyringError as e:
+            raise EngineError(f"secret {name}: the keyring could not be read ({type(e).__name__}): unlock the "
+                              "system keyring and retry") from None
+
+    def delete(self, name: str) -> None:
+        self._check(name)
+        try:
+            self._backend.delete_password(self.service, name)
+        except PasswordDeleteError:
+            return  # already absent: deleting is idempotent
+
+    def is_set(self, name: str) -> bool:
+        return bool(self.get(name))
+
+    def auth_flags(self) -> dict[str, bool]:
+        """The config's read-only auth.* fields: which secrets are stored, never what they are."""
+        return {flag: self.is_set(name) for name, flag in AUTH_FLAGS.items()}
+
+
+def validate_wandb_key(key: str, online_check: bool = True, timeout: float = 3,
+                       endpoint: str | None = None) -> tuple[str, str]:
+    """('invalid' | 'verified' | 'saved_not_verified', message). The message never contains the key."""
+    key = key.strip()
+    if not WANDB_KEY_RE.match(key):
+        return "invalid", (f"W&B key: {len(key)} characters of the wrong form: paste the key from "
+                           "https://wandb.ai/authorize (40 or more letters, digits, '-' or '_')")
+    if not online_check:
+        return "saved_not_verified", "saved, not verified (online check skipped)"
+    url = (endpoint or os.environ.get("WANDB_BASE_URL") or WANDB_API_URL).rstrip("/") + "/graphql"
+    auth = base64.b64encode(f"api:{key}".encode()).decode()
+    req = urllib.request.Request(url, data=json.dumps({"query": "query { viewer { username } }"}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            body = json.loads(resp.read().decode("utf-8", "replace") or "{}")
+    except urllib.error.HTTPError as e:
+        if e.code in (401, 403):
+            return "invalid", f"W&B key: rejected by {url} (HTTP {e.code}): copy a current key from " \
+                              "https://wandb.ai/authorize"
+        return "saved_not_verified", f"saved, not verified ({url} answered HTTP {e.code})"
+    except (urllib.error.URLError, TimeoutError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or type(e).__name__
+        return "saved_not_verified", f"saved, not verified (W&B not reachable: {reason})"
+    viewer = (body.get("data") or {}).get("viewer") if isinstance(body, dict) else None
+    if not viewer:
+        return "invalid", f"W&B key: {url} does not know this key: copy a current key from https://wandb.ai/authorize"
+    return "verified", f"verified: W&B user {viewer.get('username') or '(unnamed)'}"
+
+
+def validate_hf_token(token: str) -> tuple[str, str]:
+    """Format check only ('hf_' + 30+ letters/digits); there is no online check."""
+    token = token.strip()
+    if not HF_TOKEN_RE.match(token):
+        return "invalid", (f"HF token: {len(token)} characters of the wrong form: paste a token from "
+                           "https://huggingface.co/settings/tokens (it starts with hf_)")
+    return "saved_not_verified", "saved, not verified (format checked; no online check)"

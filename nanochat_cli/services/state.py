@@ -1,0 +1,53 @@
+"""The TUI's remembered state between sessions: last screen, loaded prefab and its unsaved overrides.
+
+Plain JSON in the user config dir, written atomically. Overrides hold config values only; secrets
+have no config fields, so none can end up here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.errors import EngineError
+from nanochat_cli.services import paths
+from nanochat_cli.services.fileio import atomic_write_text
+
+
+@dataclass
+class UIState:
+    screen: str = "config"
+    prefab: str = "cpu-tiny"
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted config keys -> values
+    debug: bool = False
+
+
+_TYPES = {"screen": str, "prefab": str, "overrides": dict, "debug": bool}
+
+
+def load_state(path: Path | None = None) -> UIState:
+    """The saved state, or the defaults when there is none yet."""
+    path = Path(path) if path else paths.state_path()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return UIState()
+    except json.JSONDecodeError as e:
+        raise EngineError(f"{path}: not valid JSON ({e.msg}): delete the file to reset the UI state") from None
+    if not isinstance(raw, dict):
+        raise EngineError(f"{path}: expected a JSON object: delete the file to reset the UI state")
+    values = {}
+    for f in fields(UIState):
+        if f.name in raw:
+            if not isinstance(raw[f.name], _TYPES[f.name]):
+                raise EngineError(f"{path}: {f.name}: {raw[f.name]!r} is not a {_TYPES[f.name].__name__}: "
+                                  "delete the file to reset the UI state")
+            values[f.name] = raw[f.name]
+    return UIState(**values)
+
+
+def save_state(state: UIState, path: Path | None = None) -> None:
+    path = Path(path) if path else paths.state_path()
+    atomic_write_text(path, json.dumps(asdict(state), indent=1, sort_keys=True) + "\n")
