@@ -9,6 +9,7 @@ control channel (`engine/control.py`).
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,6 +168,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     """Flags over --config over defaults; any problem becomes an EngineError with one line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--"]:  # `torchrun ... -m engine.train -- --run x`: the separator keeps torchrun off our flags
+        argv = argv[1:]
     args = build_arg_parser().parse_args(argv)
     values: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
