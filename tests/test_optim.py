@@ -1,0 +1,321 @@
+"""MuonAdamW: nanochat's groups and lrs, schedules, Muon's orthogonal update, exact resume, 2-rank gloo."""
+
+import io
+import math
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+from engine.errors import EngineError
+from engine.gpt import GPT, GPTConfig
+from engine.optim import (
+    MuonAdamW,
+    apply_schedules,
+    build_optimizer,
+    lr_multiplier,
+    muon_momentum,
+    orthogonalize,
+    weight_decay_multiplier,
+)
+
+DEFAULTS = dict(embedding_lr=0.3, unembedding_lr=0.008, matrix_lr=0.02, scalar_lr=0.5, weight_decay=0.2)
+TINY = GPTConfig(sequence_len=32, vocab_size=96, n_layer=3, n_head=2, n_kv_head=2, n_embd=64)
+
+
+def meta_model(n_embd: int, n_layer: int = 3) -> GPT:
+    with torch.device("meta"):  # shapes only: grouping needs no storage
+        return GPT(GPTConfig(sequence_len=64, vocab_size=100, n_layer=n_layer, n_head=n_embd // 64,
+                             n_kv_head=n_embd // 64, n_embd=n_embd))
+
+
+def tiny_model(seed: int = 0, lively: bool = False) -> GPT:
+    """nanochat init; `lively` also fills the zero-initialised weights so no gradient is exactly 0 + noise.
+
+    At nanochat's init the per-layer scalars get gradients of ~1e-11 that are pure rounding noise, and
+    Adam turns any noise into full-size steps: one and two ranks could not agree on those.
+    """
+    torch.manual_seed(seed)
+    model = GPT(TINY)
+    model.init_weights()
+    if lively:
+        with torch.no_grad():
+            for block in model.transformer.h:
+                nn.init.uniform_(block.attn.c_proj.weight, -0.1, 0.1)
+                nn.init.uniform_(block.mlp.c_proj.weight, -0.05, 0.05)
+            nn.init.normal_(model.lm_head.weight, std=0.05)
+            model.smear_lambda.fill_(0.1)
+    return model
+
+
+def fixed_batch(batch: int = 4, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, TINY.vocab_size, (batch, TINY.sequence_len + 1), generator=g)
+    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+def train_steps(model, opt, x, y, steps, start=0, num_iterations=50):
+    losses = []
+    for step in range(start, start + steps):
+        apply_schedules(opt, step, num_iterations, warmup_iters=2)
+        loss = model(x, y)
+        loss.backward()
+        opt.step()
+        model.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def groups_by_name(opt):
+    return {g["name"]: g for g in opt.param_groups}
+
+
+# ---- groups
+
+@pytest.mark.parametrize("n_embd", [768, 256])
+def test_groups_cover_every_param_once_with_nanochat_lrs(n_embd):
+    model = meta_model(n_embd)
+    opt = build_optimizer(model, **DEFAULTS)
+    s = (n_embd / 768) ** -0.5  # 1 at 768, sqrt(3) at 256
+    g = groups_by_name(opt)
+    expected = {  # name: (lr, betas, weight_decay), the spec's numbers at C=768
+        "lm_head": (0.008 * s, (0.8, 0.96), 0.01),
+        "wte": (0.3 * s, (0.8, 0.995), 0.001),
+        "value_embeds": (0.15 * s, (0.8, 0.995), 0.01),
+        "resid_lambdas": (0.005, (0.8, 0.95), 0.05),
+        "x0_lambdas": (0.5, (0.96, 0.95), 0.0),
+        "smear": (0.2, (0.8, 0.95), 0.0),
+    }
+    for name, (lr, betas, wd) in expected.items():
+        assert g[name]["kind"] == "adamw"
+        assert g[name]["lr"] == pytest.approx(lr) and g[name]["initial_lr"] == g[name]["lr"]
+        assert (g[name]["betas"], g[name]["weight_decay"], g[name]["eps"]) == (betas, wd, 1e-10)
+    assert {id(p) for p in g["smear"]["params"]} == {id(model.smear_gate.weight), id(model.smear_lambda),
+                                                      id(model.backout_lambda)}
+    assert len(g["value_embeds"]["params"]) == len(model.value_embeds)
+
+    muon = [grp for grp in opt.param_groups if grp["kind"] == "muon"]
+    C = n_embd
+    kv = model.config.n_kv_head
+    assert sorted(tuple(grp["params"][0].shape) for grp in muon) == sorted([(C, C), (4 * C, C), (C, 4 * C), (kv, 12)])
+    for grp in muon:
+        assert len({tuple(p.shape) for p in grp["params"]}) == 1
+        assert (grp["lr"], grp["momentum"], grp["ns_steps"], grp["weight_decay"]) == (0.02, 0.95, 5, 0.2)
+    assert sum(len(grp["params"]) for grp in muon) == 6 * 3 + len(model.value_embeds)  # + ve_gates
+
+    names = {id(p): n for n, p in model.named_parameters()}
+    placed = [names[id(p)] for grp in opt.param_groups for p in grp["params"]]
+    assert sorted(placed) == sorted(names.values())  # every parameter exactly once
+    muon_names = {names[id(p)] for grp in muon for p in grp["params"]}
+    assert muon_names == {n for n in names.values() if n.startswith("transformer.h.")}
+
+
+def test_unassigned_or_non_matrix_params_are_rejected():
+    model = meta_model(128, n_layer=2)
+    model.extra = nn.Parameter(torch.zeros(3, device="meta"))
+    with pytest.raises(EngineError, match="extra has no optimizer group"):
+        build_optimizer(model, **DEFAULTS)
+    model = meta_model(128, n_layer=2)
+    model.transformer.h[0].attn.bias = nn.Parameter(torch.zeros(3, device="meta"))
+    with pytest.raises(EngineError, match="Muon takes only 2-D"):
+        build_optimizer(model, **DEFAULTS)
+    with pytest.raises(EngineError, match="matrix_lr"):
+        build_optimizer(meta_model(128), **{**DEFAULTS, "matrix_lr": -1.0})
+
+
+def test_bad_groups_are_rejected():
+    a, b = nn.Parameter(torch.zeros(4, 4)), nn.Parameter(torch.zeros(4, 8))
+    with pytest.raises(EngineError, match="one shape"):
+        MuonAdamW([dict(kind="muon", params=[a, b], lr=0.1)])
+    with pytest.raises(EngineError, match="kind="):
+        MuonAdamW([dict(kind="sgd", params=[a], lr=0.1)])
+    with pytest.raises(EngineError, match="missing"):
+        MuonAdamW([dict(kind="adamw", params=[a], lr=0.1)])
+
+
+# ---- schedules
+
+def test_lr_schedule_key_points():
+    N = 1000  # warm-down is the last 650 steps: starts after step 350
+    assert lr_multiplier(0, N) == pytest.approx(1 / 40)
+    assert lr_multiplier(39, N) == 1.0
+    assert lr_multiplier(40, N) == 1.0
+    assert lr_multiplier(200, N) == 1.0
+    assert lr_multiplier(350, N) == 1.0
+    assert lr_multiplier(351, N) == pytest.approx(0.05 + 0.95 * 649 / 650)
+    assert lr_multiplier(675, N) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert lr_multiplier(N - 1, N) == pytest.approx(0.05 + 0.95 / 650)
+    assert lr_multiplier(N, N) == pytest.approx(0.05)
+    assert lr_multiplier(0, N, warmup_iters=0) == 1.0
+
+
+def test_lr_schedule_is_continuous_when_warmup_and_warmdown_overlap():
+    vals = [lr_multiplier(s, 50) for s in range(51)]
+    assert max(abs(a - b) for a, b in zip(vals, vals[1:], strict=False)) < 0.05
+    assert vals[-1] == pytest.approx(0.05)
+
+
+def test_muon_momentum_and_weight_decay_key_points():
+    N = 2000  # warm-down starts at step 700
+    assert muon_momentum(0, N) == pytest.approx(0.85)
+    assert muon_momentum(200, N) == pytest.approx(0.91)
+    assert muon_momentum(400, N) == pytest.approx(0.97)
+    assert muon_momentum(700, N) == pytest.approx(0.97)
+    assert muon_momentum(1350, N) == pytest.approx(0.935)
+    assert muon_momentum(N, N) == pytest.approx(0.90)
+    assert weight_decay_multiplier(0, N) == 1.0
+    assert weight_decay_multiplier(N // 2, N) == pytest.approx(0.5)
+    assert weight_decay_multiplier(N, N) == pytest.approx(0.0)
+    with pytest.raises(EngineError, match="num_iterations"):
+        lr_multiplier(0, 0)
+    with pytest.raises(EngineError, match="step"):
+        muon_momentum(-1, 10)
+
+
+def test_apply_schedules_sets_groups_from_initial_values():
+    opt = build_optimizer(meta_model(256), **DEFAULTS)
+    out = apply_schedules(opt, 500, 1000, lr_scale=2.0)
+    assert out["lr_mult"] == pytest.approx(0.05 + 0.95 * 500 / 650)
+    assert out["wd_mult"] == pytest.approx(0.5)
+    for g in opt.param_groups:
+        assert g["lr"] == pytest.approx(g["initial_lr"] * out["lr_mult"] * 2.0)
+        if g["kind"] == "muon":
+            assert g["momentum"] == out["muon_momentum"]
+            assert g["weight_decay"] == pytest.approx(0.2 * 0.5)
+    assert groups_by_name(opt)["resid_lambdas"]["weight_decay"] == 0.05  # AdamW decay is not scheduled
+    apply_schedules(opt, 0, 1000)  # schedules never compound
+    assert groups_by_name(opt)["x0_lambdas"]["lr"] == pytest.approx(0.5 / 40)
+    with pytest.raises(EngineError, match="lr_scale"):
+        apply_schedules(opt, 0, 1000, lr_scale=0)
+
+
+# ---- the update rules
+
+@pytest.mark.parametrize("shape", [(128, 32), (32, 128), (4, 12), (256, 96)])
+def test_orthogonalize_gives_singular_values_near_one(shape):
+    G = torch.randn(3, *shape, generator=torch.Generator().manual_seed(0))
+    O = orthogonalize(G)
+    assert O.shape == G.shape and O.dtype == torch.float32
+    sv = torch.linalg.svdvals(O)
+    assert sv.min() > 0.8 and sv.max() < 1.2  # Polar Express converges into a band around 1
+    U, _, Vh = torch.linalg.svd(G, full_matrices=False)
+    rel = (O - U @ Vh).norm() / (U @ Vh).norm()
+    assert rel < 0.15
+
+
+def test_muon_step_is_orthogonal_update_with_cautious_decay():
+    torch.manual_seed(0)
+    p = nn.Parameter(torch.randn(16, 48))
+    p0 = p.detach().clone()
+    p.grad = torch.randn(16, 48)
+    lr, wd = 0.1, 0.5
+    opt = MuonAdamW([dict(kind="muon", params=[p], lr=lr, momentum=0.9, weight_decay=wd)])
+    opt.step()
+    u = orthogonalize(p.grad)  # first step: Nesterov momentum is a multiple of the gradient
+    expected = p0 - lr * (u + wd * p0 * ((u * p0) >= 0))
+    torch.testing.assert_close(p.detach(), expected, atol=1e-5, rtol=0)
+    decayed = (u * p0) >= 0
+    assert 0 < decayed.sum() < decayed.numel()  # both cases are exercised
+
+    tall = nn.Parameter(torch.zeros(64, 16))  # rows/cols = 4 -> update scaled by 2
+    tall.grad = torch.randn(64, 16)
+    MuonAdamW([dict(kind="muon", params=[tall], lr=lr)]).step()
+    sv = torch.linalg.svdvals(tall.detach() / (2 * lr))
+    assert sv.min() > 0.8 and sv.max() < 1.2
+
+
+def test_adamw_groups_match_torch_adamw():
+    torch.manual_seed(0)
+    a, b = nn.Parameter(torch.randn(8, 5)), nn.Parameter(torch.randn(8, 5))
+    b.data.copy_(a.data)
+    ours = MuonAdamW([dict(kind="adamw", params=[a], lr=0.01, betas=(0.8, 0.95), weight_decay=0.1)])
+    ref = torch.optim.AdamW([b], lr=0.01, betas=(0.8, 0.95), eps=1e-10, weight_decay=0.1)
+    for _ in range(5):
+        g = torch.randn(8, 5)
+        a.grad, b.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    torch.testing.assert_close(a.detach(), b.detach(), atol=1e-6, rtol=1e-6)
+
+
+def test_tiny_gpt_loss_decreases_on_a_fixed_batch():
+    model = tiny_model()
+    opt = build_optimizer(model, **DEFAULTS)
+    x, y = fixed_batch()
+    losses = train_steps(model, opt, x, y, 30)
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_state_dict_round_trip_resumes_bit_exactly():
+    x, y = fixed_batch()
+    model = tiny_model()
+    opt = build_optimizer(model, **DEFAULTS)
+    train_steps(model, opt, x, y, 3)
+    model_buf, opt_buf = io.BytesIO(), io.BytesIO()
+    torch.save(model.state_dict(), model_buf)
+    torch.save(opt.state_dict(), opt_buf)
+    reference = train_steps(model, opt, x, y, 3, start=3)
+
+    model_buf.seek(0)
+    opt_buf.seek(0)
+    resumed = tiny_model(seed=123)  # different init: everything must come from the checkpoint
+    resumed.load_state_dict(torch.load(model_buf))
+    opt2 = build_optimizer(resumed, **DEFAULTS)
+    opt2.load_state_dict(torch.load(opt_buf))
+    again = train_steps(resumed, opt2, x, y, 3, start=3)
+
+    assert again == reference
+    for (name, p), q in zip(model.named_parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p, q), name
+
+
+def test_world_size_mismatch_is_reported():
+    model = tiny_model()
+    opt = build_optimizer(model, **DEFAULTS, world_size=2)
+    x, y = fixed_batch()
+    model(x, y).backward()
+    with pytest.raises(EngineError, match="world_size=2 but 1 ranks"):
+        opt.step()
+
+
+# ---- two gloo ranks vs one process
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        model = tiny_model(lively=True)
+        opt = build_optimizer(model, **DEFAULTS, world_size=2)
+        x, y = fixed_batch()
+        half = slice(rank * 2, rank * 2 + 2)  # each rank trains on a different half of the batch
+        train_steps(model, opt, x[half], y[half], 3)
+        torch.save(model.state_dict(), f"{out_dir}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_ranks_match_each_other_bit_exactly_and_one_process(tmp_path):
+    mp.spawn(_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+
+    model = tiny_model(lively=True)
+    opt = build_optimizer(model, **DEFAULTS)
+    x, y = fixed_batch()
+    train_steps(model, opt, x, y, 3)  # mean loss over both halves == mean of the two ranks' losses
+    single = model.state_dict()
+    start = tiny_model(lively=True).state_dict()
+
+    for name in r0:
+        assert torch.equal(r0[name], r1[name]), name
+        torch.testing.assert_close(r0[name], single[name], atol=1e-5, rtol=1e-5, msg=name)
+    assert any(not torch.equal(r0[n], start[n]) for n in r0)  # training actually moved the weights
