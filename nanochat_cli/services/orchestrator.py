@@ -57,7 +57,7 @@ def torchrun_args(spec: LaunchSpec, config_path: Path, node_rank: int | None = N
         rank = spec.node_rank if node_rank is None else node_rank
         args = [f"--nnodes={spec.nnodes}", f"--node_rank={rank}", f"--nproc_per_node={spec.nproc_per_node}",
                 "--rdzv_backend=c10d", f"--rdzv_endpoint={spec.rdzv_endpoint}", f"--rdzv_id={spec.config.run}"]
-    return args + ["-m", "engine.train", "--config", str(config_path)]
+    return args + ["-m", "engine.train", "--", "--config", str(config_path)]
 
 
 def build_command(spec: LaunchSpec, config_path: Path, python: str = sys.executable) -> list[str]:
