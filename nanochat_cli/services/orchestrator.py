@@ -47,6 +47,29 @@ class LaunchSpec:
     rdzv_endpoint: str | None = None  # host:port of node 0, needed when nnodes > 1
 
 
+def spec_from_resolved(resolved: dict[str, Any]) -> LaunchSpec:
+    """A resolved config (dotted keys, from the prefab store) → what to launch."""
+    from nanochat_cli.services.config.schema import to_engine_config
+
+    return LaunchSpec(config=to_engine_config(resolved), nproc_per_node=resolved.get("hardware.nproc_per_node", 1),
+                      nnodes=resolved.get("hardware.nnodes", 1), node_rank=resolved.get("hardware.node_rank", 0),
+                      rdzv_endpoint=resolved.get("hardware.rdzv_endpoint"))
+
+
+def secret_env(config: TrainConfig, store=None) -> dict[str, str]:
+    """Secrets the job needs, passed through its environment only (never the config file or telemetry)."""
+    env: dict[str, str] = {}
+    if config.wandb != "disabled":
+        if store is None:
+            from nanochat_cli.services.secrets import SecretStore
+
+            store = SecretStore()
+        key = store.get("wandb_api_key")
+        if key:
+            env["WANDB_API_KEY"] = key
+    return env
+
+
 def torchrun_args(spec: LaunchSpec, config_path: Path, node_rank: int | None = None) -> list[str]:
     """torchrun's arguments (without the program): standalone on one node, c10d rendezvous on several."""
     if spec.nnodes <= 1:
@@ -192,6 +215,17 @@ class RunOrchestrator:
         if code is not None:
             self._record_exit(name, code)
         return code
+
+    def exited(self, name: str) -> int | None:
+        """Exit code once the job is gone, also for jobs another process started (re-attach); else None."""
+        if name in self._procs:
+            return self.poll(name)
+        info = self.info(name)
+        if info.status in ("running", "hung"):
+            return None
+        if info.exit_code is not None:
+            return info.exit_code
+        return 0 if info.status in ("finished", "stopped") else 1
 
     def _record_exit(self, name: str, code: int) -> None:
         path = self.runs_dir / name / RUN_RECORD

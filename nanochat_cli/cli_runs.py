@@ -1,0 +1,169 @@
+"""`nanochat-cli train` and `nanochat-cli runs list|attach|stop|save|patch|command`.
+
+    nanochat-cli train --prefab cpu-tiny [--set k=v ...] [--name RUN] [--resume] [--headless]
+    nanochat-cli runs list
+    nanochat-cli runs attach RUN          follow a run (replays its history, then live)
+    nanochat-cli runs save RUN            ask it to checkpoint now
+    nanochat-cli runs patch RUN k=v ...   change hot-patchable fields mid-run
+    nanochat-cli runs stop RUN            graceful stop (save, exit), escalating to signals
+    nanochat-cli runs command --prefab NAME   print the torchrun command(s), one per node
+
+Registered into the main parser by `nanochat_cli.cli`; imports stay inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+
+def _orchestrator():
+    from nanochat_cli.services.orchestrator import RunOrchestrator
+    from nanochat_cli.services.paths import base_dir
+
+    return RunOrchestrator(base_dir())
+
+
+def _resolved(args: argparse.Namespace) -> dict[str, Any]:
+    from nanochat_cli.cli import _store, parse_sets
+    from nanochat_cli.services.config.schema import ConfigError, validate_overrides
+
+    store = _store()
+    overrides = parse_sets(args.set)
+    if getattr(args, "name", None):
+        overrides["run.name"] = args.name
+    base = store.resolve(args.prefab)
+    issues = validate_overrides(base, overrides)
+    if issues:
+        raise ConfigError(issues)
+    return store.resolve(args.prefab, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from nanochat_cli.services.orchestrator import secret_env, spec_from_resolved
+
+    resolved = _resolved(args)
+    spec = spec_from_resolved(resolved)
+    if args.resume:
+        spec.config = spec.config.model_copy(update={"resume": True})
+    orch = _orchestrator()
+    env = secret_env(spec.config)
+    if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+        from nanochat_cli.app import run_app
+
+        return run_app(start_run={"prefab": args.prefab, "overrides": resolved, "resume": args.resume})
+    from nanochat_cli.headless import run_headless
+
+    return run_headless(orch, spec, env=env)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    runs = _orchestrator().list_runs()
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    if not runs:
+        console.print("no runs yet: start one with `nanochat-cli train --prefab cpu-tiny`")
+        return 0
+    table = Table("run", "status", "step", "loss", "val bpb", "duration", "started")
+    for r in runs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-"
+        table.add_row(r.name, r.status, f"{r.step}/{r.total}" if r.total else str(r.step),
+                      f"{r.loss:.4f}" if r.loss is not None else "-",
+                      f"{r.val_bpb:.4f}" if r.val_bpb is not None else "-", _duration(r.elapsed), started)
+    console.print(table)
+    return 0
+
+
+def cmd_runs_attach(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from nanochat_cli.headless import follow
+
+    orch = _orchestrator()
+    orch.run_dir(args.run)  # a clear error for an unknown run
+    return follow(orch, args.run, Console(highlight=False))
+
+
+def cmd_runs_save(args: argparse.Namespace) -> int:
+    request_id = _orchestrator().save_now(args.run)
+    print(f"save requested ({request_id}); the checkpoint event appears in the run's telemetry")
+    return 0
+
+
+def cmd_runs_patch(args: argparse.Namespace) -> int:
+    from engine.config import HOT_PATCHABLE, TrainConfig
+
+    changes: dict[str, Any] = {}
+    for item in args.changes:
+        key, sep, value = item.partition("=")
+        key = key.split(".")[-1].strip()
+        if not sep or key not in TrainConfig.model_fields:
+            print(f"nanochat-cli: error: {item}: expected FIELD=VALUE with a hot field ({', '.join(sorted(HOT_PATCHABLE))})",
+                  file=sys.stderr)
+            return 2
+        changes[key] = value
+    request_id = _orchestrator().patch(args.run, changes)
+    print(f"patch sent ({request_id}); the engine validates it and answers with a control_ack event")
+    return 0
+
+
+def cmd_runs_stop(args: argparse.Namespace) -> int:
+    code = _orchestrator().stop(args.run, graceful_timeout=args.timeout)
+    print(f"run {args.run}: stopped" + (f" (exit code {code})" if code is not None else ""))
+    return 0
+
+
+def cmd_runs_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nanochat_cli.services.orchestrator import per_node_commands, spec_from_resolved
+
+    spec = spec_from_resolved(_resolved(args))
+    config_path = Path("runs") / spec.config.run / "config.yaml"
+    for rank, line in enumerate(per_node_commands(spec, config_path)):
+        print(f"# node {rank}\n{line}" if spec.nnodes > 1 else line)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction, with_sets) -> None:
+    sp = sub.add_parser("train", help="launch training from a prefab (TUI on a terminal, --headless for scripts)")
+    sp.add_argument("--prefab", default="cpu-tiny", help="prefab to start from (default: cpu-tiny)")
+    with_sets(sp)
+    sp.add_argument("--name", help="run name (a taken name gets a -2, -3 … suffix)")
+    sp.add_argument("--resume", action="store_true", help="continue the run's latest checkpoint")
+    sp.add_argument("--headless", action="store_true", help="no TUI: a progress bar (plain lines when piped)")
+    sp.set_defaults(func=cmd_train)
+
+    runs = sub.add_parser("runs", help="list, follow and steer training runs")
+    rsub = runs.add_subparsers(dest="action", metavar="ACTION", required=True)
+    rsub.add_parser("list", help="past and running runs with status, loss and duration").set_defaults(
+        func=cmd_runs_list)
+    for name, func, help_ in [("attach", cmd_runs_attach, "follow a run: its history, then live"),
+                              ("save", cmd_runs_save, "ask a running job to save a checkpoint now")]:
+        p = rsub.add_parser(name, help=help_)
+        p.add_argument("run")
+        p.set_defaults(func=func)
+    p = rsub.add_parser("patch", help="change hot-patchable fields of a running job")
+    p.add_argument("run")
+    p.add_argument("changes", nargs="+", metavar="FIELD=VALUE")
+    p.set_defaults(func=cmd_runs_patch)
+    p = rsub.add_parser("stop", help="graceful stop: save, exit; then SIGINT/SIGTERM/SIGKILL after timeouts")
+    p.add_argument("run")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the graceful stop")
+    p.set_defaults(func=cmd_runs_stop)
+    p = rsub.add_parser("command", help="print the torchrun command for a prefab (one per node)")
+    p.add_argument("--prefab", default="cpu-tiny")
+    with_sets(p)
+    p.set_defaults(func=cmd_runs_command, name=None)
