@@ -110,8 +110,8 @@ def cmd_runs_patch(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         key = key.split(".")[-1].strip()
         if not sep or key not in TrainConfig.model_fields:
-            print(f"nanochat-cli: error: {item}: expected FIELD=VALUE with a hot field ({', '.join(sorted(HOT_PATCHABLE))})",
-                  file=sys.stderr)
+            hot = ", ".join(sorted(HOT_PATCHABLE))
+            print(f"nanochat-cli: error: {item}: expected FIELD=VALUE with a hot field ({hot})", file=sys.stderr)
             return 2
         changes[key] = value
     request_id = _orchestrator().patch(args.run, changes)
