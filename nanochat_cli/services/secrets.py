@@ -2,9 +2,10 @@
 
 The system keyring (Secret Service, KWallet, macOS Keychain, Windows Credential Locker) is used when
 keyring finds one. Headless Linux usually has none: keyring then offers its "fail" backend, a chainer
-with nothing in it, or keyrings.alt's plaintext file in a shared location. In those cases secrets go to
-FileKeyring instead: one JSON file, mode 0600, in the user config dir. Only flags ("is a W&B key set")
-ever leave this module; values go from the store to the engine's environment and nowhere else.
+with nothing in it, or keyrings.alt's plaintext file in a shared location. In those cases (or with
+NANOCHAT_CLI_KEYRING=file) secrets go to FileKeyring instead: one JSON file, mode 0600, in the user
+config dir. Only flags ("is a W&B key set") ever leave this module; values go from the store to the
+engine's environment and nowhere else.
 
 W&B keys: the classic format is 40 hex characters; newer and self-hosted keys are longer and carry a
 prefix (e.g. "local-..."), so the format check accepts 40-200 characters of [A-Za-z0-9_-]. A real check
@@ -86,7 +87,12 @@ def _is_system_backend(backend: KeyringBackend) -> bool:
 
 
 def system_keyring() -> KeyringBackend | None:
-    """The OS keyring keyring would use, or None when only fail/plaintext backends are on offer."""
+    """The OS keyring keyring would use, or None when only fail/plaintext backends are on offer.
+
+    NANOCHAT_CLI_KEYRING=file skips the OS keyring (CI, tests, servers where a keyring prompt would hang).
+    """
+    if os.environ.get("NANOCHAT_CLI_KEYRING") == "file":
+        return None
     import keyring
     from keyring.backends.chainer import ChainerBackend
 
