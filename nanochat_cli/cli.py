@@ -133,7 +133,7 @@ def cmd_prefabs_show(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from nanochat_cli.services.config.estimate import compat_matrix
-    from nanochat_cli.services.config.guardrails import check_machine
+    from nanochat_cli.services.config.guardrails import check_machine, detect_machine
     from nanochat_cli.services.config.schema import specs_by_category
 
     store = _store()
@@ -154,14 +154,15 @@ def cmd_prefabs_show(args: argparse.Namespace) -> int:
             table.add_row(s.name, _value(resolved[s.key]), set_by.get(s.key, "derived" if s.readonly else "default"),
                           "yes" if s.hot else "", s.help)
         con.print(table)
-    info = compat_matrix(resolved)
+    machine = detect_machine()
+    info = compat_matrix(resolved, has_gpu=bool(machine.gpus))  # hardware.device=auto follows this machine
     table = Table(title="compatibility (computed from the config)", title_justify="left", show_header=False)
     table.add_column("what")
     table.add_column("estimate")
     for row in _compat_rows(info):
         table.add_row(*row)
     con.print(table)
-    rails = check_machine(resolved)
+    rails = check_machine(resolved, machine)
     for g in rails:
         con.print(f"[{'red' if g.level == 'error' else 'yellow'}]{g.level}: {g.message}[/] — fix: {g.remedy}")
     if not rails:

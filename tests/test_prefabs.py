@@ -163,6 +163,9 @@ def test_resolve_file_outside_the_store(store, tmp_path):
     f = tmp_path / "run.yaml"
     f.write_text("extends: cpu-tiny\nmodel:\n  depth: 3\n")
     assert store.resolve_file(f)["model.depth"] == 3
+    f.write_text("extends: nope\n")
+    with pytest.raises(PrefabError, match=r"run.yaml: extends: prefab 'nope': not found: choose one of .*cpu-tiny"):
+        store.resolve_file(f)
     f.write_text("depth: 3\n")
     with pytest.raises(PrefabError, match="depth: unknown category: put it under its category: model:"):
         store.resolve_file(f)

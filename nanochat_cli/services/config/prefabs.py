@@ -77,11 +77,13 @@ def read_prefab_file(path: Path, shipped: bool = False, require_name: bool = Tru
         raise PrefabError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax") from None
     if not isinstance(raw, dict):
         raise PrefabError(f"{path}: expected a mapping with name:, description: and category sections")
-    name = raw.get("name", path.stem if not require_name else None)
-    if name is None:
+    if "name" in raw:
+        name = str(raw["name"])
+        _check_name(name)
+    elif require_name:
         raise PrefabError(f"{path}: no name: key: add `name: {path.stem}`")
-    name = str(name)
-    _check_name(name)
+    else:
+        name = path.stem
     extends = raw.get("extends")
     if extends is not None and not isinstance(extends, str):
         raise PrefabError(f"{path}: extends: {extends!r} is not a prefab name: write extends: <name>")
@@ -162,7 +164,10 @@ class PrefabStore:
     def _chain(self, prefab: Prefab, all_prefabs: list[Prefab]) -> list[Prefab]:
         out = [prefab]
         while out[-1].extends is not None:
-            parent = self._find(out[-1].extends, all_prefabs)
+            try:
+                parent = self._find(out[-1].extends, all_prefabs)
+            except PrefabError as e:
+                raise PrefabError(f"{out[-1].path}: extends: {e}") from None
             if parent in out:
                 raise PrefabError(f"{out[-1].path}: extends: {parent.name!r} makes a cycle "
                                   f"({' -> '.join(p.name for p in out)} -> {parent.name}): break the loop")
