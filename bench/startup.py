@@ -1,0 +1,91 @@
+"""Start-up benchmark: time from process start to the TUI's first paint, in a real pseudo-terminal.
+
+Each run starts a fresh Python process on an 80×24 pty with NANOCHAT_CLI_BENCH_OUT set; the app writes
+the elapsed time (measured from the wall-clock stamp taken just before the process was spawned) right
+after its first screen refresh, plus whether torch / wandb / opentelemetry were imported by then, and
+exits. Fresh temp config and base dirs, so the first screen is the Config tab of a first start.
+
+    python bench/startup.py            # 10 runs
+    python bench/startup.py -n 20 --limit 1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import pty
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH = "import sys; from nanochat_cli.app import run_app; sys.exit(run_app())"
+
+
+def _drain(fd: int) -> None:
+    """Read the app's terminal output so it never blocks on a full pty buffer."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass  # EIO once the child side closes
+
+
+def one_run(tmp: Path, i: int, timeout: float = 30.0) -> dict:
+    out = tmp / f"paint-{i}.json"
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24",
+           "NANOCHAT_CLI_CONFIG_DIR": str(tmp / f"config-{i}"), "NANOCHAT_BASE_DIR": str(tmp / "base"),
+           "NANOCHAT_CLI_BENCH_OUT": str(out)}
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    reader = threading.Thread(target=_drain, args=(master,), daemon=True)
+    reader.start()
+    env["NANOCHAT_CLI_BENCH_T0"] = repr(time.time())
+    proc = subprocess.Popen([sys.executable, "-c", LAUNCH], cwd=REPO, env=env, stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True)
+    os.close(slave)
+    try:
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        reader.join(timeout=2)
+    if not out.exists():
+        raise SystemExit(f"run {i}: the app exited (code {proc.returncode}) without reporting a first paint")
+    return json.loads(out.read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", "--runs", type=int, default=10)
+    ap.add_argument("--limit", type=float, default=1.0, help="fail if the median exceeds this many seconds")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        results = [one_run(Path(d), i) for i in range(args.runs)]
+    times = sorted(r["elapsed_s"] for r in results)
+    cpu = sorted(r["cpu_s"] for r in results)
+    p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
+    heavy = sorted({m for r in results for m in ("torch", "wandb", "opentelemetry") if r.get(m)})
+    print(f"first paint over {len(times)} runs: median {statistics.median(times):.3f} s, p90 {p90:.3f} s, "
+          f"min {times[0]:.3f} s, max {times[-1]:.3f} s")
+    print(f"CPU time of the app process at first paint: median {statistics.median(cpu):.3f} s "
+          f"(wall time above includes interpreter start and waits for a busy machine)")
+    print(f"torch imported at first paint: {any(r['torch'] for r in results)}; "
+          f"heavy modules loaded: {', '.join(heavy) or 'none'}")
+    ok = not heavy and statistics.median(times) <= args.limit
+    print("OK" if ok else f"FAIL (limit {args.limit:.2f} s, no heavy imports allowed)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

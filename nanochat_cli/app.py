@@ -1,0 +1,408 @@
+"""The Textual app shell: five tabbed screens, status bar, command palette, toasts, UI-state restore and
+crash dumps.
+
+Each tab is a Textual *mode* (its own screen stack), so a tab keeps its widgets and focus while the user
+is elsewhere. The app owns the config edit session (prefab + overrides) so that the command palette and
+the Config screen change it the same way; screens watch `config_rev` to redraw. Start-up stays light: no
+torch/wandb/opentelemetry imports, non-Config screens are imported when first opened, and machine/secret
+probes run in a worker thread after the first paint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from textual.app import App
+from textual.binding import Binding
+from textual.reactive import var
+from textual.screen import ModalScreen, Screen
+from textual.theme import Theme
+
+from engine import __version__
+from engine.errors import EngineError
+from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
+from nanochat_cli.screens.names import SCREENS
+from nanochat_cli.screens.session import ConfigSession
+from nanochat_cli.services import paths
+from nanochat_cli.services.config.prefabs import PrefabStore
+from nanochat_cli.services.fileio import atomic_write_text
+from nanochat_cli.services.secrets import SecretStore
+from nanochat_cli.services.state import load_state
+from nanochat_cli.widgets.shell.status_bar import StatusInfo
+
+# env hooks for bench/startup.py: exit right after the first paint and report the timing there
+BENCH_OUT_ENV, BENCH_T0_ENV = "NANOCHAT_CLI_BENCH_OUT", "NANOCHAT_CLI_BENCH_T0"
+
+THEME = Theme(
+    name="nanochat",
+    primary="#4fb3a9",
+    secondary="#7aa2f7",
+    accent="#e0af68",
+    warning="#e0af68",
+    error="#f7768e",
+    success="#9ece6a",
+    foreground="#d8dee9",
+    background="#15171c",
+    surface="#1d2027",
+    panel="#262a33",
+    dark=True,
+)
+
+
+def _commands_provider() -> type:
+    from nanochat_cli.commands import NanochatCommands  # textual.command is only needed once Ctrl+P is pressed
+
+    return NanochatCommands
+
+
+def _screen_factory(name: str) -> Callable[[], Screen]:
+    """Import a screen module only when its tab is first opened (keeps start-up light)."""
+
+    def make() -> Screen:
+        from importlib import import_module
+
+        module = import_module(f"nanochat_cli.screens.{name}")
+        return getattr(module, f"{SCREENS[name]}Screen")()
+
+    return make
+
+
+class NanochatApp(App[None]):
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it too
+    TITLE = "nanochat-cli"
+    MODES = {name: _screen_factory(name) for name in SCREENS}
+    COMMANDS = App.COMMANDS | {_commands_provider}
+    BINDINGS = [
+        *(Binding(str(i), f"show_screen('{name}')", label, group=Binding.Group("Tabs", compact=True))
+          for i, (name, label) in enumerate(SCREENS.items(), start=1)),
+        *(Binding(f"f{i}", f"show_screen('{name}')", label, show=False)
+          for i, (name, label) in enumerate(SCREENS.items(), start=1)),
+        Binding("ctrl+t", "auth", "Tokens"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    status: var[StatusInfo] = var(StatusInfo())
+    config_rev: var[int] = var(0)  # bumped on every config change; the Config screen redraws on it
+
+    def __init__(self, *, machine: Any = None, secrets: SecretStore | None = None,
+                 base_dir_label: str | None = None, config_dir_label: str | None = None,
+                 clock: Callable[[], float] | None = None, online_checks: bool = True) -> None:
+        """Arguments exist for deterministic snapshots/tests: a given MachineInfo instead of probing this
+        machine, a given secret store, fixed labels for the base/config dirs in displayed paths, a frozen
+        log clock, and no network checks of tokens. Raises EngineError for a broken state/prefab file."""
+        self.config_dir = paths.user_config_dir()
+        self.base_dir = paths.base_dir()
+        self.state_path = paths.state_path()
+        state = load_state(self.state_path)
+        self.DEFAULT_MODE = state.screen if state.screen in SCREENS else "config"  # first tab = last used
+        super().__init__()
+        self._labels = {self.base_dir: base_dir_label, self.config_dir: config_dir_label}
+        self.machine = machine  # MachineInfo once known (given, or probed after the first paint)
+        self.wandb_key_set: bool | None = None  # known after the first paint (the keyring can be slow)
+        self.online_checks = online_checks
+        self.register_theme(THEME)
+        self.theme = "nanochat"  # before the first screen is styled: a later switch restyles every widget
+        self.app_log: AppLog = setup_logging(paths.logs_dir(), debug=state.debug, clock=clock)
+        self.crash_path: Path | None = None
+        self.secrets = secrets or SecretStore()
+        self.session = ConfigSession(state, self.state_path, PrefabStore(auth_flags=self.secrets.auth_flags))
+
+    # ---- start-up ------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        log_event("app started", version=__version__, screen=self.current_mode, prefab=self.session.prefab,
+                  overrides=len(self.session.overrides))
+        for note in self.session.notices:
+            self.notify(note, severity="warning", timeout=8)
+            log_event(note, level=30)
+        self._update_status(screen=self.current_mode, debug=self.app_log.debug,
+                            mode=self.session.launch_mode(),
+                            machine=machine_summary(self.machine) if self.machine else "…")
+        self.call_after_refresh(self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        out = os.environ.get(BENCH_OUT_ENV)
+        if out:
+            t0 = float(os.environ[BENCH_T0_ENV])
+            heavy = {m: m in sys.modules for m in ("torch", "wandb", "opentelemetry")}
+            Path(out).write_text(json.dumps({"elapsed_s": time.time() - t0, "cpu_s": time.process_time(), **heavy}))
+            self.exit()
+            return
+        self.run_worker(self._probe, thread=True, exclusive=True, group="probe")
+
+    def _probe(self) -> None:
+        """Slow-ish lookups (NVML, keyring) off the UI thread; the status bar fills in when they finish."""
+        if self.machine is None:
+            from nanochat_cli.services.config.guardrails import detect_machine
+
+            try:
+                self.machine = detect_machine()
+            except Exception as e:  # NVML/psutil trouble must not take the UI down; say so instead
+                self.call_from_thread(self._error, f"machine probe failed ({type(e).__name__}: {e}): guardrails "
+                                                   "are off until restart")
+        try:
+            self.wandb_key_set = self.secrets.is_set("wandb_api_key")
+        except EngineError as e:
+            self.call_from_thread(self._error, str(e))
+        self.call_from_thread(self._probed)
+
+    def _probed(self) -> None:
+        self._update_status(machine=machine_summary(self.machine) if self.machine else "unknown",
+                            wandb=self._wandb_text())
+        self.config_rev += 1  # guardrails can now be checked against the machine
+
+    def _wandb_text(self) -> str:
+        if self.wandb_key_set is None:
+            return "…"
+        return f"{'key set' if self.wandb_key_set else 'no key'} · {self.session.wandb_mode()}"
+
+    def _update_status(self, **changes: Any) -> None:
+        self.status = replace(self.status, **changes)
+
+    # ---- navigation ------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("show_screen", "auth") and isinstance(self.screen, ModalScreen):
+            return False  # finish the dialog first
+        return True
+
+    def action_show_screen(self, name: str) -> None:
+        if name not in SCREENS or isinstance(self.screen, ModalScreen):
+            return
+        self.switch_mode(name)
+        self.session.set_screen(name)
+        self._update_status(screen=name)
+        log_event("screen", level=10, screen=name)
+
+    def action_toggle_debug(self) -> None:
+        on = not self.app_log.debug
+        self.app_log.set_debug(on)
+        self.session.set_debug(on)
+        self._update_status(debug=on)
+        self.notify(f"Debug log {'on' if on else 'off'}")
+
+    # ---- config changes (Config screen and command palette) ----------------------------------------
+    def _config_changed(self, what: str, **fields: Any) -> None:
+        log_event(what, prefab=self.session.prefab, **fields)
+        self._update_status(mode=self.session.launch_mode(), wandb=self._wandb_text())
+        self.config_rev += 1
+
+    def set_override(self, key: str, value: Any) -> None:
+        if self.session.set_value(key, value):
+            self._config_changed("field set", key=key, value=value)
+
+    def reset_override(self, key: str) -> None:
+        if self.session.reset(key):
+            self._config_changed("field reset", key=key)
+            self.notify(f"{key} reset to the prefab value")
+        else:
+            self.notify(f"{key} already has the prefab value")
+
+    def action_reset_all(self) -> None:
+        n = len(self.session.overrides)
+        if not n:
+            self.notify("No overrides to reset")
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.session.reset_all()
+                self._config_changed("overrides reset", count=n)
+                self.notify(f"Dropped {n} override(s)")
+
+        from nanochat_cli.screens.confirm import ConfirmScreen
+
+        self.push_screen(ConfirmScreen(f"Drop all {n} override(s) of {self.session.prefab}?", "Drop"), done)
+
+    def request_switch_prefab(self, name: str) -> None:
+        if name == self.session.prefab:
+            return
+        n = len(self.session.overrides)
+
+        def switch(yes: bool | None = True) -> None:
+            if not yes:
+                self.config_rev += 1  # redraw the picker back to the current prefab
+                return
+            try:
+                self.session.switch_prefab(name)
+            except EngineError as e:
+                self._error(str(e))
+                self.config_rev += 1
+                return
+            self._config_changed("prefab loaded", dropped=n)
+            self.notify(f"Loaded prefab {name}")
+
+        if n:
+            from nanochat_cli.screens.confirm import ConfirmScreen
+
+            self.push_screen(ConfirmScreen(f"Load {name} and drop {n} override(s) of {self.session.prefab}?",
+                                           "Load"), switch)
+        else:
+            switch()
+
+    def action_save_as(self) -> None:
+        problems = self.session.problems()
+        if problems:
+            self._error(f"Fix {len(problems)} problem(s) before saving: {problems[0]}")
+            return
+        from nanochat_cli.screens.save_as import SaveAsScreen
+
+        self.push_screen(SaveAsScreen(self.session.prefab, len(self.session.overrides),
+                                      self.session.check_new_name), self._save_as)
+
+    def _save_as(self, name: str | None, overwrite: bool = False) -> None:
+        if not name:
+            return
+        from nanochat_cli.services.config.prefabs import PrefabExists
+
+        try:
+            path = self.session.save_as(name, overwrite=overwrite)
+        except PrefabExists:
+            from nanochat_cli.screens.confirm import ConfirmScreen
+
+            self.push_screen(ConfirmScreen(f"Prefab {name} exists. Overwrite it?", "Overwrite"),
+                             lambda yes: self._save_as(name, overwrite=True) if yes else None)
+            return
+        except EngineError as e:
+            self._error(str(e))
+            return
+        self._config_changed("prefab saved", name=name, path=str(path), overwrite=overwrite)
+        self.notify(f"Saved prefab {name} ({self.show_path(path)})")
+
+    # ---- tokens ----------------------------------------------------------------------------------
+    def action_auth(self) -> None:
+        from nanochat_cli.screens.auth import TOKENS, AuthScreen
+
+        try:
+            is_set = {name: self.secrets.is_set(name) for name in TOKENS}
+        except EngineError as e:
+            self._error(str(e))
+            return
+        self.push_screen(AuthScreen(is_set, self.secrets.backend_name()), self._store_tokens)
+
+    def _store_tokens(self, entered: dict[str, str] | None) -> None:
+        if not entered:
+            return
+        self.run_worker(lambda: self._store_tokens_worker(entered), thread=True, group="auth")
+
+    def _store_tokens_worker(self, entered: dict[str, str]) -> None:
+        """Validate and store each entered token (the W&B check may go online: off the UI thread)."""
+        from nanochat_cli.services.secrets import validate_hf_token, validate_wandb_key
+
+        for name, value in entered.items():
+            if name == "wandb_api_key":
+                status, message = validate_wandb_key(value, online_check=self.online_checks)
+            else:
+                status, message = validate_hf_token(value)
+            label = "W&B key" if name == "wandb_api_key" else "HF token"
+            if status == "invalid":
+                self.call_from_thread(self._error, f"{label} not saved: {message}")
+                continue
+            try:
+                self.secrets.set(name, value)
+            except EngineError as e:
+                self.call_from_thread(self._error, str(e))
+                continue
+            self.call_from_thread(self.notify, f"{label} {message}")
+            log_event("token stored", name=name, status=status, backend=self.secrets.backend_name())
+        try:
+            self.wandb_key_set = self.secrets.is_set("wandb_api_key")
+        except EngineError as e:
+            self.call_from_thread(self._error, str(e))
+        self.call_from_thread(self._tokens_changed)
+
+    def _tokens_changed(self) -> None:
+        self.session.refresh()  # auth.* flags are part of the resolved config
+        self._config_changed("tokens changed")
+
+    # ---- errors, paths, crashes --------------------------------------------------------------------
+    def _error(self, message: str) -> None:
+        log_event(message, level=40)
+        self.notify(message, severity="error", timeout=8)
+
+    def show_path(self, path: Path) -> str:
+        """A path for display: under a labelled dir it starts with that label, else home becomes ~."""
+        for root, label in self._labels.items():
+            if label is not None and (path == root or root in path.parents):
+                return str(Path(label) / path.relative_to(root))
+        home = Path.home()
+        return "~/" + str(path.relative_to(home)) if home in path.parents else str(path)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual's hook for uncaught exceptions: leave a crash dump before it shuts the app down
+        try:
+            self.crash_path = write_crash_dump(error, self.session.state, self.app_log.path, self._secret_values())
+            log_event("crashed", level=50, error=repr(error), dump=str(self.crash_path))
+        except Exception as dump_error:  # the crash report must never hide the crash itself
+            print(f"nanochat-cli: could not write a crash dump: {dump_error}", file=sys.stderr)
+        super()._handle_exception(error)
+
+    def _fatal_error(self) -> None:
+        # Textual prints a traceback with local variables after exit; locals may hold a token, so print
+        # the plain traceback instead
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        tb = Traceback(show_locals=False, width=None)
+        self._exit_renderables.append(Segments(self.console.render(tb, self.console.options)))
+        self._close_messages_no_wait()
+
+    def _secret_values(self) -> list[str]:
+        values = [os.environ.get(k, "") for k in ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
+        try:
+            values += [self.secrets.get(n) or "" for n in ("wandb_api_key", "hf_token")]
+        except Exception:  # a broken keyring must not stop the crash dump; env values are still redacted
+            pass
+        return [v for v in values if len(v) >= 4]
+
+
+def machine_summary(machine: Any) -> str:
+    """'2× NVIDIA H100 80GB HBM3' when NVML sees GPUs, else 'CPU ×N'."""
+    if machine.gpus:
+        names = {g.name for g in machine.gpus}
+        return f"{len(machine.gpus)}× {names.pop()}" if len(names) == 1 else f"{len(machine.gpus)} GPUs (mixed)"
+    return f"CPU ×{machine.cpu_count}"
+
+
+def write_crash_dump(error: BaseException, state: Any, log_path: Path, secrets: list[str]) -> Path:
+    """Traceback + UI state + versions to <config>/crash/crash-<time>.txt, with secret values masked."""
+    import textual
+
+    crash_dir = paths.crash_dir()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    body = "\n".join([
+        f"nanochat-cli {__version__} crashed at {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
+        f"python {sys.version.split()[0]}, textual {textual.__version__}, platform {sys.platform}",
+        f"app log: {log_path}",
+        "",
+        "".join(traceback.format_exception(error)),
+        "UI state:",
+        json.dumps(asdict(state), indent=2, default=str),
+        "",
+    ])
+    for secret in secrets:
+        body = body.replace(secret, "***")
+    path = crash_dir / f"crash-{stamp}-{os.getpid()}.txt"
+    atomic_write_text(path, body, mode=0o600)
+    return path
+
+
+def run_app() -> int:
+    """Run the TUI; returns the process exit code. After a crash, says where the dump is."""
+    try:
+        app = NanochatApp()
+    except EngineError as e:
+        print(f"nanochat-cli: {e}", file=sys.stderr)
+        return 2
+    app.run()
+    if app.crash_path is not None:
+        print(f"nanochat-cli crashed; details (traceback, UI state, no secrets) in {app.crash_path}",
+              file=sys.stderr)
+    return app.return_code or 0

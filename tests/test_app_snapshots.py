@@ -1,0 +1,70 @@
+"""SVG snapshots of every screen (pytest-textual-snapshot). Deterministic by construction: a fixed machine,
+fixed labels for the tmp config/base dirs, a frozen log clock in UTC, no network, workers awaited.
+
+Update the baselines after an intended UI change: pytest tests/test_app_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nanochat_cli.app import NanochatApp
+from nanochat_cli.services.config.guardrails import MachineInfo
+from nanochat_cli.services.secrets import SecretStore
+
+MACHINE = MachineInfo(cpu_count=2, ram_total_bytes=8_000_000_000, ram_free_bytes=6_000_000_000)
+
+
+@pytest.fixture
+def app(tmp_path, monkeypatch):
+    # conftest.py already points the config and base dirs at tmp_path; the labels hide those paths
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield NanochatApp(machine=MACHINE, secrets=SecretStore(file_dir=tmp_path / "secrets"), online_checks=False,
+                      base_dir_label="~/.cache/nanochat", config_dir_label="~/.config/nanochat-cli",
+                      clock=lambda: 0.0)
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def test_config_80x24(snap_compare, app):
+    assert snap_compare(app, terminal_size=(80, 24), run_before=settle)
+
+
+def test_config_120x40(snap_compare, app):
+    assert snap_compare(app, terminal_size=(120, 40), run_before=settle)
+
+
+def test_config_invalid_value_and_diff(snap_compare, app):
+    async def edit(pilot) -> None:
+        await settle(pilot)
+        for field, text in (("#f-model--depth", "6"), ("#f-model--aspect_ratio", "0")):
+            pilot.app.screen.query_one(field).focus()
+            await pilot.press("ctrl+u", *text)
+        pilot.app.screen.query_one("#categories").focus()  # no blinking cursor in the picture
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(120, 40), run_before=edit)
+
+
+@pytest.mark.parametrize("key", ["2", "3", "4", "5"], ids=["train", "checkpoints", "chat", "logs"])
+def test_other_screens(snap_compare, app, key):
+    assert snap_compare(app, terminal_size=(80, 24), press=[key], run_before=settle)
+
+
+def test_save_as_modal(snap_compare, app):
+    async def open_modal(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        pilot.app.screen.query_one("#save-name").cursor_blink = False
+        await pilot.press(*"my-run")
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=open_modal)
