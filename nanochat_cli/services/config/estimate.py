@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from nanochat_cli.services.config.schema import model_dim
+from engine.shapes import config_from_depth, padded_vocab, window_sizes
 
 # --- throughput and price assumptions (change these, not the formulas) ---
 # NVIDIA H100 SXM dense BF16 tensor-core peak from NVIDIA's datasheet (engine/train.py's PEAK_FLOPS uses it too).
@@ -59,16 +59,10 @@ class Shape:
 
 
 def shape_of(r: dict[str, Any]) -> Shape:
-    depth, hd, t = r["model.depth"], r["model.head_dim"], r["model.max_seq_len"]
-    dim = model_dim(depth, r["model.aspect_ratio"], hd)
-    n_head = dim // hd
-    pattern = r["model.window_pattern"]
-    short = math.ceil(t / 4 / 128) * 128
-    windows = [short if pattern[i % len(pattern)] == "S" else t for i in range(depth)]
-    windows[-1] = t  # the last layer always sees the full context
-    vocab = r["model.vocab_size"]
-    return Shape(depth, dim, n_head, r["model.n_kv_head"] or n_head, hd, t, vocab, -(-vocab // 64) * 64,
-                 tuple(windows))
+    cfg = config_from_depth(r["model.depth"], r["model.aspect_ratio"], r["model.head_dim"], r["model.max_seq_len"],
+                            r["model.vocab_size"], r["model.window_pattern"], r["model.n_kv_head"])
+    return Shape(cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_kv_head, r["model.head_dim"], cfg.sequence_len,
+                 cfg.vocab_size, padded_vocab(cfg.vocab_size), tuple(window_sizes(cfg)))
 
 
 def param_counts(s: Shape) -> dict[str, int]:
