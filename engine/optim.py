@@ -80,11 +80,12 @@ class MuonAdamW(torch.optim.Optimizer):
     Every group keeps `initial_lr` (and Muon groups `initial_weight_decay`) for `apply_schedules`.
     `world_size` must match torch.distributed's when it is initialised; with more than one rank,
     step() averages the gradients first (SUM then divide: gloo has no AVG on older torch), packed
-    into flat buckets of at most `bucket_cap_mb` to keep the number of collectives low.
+    into flat buckets of at most `bucket_cap_mb` to keep the number of collectives low (default 4 MB
+    on CPU, measured best for gloo in bench/optim_bench.py; 64 MB on CUDA, untested here).
     A parameter without a gradient is skipped by AdamW; in Muon (and across ranks) it counts as zero.
     """
 
-    def __init__(self, param_groups: list[dict], world_size: int = 1, bucket_cap_mb: float = 64.0):
+    def __init__(self, param_groups: list[dict], world_size: int = 1, bucket_cap_mb: float | None = None):
         for i, g in enumerate(param_groups):
             kind = g.get("kind")
             if kind == "adamw":
@@ -112,7 +113,7 @@ class MuonAdamW(torch.optim.Optimizer):
             raise EngineError(f"optimizer: world_size={world_size}: must be >= 1")
         super().__init__(param_groups, defaults={})
         self.world_size = world_size
-        self.bucket_cap = int(bucket_cap_mb * 2**20)
+        self.bucket_cap_mb = bucket_cap_mb
 
     def _ranks(self) -> tuple[int, int]:
         """(rank, world) of the running job; checks it matches what the optimizer was built for."""
@@ -140,21 +141,28 @@ class MuonAdamW(torch.optim.Optimizer):
 
     # ---- distributed gradient averaging
 
-    def _average_grads(self, world: int) -> None:
+    def grad_buckets(self) -> list[list[Tensor]]:
+        """Params packed for the gradient all_reduce: consecutive ones of one device/dtype, up to the cap."""
         params = [p for g in self.param_groups for p in g["params"]]
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
+        cap = self.bucket_cap_mb * 2**20 if self.bucket_cap_mb else (64 if params[0].is_cuda else 4) * 2**20
         buckets: list[list[Tensor]] = []
         size = 0
-        for p in params:  # consecutive params of one device/dtype share a bucket up to the cap
+        for p in params:
             nbytes = p.numel() * p.element_size()
             last = buckets[-1][-1] if buckets else None
-            if last is None or size + nbytes > self.bucket_cap or (last.device, last.dtype) != (p.device, p.dtype):
+            if last is None or size + nbytes > cap or (last.device, last.dtype) != (p.device, p.dtype):
                 buckets.append([])
                 size = 0
             buckets[-1].append(p)
             size += nbytes
+        return buckets
+
+    def _average_grads(self, world: int) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+        buckets = self.grad_buckets()
         pending = []
         for bucket in buckets:
             alone = len(bucket) == 1 and bucket[0].grad.is_contiguous()  # reduce in place, no copies

@@ -282,6 +282,19 @@ def test_world_size_mismatch_is_reported():
         opt.step()
 
 
+def test_grad_buckets_pack_small_params_and_respect_the_cap():
+    model = tiny_model()
+    opt = build_optimizer(model, **DEFAULTS)
+    assert len(opt.grad_buckets()) == 1  # the whole tiny model fits the default 4 MB
+    opt.bucket_cap_mb = 0.01
+    buckets = opt.grad_buckets()
+    flat = [p for b in buckets for p in b]
+    assert [id(p) for p in flat] == [id(p) for g in opt.param_groups for p in g["params"]]
+    assert any(len(b) > 1 for b in buckets)
+    for b in buckets:
+        assert len(b) == 1 or sum(p.numel() * 4 for p in b) <= 0.01 * 2**20
+
+
 # ---- two gloo ranks vs one process
 
 def _free_port() -> int:
@@ -296,6 +309,7 @@ def _rank_worker(rank: int, port: int, out_dir: str) -> None:
     try:
         model = tiny_model(lively=True)
         opt = build_optimizer(model, **DEFAULTS, world_size=2)
+        opt.bucket_cap_mb = 0.01  # big params reduce alone, small ones packed together: both paths run
         x, y = fixed_batch()
         half = slice(rank * 2, rank * 2 + 2)  # each rank trains on a different half of the batch
         train_steps(model, opt, x[half], y[half], 3)
