@@ -50,10 +50,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         spec.config = spec.config.model_copy(update={"resume": True})
     orch = _orchestrator()
     env = secret_env(spec.config)
-    if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
-        from nanochat_cli.app import run_app
-
-        return run_app(start_run={"prefab": args.prefab, "overrides": resolved, "resume": args.resume})
     from nanochat_cli.headless import run_headless
 
     return run_headless(orch, spec, env=env)
