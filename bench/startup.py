@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LAUNCH = "import sys; from nanochat_cli.app import run_app; sys.exit(run_app())"
+# the `nanochat-cli` entry point with no command: the CLI parses its (empty) arguments and opens the TUI
+LAUNCH = "import sys; from nanochat_cli.cli import main; sys.exit(main([]))"
 
 
 def _drain(fd: int) -> None:

@@ -11,6 +11,7 @@ probes run in a worker thread after the first paint.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -121,7 +122,7 @@ class NanochatApp(App[None]):
                   overrides=len(self.session.overrides))
         for note in self.session.notices:
             self.notify(note, severity="warning", timeout=8)
-            log_event(note, level=30)
+            log_event(note, level=logging.WARNING)
         self._update_status(screen=self.current_mode, debug=self.app_log.debug,
                             mode=self.session.launch_mode(),
                             machine=machine_summary(self.machine) if self.machine else "…")
@@ -178,7 +179,7 @@ class NanochatApp(App[None]):
         self.switch_mode(name)
         self.session.set_screen(name)
         self._update_status(screen=name)
-        log_event("screen", level=10, screen=name)
+        log_event("screen", level=logging.DEBUG, screen=name)
 
     def action_toggle_debug(self) -> None:
         on = not self.app_log.debug
@@ -188,14 +189,14 @@ class NanochatApp(App[None]):
         self.notify(f"Debug log {'on' if on else 'off'}")
 
     # ---- config changes (Config screen and command palette) ----------------------------------------
-    def _config_changed(self, what: str, **fields: Any) -> None:
-        log_event(what, prefab=self.session.prefab, **fields)
+    def _config_changed(self, what: str, level: int = logging.INFO, **fields: Any) -> None:
+        log_event(what, level=level, prefab=self.session.prefab, **fields)
         self._update_status(mode=self.session.launch_mode(), wandb=self._wandb_text())
         self.config_rev += 1
 
     def set_override(self, key: str, value: Any) -> None:
         if self.session.set_value(key, value):
-            self._config_changed("field set", key=key, value=value)
+            self._config_changed("field set", level=logging.DEBUG, key=key, value=value)  # every keystroke
 
     def reset_override(self, key: str) -> None:
         if self.session.reset(key):
@@ -323,7 +324,7 @@ class NanochatApp(App[None]):
 
     # ---- errors, paths, crashes --------------------------------------------------------------------
     def _error(self, message: str) -> None:
-        log_event(message, level=40)
+        log_event(message, level=logging.ERROR)
         self.notify(message, severity="error", timeout=8)
 
     def show_path(self, path: Path) -> str:
@@ -338,7 +339,7 @@ class NanochatApp(App[None]):
         # Textual's hook for uncaught exceptions: leave a crash dump before it shuts the app down
         try:
             self.crash_path = write_crash_dump(error, self.session.state, self.app_log.path, self._secret_values())
-            log_event("crashed", level=50, error=repr(error), dump=str(self.crash_path))
+            log_event("crashed", level=logging.CRITICAL, error=repr(error), dump=str(self.crash_path))
         except Exception as dump_error:  # the crash report must never hide the crash itself
             print(f"nanochat-cli: could not write a crash dump: {dump_error}", file=sys.stderr)
         super()._handle_exception(error)

@@ -285,3 +285,44 @@ async def test_checkpoints_screen_lists_real_dirs(dirs):
         table = app.screen.query_one("#ckpt-table")
         assert table.display and table.row_count == 1
         assert [str(c) for c in table.get_row_at(0)] == ["base", "d4", "1", "120", "1.2345"]
+
+
+async def test_switch_and_select_editors_store_typed_values(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.screen.show_category("training")
+        await pilot.pause()
+        app.screen.query_one("#f-training--compile").focus()
+        await pilot.press("space")
+        await pilot.pause()
+        assert app.session.overrides == {"training.compile": True}
+        row = app.screen.query_one("#f-training--compile").parent.parent
+        assert str(row.query_one(".switch-state").content) == "on"
+
+        app.screen.show_category("hardware")
+        await pilot.pause()
+        select = app.screen.query_one("#f-hardware--device", Select)
+        choices = app.session.specs["hardware.device"].choices
+        select.focus()
+        await pilot.press("enter", "up", "enter")  # the choice above the current one
+        await pilot.pause()
+        expected = choices[choices.index(app.session.base["hardware.device"]) - 1]
+        assert app.session.overrides["hardware.device"] == expected
+        assert app.status.mode.startswith(expected)
+
+
+async def test_reset_all_asks_first(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await type_into(pilot, "#f-model--depth", "6")
+        await type_into(pilot, "#f-model--max_seq_len", "128")
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("n")  # keeps them
+        await pilot.pause()
+        assert len(app.session.overrides) == 2
+        await pilot.press("ctrl+l", "y")
+        await pilot.pause()
+        assert app.session.overrides == {}
+        assert app.screen.query_one("#f-model--max_seq_len", Input).value == str(app.session.base["model.max_seq_len"])

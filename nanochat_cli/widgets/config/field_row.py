@@ -23,6 +23,19 @@ def _num(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
+def _bounds(spec: FieldSpec) -> str:
+    """The allowed range, compact: '1–128', '≥0', '>0 ≤10'."""
+    lo, hi = spec.minimum, spec.maximum
+    if lo is not None and hi is not None and not (spec.min_exclusive or spec.max_exclusive):
+        return f"{_num(lo)}–{_num(hi)}"
+    parts = []
+    if lo is not None:
+        parts.append((">" if spec.min_exclusive else "≥") + _num(lo))
+    if hi is not None:
+        parts.append(("<" if spec.max_exclusive else "≤") + _num(hi))
+    return " ".join(parts)
+
+
 def format_value(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -61,6 +74,8 @@ class FieldRow(Vertical):
         with Horizontal(classes="field-line"):
             yield Label(self._label_text(), classes="field-label", markup=False)
             yield self._make_editor()
+            if self.spec.type_name == "bool" and not self.read_only:
+                yield Label(self._on_off(), classes="switch-state")
         yield Static(self._help_text(), classes="field-help", markup=False)
 
     def _make_editor(self) -> Widget:
@@ -76,6 +91,9 @@ class FieldRow(Vertical):
         return Input(format_value(self.value), placeholder="none" if s.nullable else "", compact=True,
                      id=eid, classes="field-editor", select_on_focus=False)
 
+    def _on_off(self) -> str:
+        return "on" if self.value else "off"
+
     def _label_text(self) -> str:
         return ("● " if self.overridden else "  ") + self.spec.name
 
@@ -88,13 +106,9 @@ class FieldRow(Vertical):
         error = self.parse_error or self.issue
         if error:
             return "✗ " + error
-        bounds = ""
-        if self.spec.minimum is not None or self.spec.maximum is not None:
-            lo = "" if self.spec.minimum is None else _num(self.spec.minimum)
-            hi = "" if self.spec.maximum is None else _num(self.spec.maximum)
-            bounds = f" [{lo}…{hi}]"
+        bounds = _bounds(self.spec)
         hot = " · hot" if self.spec.hot else ""
-        return f"{self.spec.help}{bounds}{hot}"
+        return f"{self.spec.help}{' [' + bounds + ']' if bounds else ''}{hot}"
 
     # ---- editor events -------------------------------------------------------------------------
     @on(Input.Changed, ".field-editor")
@@ -162,6 +176,8 @@ class FieldRow(Vertical):
 
     def _show(self) -> None:
         self.query_one(".field-label", Label).update(self._label_text())
+        for state in self.query(".switch-state").results(Label):
+            state.update(self._on_off())
         self.query_one(".field-help", Static).update(self._help_text())
         self.set_class(bool(self.parse_error or self.issue), "-invalid")
         self.set_class(self.overridden, "-overridden")
