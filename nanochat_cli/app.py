@@ -162,7 +162,7 @@ class NanochatApp(App[None]):
     def _wandb_text(self) -> str:
         if self.wandb_key_set is None:
             return "…"
-        return f"{'key set' if self.wandb_key_set else 'no key'} · {self.session.wandb_mode()}"
+        return f"{'key set' if self.wandb_key_set else 'key not set'} · {self.session.wandb_mode()}"
 
     def _update_status(self, **changes: Any) -> None:
         self.status = replace(self.status, **changes)
@@ -403,6 +403,7 @@ def run_app() -> int:
         print(f"nanochat-cli: {e}", file=sys.stderr)
         return 2
     app.run()
+    app.app_log.close()
     if app.crash_path is not None:
         print(f"nanochat-cli crashed; details (traceback, UI state, no secrets) in {app.crash_path}",
               file=sys.stderr)

@@ -189,7 +189,7 @@ async def test_number_and_function_keys_switch_tabs_and_status_follows(dirs):
         await app.workers.wait_for_complete()
         await pilot.pause()
         assert app.status.machine == "CPU ×2" and app.status.run == "idle"
-        assert app.status.wandb == "no key · disabled" and app.status.mode == "cpu ×2"
+        assert app.status.wandb == "key not set · disabled" and app.status.mode == "cpu ×2"
 
 
 async def test_command_palette_opens_screens_and_switches_prefabs(dirs):

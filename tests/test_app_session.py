@@ -97,3 +97,15 @@ def test_checkpoint_scan_needs_the_meta_file(tmp_path):
     (d / "meta_000005.json").write_text(json.dumps({"val_bpb": 2.0}))
     (found,) = scan_checkpoints(tmp_path)
     assert (found.phase, found.tag, found.steps, found.val_bpb) == ("sft", "d6", [5, 10], None)
+
+
+def test_a_broken_state_file_is_one_line_and_exit_code_2(tmp_path, capsys):
+    from nanochat_cli.app import run_app
+    from nanochat_cli.services import paths
+
+    paths.state_path().parent.mkdir(parents=True)
+    paths.state_path().write_text("{not json")
+    assert run_app() == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nanochat-cli: ") and "state.json" in err and "delete the file" in err
+    assert len(err.splitlines()) == 1

@@ -1,0 +1,1 @@
+"""Widgets by area: shell/ (nav bar, status bar, empty states), config/, logs/."""
