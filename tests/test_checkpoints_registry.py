@@ -22,8 +22,10 @@ from engine.checkpoint import checkpoint_dir
 from engine.errors import EngineError
 from engine.gpt import GPT, GPTConfig
 from engine.tokenizer import Tokenizer
+from nanochat_cli.services.checkpoints import entries
 from nanochat_cli.services.checkpoints import registry as reg
-from nanochat_cli.services.checkpoints.registry import CheckpointRegistry, arch_overrides
+from nanochat_cli.services.checkpoints.compat import arch_overrides
+from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.config.schema import model_dim
 
@@ -71,7 +73,7 @@ def by_key(entries):
 
 
 def test_phase_dirs_match_the_engine():
-    assert reg.PHASE_DIRS == ENGINE_PHASE_DIRS
+    assert entries.PHASE_DIRS == ENGINE_PHASE_DIRS
 
 
 def test_listing_statuses_fields_and_compat(base, resolved, shared):

@@ -1,0 +1,235 @@
+"""One checkpoint step as the registry sees it: read from its files without loading any tensor.
+
+A step is `meta_<step>.json` + `model_<step>.pt` (+ `optim_<step>_rank<r>.pt` per rank) in
+`<base>/{base,chatsft,chatrl}_checkpoints/<tag>/`, written by our engine or by stock nanochat.
+Steps whose save was cut short (no meta, no model) are "incomplete"; steps whose meta or model file
+is damaged are "corrupt". The model file is checked through its zip directory (torch.save's format).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nanochat_cli.services.checkpoints.reports import EvalReport
+
+# engine.checkpoint.PHASE_DIRS (importing that module would load torch); a test keeps them equal
+PHASE_DIRS = {"base": "base_checkpoints", "sft": "chatsft_checkpoints", "rl": "chatrl_checkpoints"}
+PHASE_OF_DIR = {v: k for k, v in PHASE_DIRS.items()}
+_FILE_RE = re.compile(r"^(?:meta_(\d{6})\.json|model_(\d{6})\.pt|optim_(\d{6})_rank(\d+)\.pt)$")
+MODEL_CONFIG_KEYS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "window_pattern")
+MC_KEY = "megacontext.enabled"  # the MegaContext plugin's on/off field (category "megacontext", field "enabled")
+
+
+@dataclass
+class CheckpointEntry:
+    ckpt_dir: str
+    phase: str  # base | sft | rl
+    tag: str
+    step: int
+    status: str  # complete | incomplete | corrupt
+    problem: str = ""  # what is wrong when not complete
+    origin: str = "stock"  # "ours" (our engine wrote it) or "stock" (stock nanochat)
+    run: str | None = None
+    val_bpb: float | None = None
+    params: int | None = None
+    depth: int | None = None
+    n_embd: int | None = None
+    n_head: int | None = None
+    n_kv_head: int | None = None
+    vocab_size: int | None = None
+    sequence_len: int | None = None
+    window_pattern: str | None = None
+    tokenizer_hash: str | None = None
+    tokenizer_dir: str | None = None  # as recorded in the meta
+    data_dir: str | None = None
+    mc: bool = False  # MegaContext plugin on (user_config), False when absent
+    date: float = 0.0  # mtime of the newest file of this step
+    size_bytes: int = 0
+    optim_ranks: list[int] = field(default_factory=list)
+    world_size: int | None = None
+    model_config: dict[str, Any] | None = None
+    user_config: dict[str, Any] | None = None
+    engine_version: str | None = None
+    eval: EvalReport | None = None  # the latest evaluation, when one was run
+
+    @property
+    def path(self) -> Path:
+        return Path(self.ckpt_dir)
+
+    @property
+    def key(self) -> str:
+        return f"{self.ckpt_dir}#{self.step}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.run}/{self.tag}" if self.run and self.run != self.tag else self.tag
+
+    @property
+    def base(self) -> Path:
+        return self.path.parents[1]
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / f"model_{self.step:06d}.pt"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.path / f"meta_{self.step:06d}.json"
+
+    @property
+    def complete(self) -> bool:
+        return self.status == "complete"
+
+    @property
+    def resumable(self) -> bool:
+        """Full state on disk: a base-phase step with every rank's optimizer file."""
+        ranks = self.world_size or len(self.optim_ranks)
+        return (self.complete and self.phase == "base" and ranks > 0
+                and set(range(ranks)) <= set(self.optim_ranks))
+
+    def files(self) -> list[Path]:
+        """This step's files that exist, meta first (the order a delete must follow)."""
+        optims = [self.path / f"optim_{self.step:06d}_rank{r}.pt" for r in sorted(self.optim_ranks)]
+        return [p for p in (self.meta_file, self.model_file, *optims) if p.exists()]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("eval")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CheckpointEntry:
+        names = {f.name for f in fields(cls)} - {"eval"}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def mc_enabled(user_config: dict[str, Any] | None) -> bool:
+    """The MegaContext flag: `megacontext.enabled` flat, or {"megacontext": {"enabled": ...}} nested."""
+    uc = user_config or {}
+    if MC_KEY in uc:
+        return bool(uc[MC_KEY])
+    section = uc.get("megacontext")
+    return bool(section.get("enabled", False)) if isinstance(section, dict) else False
+
+
+def param_count(model_config: dict[str, Any]) -> int:
+    """Parameters of a GPT with this model_config (the analytic count the config estimates use)."""
+    from nanochat_cli.services.config.estimate import Shape, param_counts
+
+    L, C, H = model_config["n_layer"], model_config["n_embd"], model_config["n_head"]
+    V = model_config["vocab_size"]
+    shape = Shape(L, C, H, model_config["n_kv_head"], C // H, model_config["sequence_len"], V, -(-V // 64) * 64, ())
+    return param_counts(shape)["total"]
+
+
+def check_model_file(path: Path) -> str | None:
+    """None when the file looks whole; else what is wrong. Reads the zip directory only, not the tensors."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        return f"model file unreadable ({e.strerror})"
+    if size == 0:
+        return "model file is empty"
+    if head[:2] == b"PK":
+        try:
+            with zipfile.ZipFile(path) as z:
+                infos = z.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "model file is truncated or damaged (no zip directory)"
+        if not any(i.filename.endswith("data.pkl") for i in infos):
+            return "model file is not a torch checkpoint (no data.pkl)"
+        if any(i.header_offset + i.compress_size > size for i in infos):
+            return "model file is truncated (entries run past its end)"
+        return None
+    if head[:1] == b"\x80":  # torch's legacy (pre-zip) pickle format: nothing cheap to check
+        return None
+    return "model file is not a torch checkpoint"
+
+
+def step_files(ckpt_dir: Path) -> dict[int, dict[str, Any]]:
+    """step -> {"meta": Path|None, "model": Path|None, "optim": {rank: Path}} from one listing."""
+    out: dict[int, dict[str, Any]] = {}
+    try:
+        names = os.listdir(ckpt_dir)
+    except OSError:
+        return out
+    for name in names:
+        m = _FILE_RE.match(name)
+        if not m:
+            continue
+        step = int(m.group(1) or m.group(2) or m.group(3))
+        slot = out.setdefault(step, {"meta": None, "model": None, "optim": {}})
+        if m.group(1):
+            slot["meta"] = ckpt_dir / name
+        elif m.group(2):
+            slot["model"] = ckpt_dir / name
+        else:
+            slot["optim"][int(m.group(4))] = ckpt_dir / name
+    return out
+
+
+def signature(files: dict[str, Any]) -> list:
+    sig = []
+    for p in [files["meta"], files["model"], *files["optim"].values()]:
+        if p is not None:
+            st = p.stat()
+            sig.append([p.name, st.st_size, st.st_mtime_ns])
+    return sorted(sig)
+
+
+def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> CheckpointEntry:
+    """Build one entry from its files: the meta is parsed, the model file's zip directory checked."""
+    present = [p for p in [files["meta"], files["model"], *files["optim"].values()] if p is not None]
+    stats = [p.stat() for p in present]
+    entry = CheckpointEntry(ckpt_dir=str(ckpt_dir), phase=phase, tag=ckpt_dir.name, step=step, status="complete",
+                            date=max(s.st_mtime for s in stats), size_bytes=sum(s.st_size for s in stats),
+                            optim_ranks=sorted(files["optim"]))
+    if files["meta"] is None:
+        entry.status = "incomplete"
+        entry.problem = (f"no meta_{step:06d}.json: the save was interrupted" if files["model"] or files["optim"]
+                         else "no files")
+        return entry
+    if files["model"] is None:
+        entry.status, entry.problem = "incomplete", f"no model_{step:06d}.pt: the model file is missing"
+    try:
+        meta = json.loads(files["meta"].read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        entry.status, entry.problem = "corrupt", f"meta_{step:06d}.json is not valid JSON ({type(e).__name__})"
+        return entry
+    mc = meta.get("model_config") if isinstance(meta, dict) else None
+    if not isinstance(mc, dict) or any(k not in mc for k in MODEL_CONFIG_KEYS):
+        entry.status, entry.problem = "corrupt", f"meta_{step:06d}.json has no complete model_config"
+        return entry
+    uc = meta.get("user_config") if isinstance(meta.get("user_config"), dict) else None
+    entry.origin = "ours" if "engine_version" in meta else "stock"
+    entry.engine_version = meta.get("engine_version")
+    entry.run = meta.get("run") or (uc or {}).get("run")
+    entry.val_bpb = meta.get("val_bpb") if isinstance(meta.get("val_bpb"), int | float) else None
+    entry.model_config = {k: mc[k] for k in MODEL_CONFIG_KEYS}
+    entry.user_config = uc
+    entry.depth, entry.n_embd, entry.n_head = mc["n_layer"], mc["n_embd"], mc["n_head"]
+    entry.n_kv_head, entry.vocab_size, entry.sequence_len = mc["n_kv_head"], mc["vocab_size"], mc["sequence_len"]
+    entry.window_pattern = mc["window_pattern"]
+    try:
+        entry.params = param_count(mc)
+    except (TypeError, ZeroDivisionError):
+        entry.status, entry.problem = "corrupt", f"meta_{step:06d}.json has a malformed model_config"
+        return entry
+    entry.tokenizer_hash = meta.get("tokenizer_hash")
+    entry.tokenizer_dir = meta.get("tokenizer_dir") or None
+    entry.data_dir = meta.get("data_dir") or None
+    entry.world_size = meta.get("world_size") if isinstance(meta.get("world_size"), int) else None
+    entry.mc = mc_enabled(uc)
+    if entry.status == "complete":
+        problem = check_model_file(files["model"])
+        if problem:
+            entry.status, entry.problem = "corrupt", problem
+    return entry
