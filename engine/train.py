@@ -159,9 +159,7 @@ class Trainer:
         if resume_step is not None:
             meta = load_meta(self.ckpt_dir, resume_step)
             check_model_config(meta["model_config"], mcfg.to_dict(), self.ckpt_dir / f"meta_{resume_step:06d}.json")
-            if meta.get("tokenizer_hash") not in (None, self.tokenizer.fingerprint):
-                raise EngineError(f"{self.ckpt_dir}: checkpoint was trained with another tokenizer: pass "
-                                  f"--tokenizer-dir {meta.get('tokenizer_dir')} or start a new run")
+            self._check_tokenizer(meta, self.ckpt_dir)
             load_state_dict_compat(model, load_model_state(self.ckpt_dir, resume_step, self.device))
             rank_state = load_rank_state(self.ckpt_dir, resume_step, info.rank, self.device)
             loader_state = rank_state["dataloader"]
@@ -215,7 +213,14 @@ class Trainer:
             raise EngineError(f"init_from: {path}: no complete checkpoint there: point at a model_*.pt file")
         meta = load_meta(ckpt_dir, step)
         check_model_config(meta["model_config"], self.model_config.to_dict(), ckpt_dir / f"meta_{step:06d}.json")
+        self._check_tokenizer(meta, ckpt_dir)
         load_state_dict_compat(model, load_model_state(ckpt_dir, step, self.device))
+
+    def _check_tokenizer(self, meta: dict, ckpt_dir: Path) -> None:
+        """Token ids only mean the same thing under the same tokenizer (stock checkpoints carry no hash)."""
+        if meta.get("tokenizer_hash") not in (None, self.tokenizer.fingerprint):
+            raise EngineError(f"{ckpt_dir}: checkpoint was trained with another tokenizer: pass "
+                              f"--tokenizer-dir {meta.get('tokenizer_dir')} or start a new run")
 
     def _enable_fp8(self, model: GPT) -> None:
         try:
