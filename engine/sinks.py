@@ -27,25 +27,15 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from engine import __version__
 from engine.config import TrainConfig
 from engine.errors import EngineError
-from engine.telemetry import WarningEvent, _Event
+from engine.telemetry import SinkStatusEvent, WarningEvent, _Event
 
 T = TypeVar("T")
 Emit = Callable[[Any], Any]  # TelemetryWriter.emit: takes an event model
-
-
-class SinkStatusEvent(_Event):
-    """Health of one sink: sent on start, every heartbeat and at close. `time` is the heartbeat."""
-
-    event: Literal["sink_status"] = "sink_status"
-    sink: Literal["wandb", "otel"]
-    ok: bool
-    detail: str
-    url: str | None = None  # the W&B run page (online); None offline and for OTel
 
 
 # the step event's fields that W&B logs, under the same names; eval adds val_bpb

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 import traceback as tb
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -146,12 +147,22 @@ class RunEndEvent(_Event):
     elapsed: float
 
 
+class SinkStatusEvent(_Event):
+    """Health of one external sink (W&B, OpenTelemetry): sent at start, on each heartbeat and at close."""
+
+    event: Literal["sink_status"] = "sink_status"
+    sink: Literal["wandb", "otel"]
+    ok: bool
+    detail: str
+    url: str | None = None  # the W&B run page (online); None offline and for OTel
+
+
 _EVENT_CLASSES = (RunStartEvent, StepEvent, EvalEvent, SampleEvent, CheckpointEvent, ControlAckEvent,
-                  WarningEvent, ErrorEvent, RunEndEvent)
+                  WarningEvent, ErrorEvent, RunEndEvent, SinkStatusEvent)
 EVENT_TYPES: dict[str, type[_Event]] = {c.model_fields["event"].default: c for c in _EVENT_CLASSES}
 Event = Annotated[
     RunStartEvent | StepEvent | EvalEvent | SampleEvent | CheckpointEvent | ControlAckEvent | WarningEvent
-    | ErrorEvent | RunEndEvent,
+    | ErrorEvent | RunEndEvent | SinkStatusEvent,
     Field(discriminator="event"),
 ]
 _adapter: TypeAdapter[Event] = TypeAdapter(Event)
@@ -204,6 +215,7 @@ class TelemetryWriter:
         self.enabled = enabled
         self._lock = threading.Lock()  # the trainer may emit from a checkpoint thread too
         self._f = None
+        self.listeners: list[Callable[[_Event], None]] = []  # get each written event (e.g. engine.sinks)
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._f = open(self.path, "a", buffering=1, encoding="utf-8")
@@ -234,6 +246,8 @@ class TelemetryWriter:
             if self._f is None:
                 raise EngineError(f"telemetry: {self.path}: writer is closed: emit before close()")
             self._f.write(line)  # line-buffered: the newline flushes it
+        for listener in self.listeners:  # outside the lock: a listener may emit (sink_status) itself
+            listener(ev)
         return ev
 
     def close(self) -> None:

@@ -43,6 +43,7 @@ from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts, resolve_data_dir
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.optim import apply_schedules, build_optimizer
+from engine.sinks import Sinks
 from engine.telemetry import SCHEMA_VERSION, TelemetryWriter
 from engine.tokenizer import Tokenizer, ensure_tokenizer
 
@@ -115,8 +116,10 @@ def make_samples(model: GPT, tokenizer: Tokenizer, max_tokens: int = 32) -> list
 class Trainer:
     """Owns one training run: setup, the loop, checkpoints, telemetry and control requests."""
 
-    def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path):
+    def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
+                 sinks: Sinks | None = None):
         self.cfg, self.info, self.tel, self.run_dir = cfg, info, telemetry, run_dir
+        self.sinks = sinks or Sinks()
         self.base = Path(cfg.base_dir).expanduser() if cfg.base_dir else base_dir()
         self.device = info.device
         self.dtype = compute_dtype(self.device)
@@ -329,13 +332,15 @@ class Trainer:
             last = step >= self.num_iterations
             save_now, stop = self.handle_control(step)
             if (cfg.eval_every > 0 and step % cfg.eval_every == 0 and step > self.start_step) or last:
-                self.evaluate(step)
+                with self.sinks.span("eval", step=step):
+                    self.evaluate(step)
             if info.master and cfg.sample_every > 0 and step % cfg.sample_every == 0 and step > self.start_step:
                 self.sample(step)
             periodic = cfg.save_every > 0 and step % cfg.save_every == 0 and step > self.start_step
             if last or stop or save_now or periodic:
                 reason = "final" if last else "stop" if stop else "request" if save_now else "periodic"
-                self.save(step, reason)
+                with self.sinks.span("checkpoint", step=step, reason=reason):
+                    self.save(step, reason)
             if last:
                 return "finished"
             if stop:
@@ -417,9 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     status, reason, step, code = "failed", "", 0, 1
     trainer = None
+    sinks = Sinks()
     try:
+        sinks = Sinks.from_config(cfg, run_dir, rank, telemetry.emit)
+        telemetry.listeners.append(sinks.on_event)
         info = init_distributed(cfg.device_type)
-        trainer = Trainer(cfg, info, telemetry, run_dir)
+        trainer = Trainer(cfg, info, telemetry, run_dir, sinks)
         trainer.setup()
         trainer.emit_start()
         status = trainer.train()
@@ -439,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"engine.train: error: {reason}", file=sys.stderr)
     finally:
         telemetry.emit("run_end", status=status, reason=reason, step=step, elapsed=time.time() - t0)
+        sinks.close()
         telemetry.close()
         cleanup_distributed()
     return code

@@ -27,6 +27,7 @@ STEP = dict(step=7, total=100, loss=3.25, smooth_loss=3.5, lr_mult=0.9, muon_mom
 
 # one full set of fields per event
 FIELDS = {
+    "sink_status": dict(sink="wandb", ok=True, detail="offline run in /tmp/x", url=None),
     "run_start": dict(config={"depth": 4, "run": "r"}, world_size=2, device="cpu", dtype="float32",
                       num_params=1234, num_flops_per_token=7.4e3, num_iterations=100, tokens_per_step=4096,
                       engine_version="0.1.0", pid=42, run_dir="/tmp/runs/r", resumed_from_step=None),

@@ -178,3 +178,32 @@ def test_existing_checkpoints_are_never_overwritten_silently(tmp_path, assets):
     assert run_engine(args, tmp_path).returncode == 0
     again = run_engine(args, tmp_path)
     assert again.returncode == 1 and "already has checkpoints" in again.stderr and "--resume" in again.stderr
+
+
+def test_trainer_feeds_wandb_and_otel(tmp_path, assets, monkeypatch):
+    """The same metrics reach W&B (offline, read back from its run file) and an OTLP collector on loopback."""
+    from test_sinks import OtlpReceiver, read_wandb_records
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    receiver = OtlpReceiver()
+    try:
+        args = [*TINY, "--run", "sinks", "--data-dir", assets["data"], "--tokenizer-dir", assets["tok"],
+                "--total-batch-size", "512", "--num-iterations", "4", "--eval-every", "2",
+                "--wandb", "offline", "--otel-endpoint", receiver.url]
+        proc = run_engine(args, tmp_path, nproc=2)
+    finally:
+        receiver.close()
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(x) for x in (tmp_path / "runs" / "sinks" / "telemetry.jsonl").read_text().splitlines()]
+    final = {x["sink"]: x for x in lines if x["event"] == "sink_status"}
+    assert final["wandb"]["ok"] and "6 rows logged" in final["wandb"]["detail"], final
+    assert final["otel"]["ok"], final
+    names = [sp.name for sp, _ in receiver.spans]
+    assert names.count("step") == 4 and names.count("fwd_bwd") == 4 and names.count("eval") == 2
+    assert names.count("checkpoint") == 1
+    (run_file,) = (tmp_path / "runs" / "sinks").glob("wandb/offline-run-*/run-*.wandb")
+    rows = [{i.key or ".".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+            for r in read_wandb_records(run_file) if r.WhichOneof("record_type") == "history"]
+    losses = {row["_step"]: row["loss"] for row in rows if "loss" in row}
+    steps = {e.step: e.loss for e in events(tmp_path, "sinks") if e.event == "step"}
+    assert losses == steps
