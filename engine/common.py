@@ -64,7 +64,8 @@ def init_distributed(device_type: str = "") -> DistInfo:
     else:
         device = torch.device(device_type)
     if ddp and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", device_id=device if device_type == "cuda" else None)
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, device_id=device if device_type == "cuda" else None)
         dist.barrier()
     return DistInfo(ddp=ddp, rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
