@@ -1,0 +1,79 @@
+"""SystemProbe: this machine's GPUs (util, VRAM, temperature, power via NVML) or, without one, CPU and RAM.
+
+NVML comes from the optional `nvidia-ml-py` package (`pip install nanochat-cli[gpu]`). When it is
+missing or finds no driver, the probe says so in `backend_note` and reports CPU/RAM from psutil, so the
+system panel always has something true to show. CPU and RAM are reported in both cases.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+
+class SystemProbe:
+    """read() -> flat dict of floats: cpu_percent, ram_used, ram_total, ram_percent, gpu_count and, per GPU i,
+    gpu{i}.util (%), gpu{i}.mem_used, gpu{i}.mem_total (bytes), gpu{i}.temp (°C), gpu{i}.power_w."""
+
+    def __init__(self, nvml: Any | None = None):
+        # nvml: an object with pynvml's API; None imports pynvml (tests pass a stand-in for a GPU box)
+        self.backend = "psutil"
+        self.backend_note = ""
+        self.gpu_names: list[str] = []
+        self._nvml = None
+        self._handles: list[Any] = []
+        try:
+            if nvml is None:
+                import pynvml as nvml
+            nvml.nvmlInit()
+            self._handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+            self.gpu_names = [_text(nvml.nvmlDeviceGetName(h)) for h in self._handles]
+            self._nvml, self.backend = nvml, "nvml"
+        except ImportError:
+            self.backend_note = "no GPU readings: nvidia-ml-py is not installed (pip install nanochat-cli[gpu])"
+        except Exception as e:  # NVMLError: no driver / no device; the panel shows CPU and RAM instead
+            self.backend_note = f"no GPU readings: NVML unavailable ({_one_line(e)})"
+        if self.backend_note:
+            log.info("system probe: %s", self.backend_note)
+        psutil.cpu_percent(None)  # primes the counter: the first real reading then covers the interval
+
+    def read(self) -> dict[str, float]:
+        vm = psutil.virtual_memory()
+        out = {"cpu_percent": float(psutil.cpu_percent(None)), "ram_used": float(vm.total - vm.available),
+               "ram_total": float(vm.total), "ram_percent": float(vm.percent), "gpu_count": float(len(self._handles))}
+        nv = self._nvml
+        for i, h in enumerate(self._handles):
+            readers = {
+                "util": lambda h=h: nv.nvmlDeviceGetUtilizationRates(h).gpu,
+                "mem_used": lambda h=h: nv.nvmlDeviceGetMemoryInfo(h).used,
+                "mem_total": lambda h=h: nv.nvmlDeviceGetMemoryInfo(h).total,
+                "temp": lambda h=h: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU),
+                "power_w": lambda h=h: nv.nvmlDeviceGetPowerUsage(h) / 1000.0,
+            }
+            for key, fn in readers.items():
+                try:
+                    out[f"gpu{i}.{key}"] = float(fn())
+                except Exception:  # NVMLError_NotSupported on some boards: leave that reading out
+                    continue
+        return out
+
+    def close(self) -> None:
+        if self._nvml is not None:
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception as e:
+                log.info("system probe: nvmlShutdown failed: %s", _one_line(e))
+            self._nvml, self._handles = None, []
+
+
+def _text(name: str | bytes) -> str:
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
+
+
+def _one_line(e: BaseException) -> str:
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
