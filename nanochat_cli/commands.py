@@ -1,6 +1,7 @@
-"""Our command palette provider (Ctrl+P): open a screen, switch prefab, save/reset, tokens, debug log.
+"""Our command palette providers (Ctrl+P): open a screen, switch prefab, save/reset, tokens, debug log; and the
+actions of the screen the palette was opened from (a screen lists `ScreenCommands` in its COMMANDS).
 
-Every command calls the same app method as its key binding, so palette and keys never disagree.
+Every command calls the same app method or action as its key binding, so palette and keys never disagree.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from nanochat_cli.screens.names import SCREENS
@@ -44,3 +46,18 @@ class NanochatCommands(Provider):
             score = matcher.match(text)
             if score > 0:
                 yield Hit(score, matcher.highlight(text), command, text=text, help=help_text)
+
+
+class ScreenCommands(NanochatCommands):
+    """The footer bindings of the screen the palette was opened from, each run as if its key was pressed."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        screen = self.screen
+        label = SCREENS.get(getattr(screen, "SCREEN_NAME", ""), "")
+        out: list[tuple[str, Callable[[], object], str]] = []
+        for binding in screen.BINDINGS:
+            if isinstance(binding, Binding) and binding.show and binding.description:
+                key = binding.key.split(",")[0]
+                out.append((f"{label}: {binding.description}", partial(screen.run_action, binding.action),
+                            f"{binding.tooltip} ({key})".strip()))
+        return out
