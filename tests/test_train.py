@@ -178,6 +178,10 @@ def test_existing_checkpoints_are_never_overwritten_silently(tmp_path, assets):
     assert run_engine(args, tmp_path).returncode == 0
     again = run_engine(args, tmp_path)
     assert again.returncode == 1 and "already has checkpoints" in again.stderr and "--resume" in again.stderr
+    # resuming with another architecture names the differing key and the fix
+    other = run_engine([*args, "--resume", "--depth", "3"], tmp_path)
+    assert other.returncode == 1 and "Traceback" not in other.stderr
+    assert "n_layer=2" in other.stderr and "set n_layer to match" in other.stderr
 
 
 def test_trainer_feeds_wandb_and_otel(tmp_path, assets, monkeypatch):
