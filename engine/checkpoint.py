@@ -127,9 +127,18 @@ def restore_rng(state: dict | None) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
+# model_config keys in the order a person thinks about them, with the flag that sets each one
+_CONFIG_FLAGS = {"n_layer": "depth", "n_embd": "aspect_ratio/head_dim", "n_head": "head_dim", "n_kv_head": "n_kv_head",
+                 "sequence_len": "max_seq_len", "vocab_size": "vocab_size (or the tokenizer)",
+                 "window_pattern": "window_pattern"}
+
+
 def check_model_config(saved: dict, current: dict, source: Path) -> None:
     """A resume must use the same architecture: name the first differing key and the fix."""
-    for key in sorted(set(saved) | set(current)):
+    keys = [k for k in _CONFIG_FLAGS if k in saved or k in current]
+    keys += sorted((set(saved) | set(current)) - set(keys))
+    for key in keys:
         if saved.get(key) != current.get(key):
+            flag = _CONFIG_FLAGS.get(key, key)
             raise EngineError(f"{source}: checkpoint has {key}={saved.get(key)!r} but the config gives "
-                              f"{current.get(key)!r}: set {key} to match or start a new run")
+                              f"{current.get(key)!r}: set {flag} so that {key} matches, or start a new run")

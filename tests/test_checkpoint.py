@@ -57,6 +57,6 @@ def test_stock_nanochat_optimizer_file_is_read(tmp_path):
 
 
 def test_config_mismatch_names_key_and_fix(tmp_path):
-    with pytest.raises(EngineError, match=r"n_layer=4 .* 6: set n_layer to match"):
+    with pytest.raises(EngineError, match=r"n_layer=4 .* 6: set depth so that n_layer matches"):
         check_model_config({"n_layer": 4, "n_embd": 256}, {"n_layer": 6, "n_embd": 256}, tmp_path / "meta.json")
     check_model_config({"n_layer": 4}, {"n_layer": 4}, tmp_path / "meta.json")

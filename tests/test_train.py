@@ -181,7 +181,7 @@ def test_existing_checkpoints_are_never_overwritten_silently(tmp_path, assets):
     # resuming with another architecture names the differing key and the fix
     other = run_engine([*args, "--resume", "--depth", "3"], tmp_path)
     assert other.returncode == 1 and "Traceback" not in other.stderr
-    assert "n_layer=2" in other.stderr and "set n_layer to match" in other.stderr
+    assert "n_layer=2" in other.stderr and "set depth so that n_layer matches" in other.stderr
 
 
 def test_trainer_feeds_wandb_and_otel(tmp_path, assets, monkeypatch):
