@@ -288,7 +288,9 @@ class TelemetryReader:
         self.malformed = 0
         self.last_error = None
 
-    def read_new(self) -> list[Event]:
+    def read_new(self, max_bytes: int | None = None) -> list[Event]:
+        """Events of the lines completed since the last call; at most ~max_bytes of them when given
+        (so replaying a huge file needs little memory: call again until it returns [])."""
         try:
             size = os.stat(self.path).st_size
         except FileNotFoundError:
@@ -298,12 +300,18 @@ class TelemetryReader:
             self.replay()
         if size == self.offset:
             return []
+        budget = size - self.offset if max_bytes is None else min(size - self.offset, max_bytes)
         with open(self.path, "rb") as f:
             f.seek(self.offset)
-            chunk = f.read(size - self.offset)
-        end = chunk.rfind(b"\n")
+            chunk = f.read(budget)
+            end = chunk.rfind(b"\n")
+            while end < 0 and f.tell() < size:  # one line longer than max_bytes: read on to its end
+                more = f.read(budget)
+                nl = more.find(b"\n")
+                end = len(chunk) + nl if nl >= 0 else -1
+                chunk += more
         if end < 0:
-            return []
+            return []  # a partial last line: wait for its newline
         self.offset += end + 1
         events: list[Event] = []
         for raw in chunk[: end + 1].splitlines():

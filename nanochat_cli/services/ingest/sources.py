@@ -23,11 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import ValidationError
 from watchfiles._rust_notify import RustNotify  # watchfiles' documented low-level watcher
 
 from engine.errors import EngineError
-from engine.telemetry import EVENT_TYPES, TELEMETRY_FILE, Event, EventParseError, TelemetryReader, parse_event
+from engine.telemetry import TELEMETRY_FILE, TelemetryReader
 from nanochat_cli.services.ingest.store import MetricPoint, SourceHealth
 from nanochat_cli.services.ingest.system import SystemProbe
 
@@ -120,58 +119,6 @@ class ThreadedSource:
 # local JSONL
 
 
-class _ChunkedReader(TelemetryReader):
-    """TelemetryReader that reads at most `max_bytes` per call, so replaying a huge file needs little memory."""
-
-    def read_chunk(self, max_bytes: int) -> list[Event]:
-        try:
-            size = os.stat(self.path).st_size
-        except FileNotFoundError:
-            return []
-        if size < self.offset:
-            self.restarts += 1
-            self.replay()
-        if size == self.offset:
-            return []
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read(min(size - self.offset, max_bytes))
-            end = chunk.rfind(b"\n")
-            while end < 0 and f.tell() < size:  # one line longer than max_bytes: read on to its end
-                more = f.read(max_bytes)
-                end = more.find(b"\n")
-                end = end + len(chunk) if end >= 0 else -1
-                chunk += more
-        if end < 0:
-            return []  # a partial last line: wait for its newline
-        self.offset += end + 1
-        events: list[Event] = []
-        for raw in chunk[: end + 1].splitlines():
-            if not raw.strip():
-                continue
-            try:
-                events.append(_parse(raw))
-            except EventParseError as e:
-                self.malformed += 1
-                self.last_error = str(e)
-        return events
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return parse_event(raw)
-    except EventParseError:
-        # engine/sinks.py writes sink_status events that engine/telemetry.py's union does not list (yet)
-        if "sink_status" not in EVENT_TYPES and b'"sink_status"' in raw:
-            from engine.sinks import SinkStatusEvent  # only when a run reports sinks: it imports a lot
-
-            try:
-                return SinkStatusEvent.model_validate_json(raw)
-            except ValidationError:
-                pass
-        raise
-
-
 class JsonlSource(ThreadedSource):
     """Tails `<run_dir>/telemetry.jsonl` (replayed from its first line on attach)."""
 
@@ -187,12 +134,12 @@ class JsonlSource(ThreadedSource):
         self.step_ms = step_ms  # after a write, wake once the file has been quiet this long
         self.force_polling = force_polling  # for network filesystems without inotify
         self.chunk_bytes = chunk_bytes
-        self._reader = _ChunkedReader(self.path)
+        self._reader = TelemetryReader(self.path)
         self._notify: RustNotify | None = None
         self._watched_ino: int | None = None
 
     def read_available(self) -> Batch:
-        return self._reader.read_chunk(self.chunk_bytes)
+        return self._reader.read_new(max_bytes=self.chunk_bytes)
 
     def replay(self) -> None:
         """Read the file again from its first line (the next reads return everything)."""
