@@ -1,87 +1,360 @@
-"""Checkpoints tab: the checkpoint dirs under the base dir, in nanochat's layout, read without torch.
+"""Checkpoints tab: every checkpoint under the base dir (ours and stock nanochat's) with its shape, val bpb and
+compatibility with the active config (the Config tab's prefab + overrides), and what can be done with one.
 
-<base>/{base,chatsft,chatrl}_checkpoints/<tag>/meta_<step:06d>.json marks a complete step (the
-engine writes it last); val_bpb comes from the newest meta file.
+The listing comes from the CheckpointRegistry (torch-free, index-cached) in a worker thread, so a big base dir
+never freezes the UI; it is refreshed when the tab is shown and whenever the config changes. Actions on the
+selected row: resume training from it (full state) or start a run from its weights (RunOrchestrator, then the
+Train tab), evaluate it (val bpb + the eval prompts, in a worker thread; the report shows inline and is cached),
+chat with it (the Chat tab), apply the remedy of its compatibility reasons to the active config, delete it
+(after a confirmation). Each action has a key in the footer and an entry in the command palette.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from dataclasses import dataclass
+import logging
+import threading
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
+from textual.reactive import var
 from textual.widgets import DataTable, Static
 
+from engine.errors import EngineError
+from nanochat_cli.logging_setup import log_event
 from nanochat_cli.screens.base import AppScreen
+from nanochat_cli.services.checkpoints.compat import Compat, CompatReason
+from nanochat_cli.services.checkpoints.entries import CheckpointEntry
+from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
+from nanochat_cli.widgets.checkpoints.detail import CheckpointDetail, describe
+from nanochat_cli.widgets.checkpoints.table import FILTERS, CheckpointTable, keep, status_of
 from nanochat_cli.widgets.shell.empty_state import EmptyState
 
-PHASE_DIRS = {"base": "base_checkpoints", "sft": "chatsft_checkpoints", "rl": "chatrl_checkpoints"}
-_META_RE = re.compile(r"^meta_(\d{6})\.json$")
+Row = tuple[CheckpointEntry, Compat]
+EVAL_NEW_TOKENS = 64  # tokens per eval prompt completion (the CLI's default)
 
 
-@dataclass(frozen=True)
-class CheckpointDir:
-    phase: str
-    tag: str
-    path: Path
-    steps: list[int]
-    val_bpb: float | None
+def screen_commands() -> type:
+    from nanochat_cli.commands import ScreenCommands  # textual.command loads only when the palette opens
+
+    return ScreenCommands
 
 
-def scan_checkpoints(base: Path) -> list[CheckpointDir]:
-    """Every <phase>/<tag> dir with at least one complete step, newest step's val_bpb included."""
-    found: list[CheckpointDir] = []
-    for phase, dirname in PHASE_DIRS.items():
-        root = base / dirname
-        if not root.is_dir():
-            continue
-        for tag_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-            steps = sorted(int(m.group(1)) for f in tag_dir.iterdir() if (m := _META_RE.match(f.name)))
-            if not steps:
-                continue
-            try:
-                meta = json.loads((tag_dir / f"meta_{steps[-1]:06d}.json").read_text())
-                bpb = meta.get("val_bpb")
-            except (OSError, ValueError):
-                bpb = None  # shown as "?" — an unreadable meta file is visible, not hidden
-            found.append(CheckpointDir(phase, tag_dir.name, tag_dir, steps,
-                                       float(bpb) if isinstance(bpb, int | float) else None))
-    return found
+def eval_data_dir(entry: CheckpointEntry, resolved: dict[str, Any]) -> str | None:
+    """Held-out data for val bpb: the data the checkpoint was trained on, else the active config's parquet dir
+    (stock checkpoints record none). The report names the dir it used."""
+    if entry.data_dir:
+        return entry.data_dir
+    if resolved.get("data.source") == "parquet" and resolved.get("data.data_dir"):
+        return str(Path(resolved["data.data_dir"]).expanduser())
+    return None
+
+
+def run_device(resolved: dict[str, Any]) -> str:
+    device = resolved.get("hardware.device", "cpu")
+    if device != "auto":
+        return device
+    from engine.common import autodetect_device_type  # imports torch: call from a worker thread
+
+    return autodetect_device_type()
+
+
+class Scanned(Message):
+    """A scan finished (posted from the worker thread: post_message is thread-safe and never blocks)."""
+
+    def __init__(self, scan: int, base: Path, rows: list[Row], error: str | None) -> None:
+        super().__init__()
+        self.scan, self.base, self.rows, self.error = scan, base, rows, error
+
+
+class Evaluated(Message):
+    def __init__(self, entry: CheckpointEntry, error: str | None) -> None:
+        super().__init__()
+        self.entry, self.error = entry, error
 
 
 class CheckpointsScreen(AppScreen):
     SCREEN_NAME = "checkpoints"
-    BINDINGS = [Binding("r", "rescan", "Rescan")]
+    COMMANDS = {screen_commands}
+    BINDINGS = [
+        Binding("t", "resume", "Resume", tooltip="Resume training from the selected checkpoint (full state)"),
+        Binding("w", "from_weights", "From weights", tooltip="Start a new run from the selected checkpoint's weights"),
+        Binding("e", "evaluate", "Evaluate", tooltip="Val bpb and the eval prompts' completions, shown below"),
+        Binding("c", "chat", "Chat", tooltip="Load the selected checkpoint into the Chat tab"),
+        Binding("a", "apply_remedy", "Apply fix", tooltip="Set the suggested overrides on the active config"),
+        Binding("delete,x", "delete", "Delete", tooltip="Delete the selected checkpoint step (asks first)"),
+        Binding("f", "cycle_filter", "Filter", tooltip="Show all / loadable / compatible checkpoints"),
+        Binding("p", "edit_presets", "Eval prompts", tooltip="Edit the prompts every evaluation completes"),
+        Binding("r", "rescan", "Rescan", tooltip="Read the checkpoint dirs again"),
+    ]
+
+    filter: var[str] = var("all")
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="body"):
             yield Static("", id="ckpt-where", markup=False)
-            yield DataTable(id="ckpt-table", cursor_type="row", zebra_stripes=True)
+            yield CheckpointTable(id="ckpt-table")
+            yield CheckpointDetail(id="ckpt-detail")
             yield EmptyState("", id="ckpt-empty")
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns("phase", "tag", "steps", "latest", "val bpb")
+        self._lock = threading.Lock()  # the registry (and its index file) is used from worker threads
+        self._registry: CheckpointRegistry | None = None
+        self._rows: list[Row] = []
+        self._scans = 0  # a scan's results are shown only if no newer scan started meanwhile
+        self._evaluating: CheckpointEntry | None = None
+        self._scanned = False
+        self.watch(self.app, "config_rev", self._config_changed, init=False)
+        self.query_one(CheckpointTable).focus()
 
+    # ---- listing -------------------------------------------------------------------------------
     def on_screen_resume(self) -> None:
         self.action_rescan()
 
+    def _config_changed(self, _rev: int) -> None:
+        if self.is_current:  # otherwise the next visit rescans
+            self.action_rescan()
+
+    def _base(self, resolved: dict[str, Any]) -> Path:
+        return Path(resolved.get("run.base_dir") or self.napp.base_dir).expanduser()
+
     def action_rescan(self) -> None:
-        base = self.napp.base_dir
-        where = self.napp.show_path(base)
-        found = scan_checkpoints(base)
-        table = self.query_one(DataTable)
-        table.clear()
-        for c in found:
-            bpb = f"{c.val_bpb:.4f}" if c.val_bpb is not None else "?"
-            table.add_row(c.phase, c.tag, str(len(c.steps)), str(c.steps[-1]), bpb)
-        table.display = bool(found)
-        self.query_one("#ckpt-where", Static).update(f"Checkpoints under {where}")
-        self.query_one("#ckpt-where").display = bool(found)
+        self._scans += 1
+        resolved = dict(self.napp.session.current)
+        problems = [i.message for i in self.napp.session.issues]
+        self.run_worker(partial(self._scan, self._scans, resolved, problems), thread=True, group="ckpt-scan")
+
+    def _scan(self, scan: int, resolved: dict[str, Any], problems: list[str]) -> None:
+        base = self._base(resolved)
+        try:
+            with self._lock:
+                if self._registry is None or self._registry.base != base:
+                    self._registry = CheckpointRegistry(base)
+                if problems:  # an invalid config has no shape to compare against: say so on every row
+                    reason = CompatReason("error", f"the active config has {len(problems)} problem(s) (first: "
+                                                   f"{problems[0]}): compatibility not checked",
+                                          "fix them on the Config tab")
+                    rows = [(e, Compat("incompatible", [reason])) for e in self._registry.scan()]
+                else:
+                    rows = self._registry.with_compat(resolved)
+            error = None
+        except EngineError as e:
+            rows, error = [], str(e)
+        self.post_message(Scanned(scan, base, rows, error))
+
+    def on_scanned(self, message: Scanned) -> None:
+        if message.error:
+            self.napp._error(message.error)
+        if message.scan != self._scans:
+            return
+        self._rows, self._where, self._scanned = message.rows, self.napp.show_path(message.base), True
+        self._show_rows()
+
+    def watch_filter(self) -> None:
+        if self.is_mounted and self._scanned:
+            self._show_rows()
+
+    def _show_rows(self) -> None:
+        shown = [r for r in self._rows if keep(*r, self.filter)]
+        table = self.query_one(CheckpointTable)
+        table.show(shown)
+        s = self.napp.session
+        n = len(s.overrides)
+        config = s.prefab + (f" + {n} override{'s' if n > 1 else ''}" if n else "")
+        count = f"{len(shown)} of {len(self._rows)}" if len(shown) != len(self._rows) else str(len(shown))
+        self.query_one("#ckpt-where", Static).update(
+            f"{count} checkpoint{'s' if len(self._rows) != 1 else ''} under {self._where} · filter: {self.filter} "
+            f"(f) · checked against {config}")
+        for widget in ("#ckpt-where", CheckpointTable, CheckpointDetail):
+            self.query_one(widget).display = bool(self._rows)
         empty = self.query_one(EmptyState)
-        empty.display = not found
-        empty.set_text(f"No checkpoints found under {where}",
-                       "Training writes them to <base>/base_checkpoints/<tag>/ (r to rescan).")
+        empty.display = not self._rows
+        empty.set_text(f"No checkpoints under {self._where}",
+                       "Training writes them to <base>/base_checkpoints/<tag>/; stock nanochat's base, chatsft "
+                       "and chatrl checkpoint dirs are listed too (r rescans).")
+        self._show_detail()
+
+    def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
+        self._show_detail()
+
+    def _selected(self) -> Row | None:
+        key = self.query_one(CheckpointTable).selected_key()
+        return next((r for r in self._rows if r[0].key == key), None)
+
+    def _show_detail(self) -> None:
+        detail = self.query_one(CheckpointDetail)
+        row = self._selected()
+        if row is None:
+            detail.show("No checkpoint matches the filter (f changes it)." if self._rows else "")
+        else:
+            detail.show(describe(*row, self.napp.show_path, self.app.theme_variables))
+        ev = self._evaluating
+        detail.evaluating(f"evaluating {ev.label} step {ev.step}…" if ev is not None else None)
+
+    # ---- actions -------------------------------------------------------------------------------
+    def _pick(self, loadable: bool = True) -> Row | None:
+        row = self._selected()
+        if row is None:
+            self.notify("No checkpoint selected", severity="warning")
+            return None
+        entry = row[0]
+        if loadable and not entry.complete:
+            self.napp._error(f"{entry.label} step {entry.step} is {entry.status} ({entry.problem}): it is never "
+                             "loaded; delete it or pick another")
+            return None
+        return row
+
+    def action_cycle_filter(self) -> None:
+        self.filter = FILTERS[(FILTERS.index(self.filter) + 1) % len(FILTERS)]
+
+    def action_resume(self) -> None:
+        self._start("resume")
+
+    def action_from_weights(self) -> None:
+        self._start("weights")
+
+    def _start(self, mode: str) -> None:
+        row = self._pick()
+        if row is None:
+            return
+        entry = row[0]
+        resolved = dict(self.napp.session.current)
+        try:
+            with self._lock:
+                baseline = self._registry.baseline(entry, resolved, mode)
+        except EngineError as e:
+            self.napp._error(str(e))
+            return
+        spec = baseline.spec
+        device = baseline.resolved.get("hardware.device", "auto")
+        where = f"{spec.nproc_per_node} process{'es' if spec.nproc_per_node > 1 else ''} on {device}"
+        if mode == "resume":
+            question = f"Resume run {spec.config.run} from step {entry.step} ({where})?"
+        else:
+            question = f"Start run {spec.config.run} from the weights of {entry.label} step {entry.step} ({where})?"
+        from nanochat_cli.screens.confirm import ConfirmScreen
+
+        self.app.push_screen(ConfirmScreen(question, "Start"),
+                             lambda yes: self._launch(entry, baseline) if yes else None)
+
+    def _launch(self, entry: CheckpointEntry, baseline: Any) -> None:
+        """Start it the way the Train tab launches runs (off the UI thread), which then shows it live."""
+        from nanochat_cli.screens.train import launch
+
+        log_event("run from checkpoint", mode=baseline.mode, checkpoint=str(entry.model_file),
+                  run=baseline.spec.config.run)
+        launch(self.napp, baseline.spec, baseline.resolved)
+
+    def action_evaluate(self) -> None:
+        if self._evaluating is not None:
+            ev = self._evaluating
+            self.notify(f"Evaluating {ev.label} step {ev.step} already: wait for it to finish", severity="warning")
+            return
+        row = self._pick()
+        if row is None:
+            return
+        entry = row[0]
+        resolved = dict(self.napp.session.current)
+        self._evaluating = entry
+        self._show_detail()
+        log_event("checkpoint eval started", checkpoint=str(entry.model_file))
+        self.run_worker(partial(self._evaluate, entry, resolved), thread=True, group="ckpt-eval")
+
+    def _evaluate(self, entry: CheckpointEntry, resolved: dict[str, Any]) -> None:
+        from nanochat_cli.services.checkpoints.evaluate import evaluate
+
+        try:
+            report = evaluate(entry.model_file, tokens=resolved.get("telemetry.eval_tokens", 65536),
+                              max_new_tokens=EVAL_NEW_TOKENS, data_dir=eval_data_dir(entry, resolved),
+                              device=run_device(resolved))
+            with self._lock:
+                self._registry.store_eval(entry, report)
+        except EngineError as e:
+            self.post_message(Evaluated(entry, str(e)))
+        except (OSError, RuntimeError) as e:  # torch failing to read or run the weights
+            self.post_message(Evaluated(entry, f"{entry.model_file}: evaluation failed ({type(e).__name__}: {e})"))
+        else:
+            self.post_message(Evaluated(entry, None))
+
+    def on_evaluated(self, message: Evaluated) -> None:
+        entry, error = message.entry, message.error
+        self._evaluating = None
+        if error:
+            self.napp._error(error)
+        else:
+            bpb = entry.eval.val_bpb
+            log_event("checkpoint evaluated", checkpoint=str(entry.model_file), val_bpb=bpb)
+            self.notify(f"Evaluated {entry.label} step {entry.step}"
+                        + (f": val bpb {bpb:.4f}" if bpb is not None else ""))
+        self._show_detail()
+
+    def action_chat(self) -> None:
+        row = self._pick()
+        if row is None:
+            return
+        from nanochat_cli.screens.chat import ChatScreen
+
+        self.napp.action_show_screen("chat")
+        if isinstance(self.app.screen, ChatScreen):
+            self.app.screen.open_checkpoint(str(row[0].model_file))
+
+    def action_apply_remedy(self) -> None:
+        row = self._pick(loadable=False)
+        if row is None:
+            return
+        entry, compat = row
+        fixes: dict[str, Any] = {}
+        for reason in compat.reasons:
+            fixes.update(reason.overrides)
+        if not fixes:
+            self.notify(f"{entry.label} step {entry.step}: no config change to apply"
+                        + (" (it fits the active config)" if compat.level == "compatible" else ""))
+            return
+        unknown = [k for k in fixes if k not in self.napp.session.specs]
+        if unknown:
+            self.napp._error(f"{unknown[0]}: not a field of the active config (is its plugin installed?): "
+                             "set the other fields by hand on the Config tab")
+            return
+        for key, value in fixes.items():
+            self.napp.set_override(key, value)
+        shown = " ".join(f"{k}={'none' if v is None else v}" for k, v in fixes.items())
+        log_event("checkpoint remedy applied", checkpoint=str(entry.model_file), overrides=fixes)
+        self.notify(f"Active config: set {shown}")
+
+    def action_delete(self) -> None:
+        row = self._pick(loadable=False)
+        if row is None:
+            return
+        entry, compat = row
+        if self._evaluating is not None and self._evaluating.key == entry.key:
+            self.notify("It is being evaluated: delete it when that is done", severity="warning")
+            return
+        from nanochat_cli.cli_checkpoints import _size
+        from nanochat_cli.screens.confirm import ConfirmScreen
+
+        files = entry.files()
+        question = (f"Delete {entry.label} step {entry.step} ({status_of(entry, compat)}, {_size(entry.size_bytes)}, "
+                    f"{len(files)} file{'s' if len(files) != 1 else ''} in {self.napp.show_path(entry.path)})? "
+                    "This cannot be undone.")
+        self.app.push_screen(ConfirmScreen(question, "Delete"), lambda yes: self._delete(entry) if yes else None)
+
+    def _delete(self, entry: CheckpointEntry) -> None:
+        try:
+            with self._lock:
+                removed = self._registry.delete(entry)
+        except OSError as e:
+            self.napp._error(f"{entry.path}: could not delete step {entry.step} ({e.strerror}): check permissions")
+            return
+        log_event("checkpoint deleted", level=logging.WARNING, checkpoint=str(entry.path), step=entry.step,
+                  files=len(removed))
+        self.notify(f"Deleted {entry.label} step {entry.step} ({len(removed)} files)")
+        self.action_rescan()
+
+    def action_edit_presets(self) -> None:
+        from nanochat_cli.widgets.checkpoints.presets import open_presets_editor
+
+        open_presets_editor(self.napp)

@@ -1,0 +1,1 @@
+"""Widgets of the Chat screen: sampling controls and the streamed conversation view."""

@@ -1,0 +1,85 @@
+"""The selected checkpoint in full: where it is, why it does or does not fit the active config (each reason with
+its remedy), and its latest evaluation (val bpb and the preset prompts' completions), or the evaluation running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import ProgressBar, Static
+
+from nanochat_cli.cli_checkpoints import _size
+from nanochat_cli.services.checkpoints.compat import Compat
+from nanochat_cli.services.checkpoints.entries import CheckpointEntry
+from nanochat_cli.services.checkpoints.reports import EvalReport
+from nanochat_cli.widgets.checkpoints.table import STATUS_COLOUR, status_of
+
+ORIGIN = {"ours": "written by nanochat-cli", "stock": "stock nanochat"}
+
+
+def describe(entry: CheckpointEntry, compat: Compat, show_path: Callable[[Path], str],
+             colours: dict[str, str]) -> Text:
+    """Header, location, compatibility reasons with remedies, and the eval report, as styled text."""
+    status = status_of(entry, compat)
+    text = Text()
+    text.append(f"{entry.label} · step {entry.step} · {entry.phase} · {ORIGIN[entry.origin]} · ", style="bold")
+    text.append(status, style=f"bold {colours.get(STATUS_COLOUR[status], '')}")
+    text.append(f"\n{show_path(entry.path)} · {_size(entry.size_bytes)}", style="dim")
+    if entry.complete:
+        text.append(" · resumable (full state)" if entry.resumable else " · weights only (no resume)", style="dim")
+    if compat.level == "compatible":
+        text.append("\n✓ fits the active config: resume it (t) or start a run from its weights (w)",
+                    style=colours.get("success", ""))
+    for r in compat.reasons:
+        colour = colours.get("error" if r.level == "error" else "warning", "")
+        text.append(f"\n{'✗' if r.level == 'error' else '!'} {r.message}", style=colour)
+        text.append(f"\n  → {r.remedy}" + (" (a applies it)" if r.overrides else ""), style="dim")
+    text.append("\n")
+    if entry.complete:
+        text.append_text(describe_eval(entry.eval, show_path, colours))
+    return text
+
+
+def describe_eval(report: EvalReport | None, show_path: Callable[[Path], str], colours: dict[str, str]) -> Text:
+    text = Text()
+    if report is None:
+        text.append("\nNot evaluated yet: e measures val bpb and completes the eval prompts (p edits them).",
+                    style="dim")
+        return text
+    text.append("\nEvaluation ", style="bold")
+    if report.val_bpb is not None:
+        where = show_path(Path(report.data_dir)) if report.data_dir else "?"
+        text.append(f"val bpb {report.val_bpb:.4f}", style=f"bold {colours.get('accent', '')}")
+        text.append(f" over {report.eval_tokens:,} tokens of {where}")
+    else:
+        text.append("no val bpb (no held-out data)")
+    text.append(f" · {report.seconds:.1f} s on {report.device}", style="dim")
+    for s in report.samples:
+        text.append(f"\n{s.name} ({s.mode}, {s.tokens} tokens) ", style=colours.get("secondary", ""))
+        text.append(s.prompt.replace("\n", "⏎"))
+        text.append(" ⟶ ", style="dim")
+        text.append(s.completion.replace("\n", "⏎") or "(nothing)", style=colours.get("accent", ""))
+    return text
+
+
+class CheckpointDetail(VerticalScroll):
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="eval-progress"):
+            yield ProgressBar(total=None, show_eta=False, show_percentage=False)
+            yield Static("", id="eval-label", markup=False)
+        yield Static("", id="detail-text", markup=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#eval-progress").display = False
+
+    def show(self, text: Text | str) -> None:
+        self.query_one("#detail-text", Static).update(text)
+
+    def evaluating(self, label: str | None) -> None:
+        """Show the running evaluation's progress line (None hides it)."""
+        self.query_one("#eval-progress").display = label is not None
+        self.query_one("#eval-label", Static).update(label or "")

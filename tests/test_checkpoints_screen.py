@@ -1,0 +1,281 @@
+"""Pilot tests of the Checkpoints tab over real tiny checkpoints: ours (compatible), a truncated one, an
+incompatible one (depth 3) and stock nanochat's parity fixture; statuses, filter, remedy, delete, evaluate,
+resume, chat hand-off, the palette and the eval prompts editor."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from ckpt_helpers import STOCK_FIXTURE, save_ours, tiny_config_overrides, tiny_model, train_tokenizer, write_data_dir
+from textual.widgets import Input
+
+from engine.checkpoint import checkpoint_dir
+from engine.tokenizer import Tokenizer
+from nanochat_cli.app import NanochatApp
+from nanochat_cli.screens.confirm import ConfirmScreen
+from nanochat_cli.services import paths
+from nanochat_cli.services.checkpoints.presets import load_presets
+from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
+from nanochat_cli.services.config.guardrails import MachineInfo
+from nanochat_cli.services.secrets import SecretStore
+from nanochat_cli.services.state import UIState, save_state
+from nanochat_cli.widgets.checkpoints.presets import PresetRow, PresetsScreen, escape, unescape
+
+MACHINE = MachineInfo(cpu_count=2, ram_total_bytes=8_000_000_000, ram_free_bytes=6_000_000_000)
+FIXED_TIME = 1_700_000_000  # 2023-11-14 22:13 UTC: file dates in the listing are deterministic
+META_BYTES = 8192  # metas record tmp paths; padded to one size, the size column does not depend on them
+WORDS = "the model reads text and learns which token comes next so that a small network can write code".split()
+
+
+@pytest.fixture(scope="module")
+def tok_src(tmp_path_factory):
+    return train_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer")
+
+
+def synthetic_tokenizer(directory: Path) -> Tokenizer:
+    """A tokenizer trained on seeded synthetic text: unlike ckpt_helpers' (trained on the engine's sources), its
+    hash and token counts stay the same when the repo changes, as snapshots need."""
+    rng = random.Random(0)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(200)) for _ in range(50)]
+    Tokenizer.train_from_iterator(texts, 300).save(directory)
+    return Tokenizer.from_directory(directory)
+
+
+def build_world(base: Path, tok_src: Tokenizer, stock: bool = True) -> dict:
+    """Under `base`: tiny@5 (fits the config), trunc@3 (model file cut in half), deep@7 (depth 3: incompatible),
+    and the stock fixture d4@0 when /work/shared is there; the tokenizer and data live under base too, and the
+    UI state loads cpu-tiny with overrides describing the tiny model."""
+    shutil.copytree(tok_src.directory, base / "tok")
+    tok = Tokenizer.from_directory(base / "tok")
+    data = write_data_dir(base / "corpus")
+    save_ours(base, "tiny", 5, tiny_model(300), tok, data)
+    trunc = save_ours(base, "trunc", 3, tiny_model(300), tok, data)
+    blob = (trunc / "model_000003.pt").read_bytes()
+    (trunc / "model_000003.pt").write_bytes(blob[: len(blob) // 2])
+    save_ours(base, "deep", 7, tiny_model(300, depth=3), tok, data)
+    if stock and STOCK_FIXTURE.is_dir():
+        d = checkpoint_dir(base, "d4")
+        d.mkdir(parents=True)
+        for name in ("model_000000.pt", "meta_000000.json"):
+            shutil.copy(STOCK_FIXTURE / name, d / name)
+    for meta in base.glob("base_checkpoints/*/meta_*.json"):
+        text = meta.read_text()
+        assert len(text) < META_BYTES
+        meta.write_text(text + " " * (META_BYTES - len(text)))
+    for p in base.glob("*_checkpoints/*/*"):
+        os.utime(p, (FIXED_TIME, FIXED_TIME))
+    overrides = {**tiny_config_overrides(base, data, tok.directory), "telemetry.eval_tokens": 512,
+                 "hardware.nproc_per_node": 1}
+    save_state(UIState(screen="checkpoints", prefab="cpu-tiny", overrides=overrides))
+    return {"base": base, "tok": tok, "data": data}
+
+
+def make_app(tmp_path: Path, **labels) -> NanochatApp:
+    return NanochatApp(machine=MACHINE, secrets=SecretStore(file_dir=tmp_path / "secrets"), online_checks=False,
+                       **labels)
+
+
+@pytest.fixture
+def world(tmp_path, tok_src):
+    assert paths.base_dir() == tmp_path / "base"  # conftest.py points the base dir here
+    return build_world(tmp_path / "base", tok_src)
+
+
+async def settle(pilot) -> None:
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+def listing(app) -> dict[str, tuple[str, str]]:
+    """label@step -> (status, val bpb) as the table shows them."""
+    table = app.screen.query_one("#ckpt-table")
+    out = {}
+    for i in range(table.row_count):
+        cells = [str(c) for c in table.get_row_at(i)]
+        out[f"{cells[0]}@{cells[2]}"] = (cells[3], cells[4])
+    return out
+
+
+async def select(pilot, label: str) -> None:
+    table = pilot.app.screen.query_one("#ckpt-table")
+    rows = [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+    table.move_cursor(row=rows.index(label))
+    await pilot.pause()
+
+
+def detail(app) -> str:
+    return str(app.screen.query_one("#detail-text").content)
+
+
+async def test_listing_shows_each_status_and_the_filter(world, tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        rows = listing(app)
+        expected = {"tiny@5": ("compatible", "2.5000"), "trunc@3": ("corrupt", "2.5000"),
+                    "deep@7": ("incompatible", "2.5000")}
+        if STOCK_FIXTURE.is_dir():
+            meta = json.loads((STOCK_FIXTURE / "meta_000000.json").read_text())
+            bpb = f"{meta['val_bpb']:.4f}" if isinstance(meta.get("val_bpb"), float) else "-"
+            expected["d4@0"] = ("incompatible", bpb)
+        assert rows == expected
+        table = app.screen.query_one("#ckpt-table")
+        tiny = [str(c) for c in table.get_row_at(list(rows).index("tiny@5"))]
+        params = f"{tiny_model(300).num_params() / 1e3:.1f}K"
+        assert tiny[5:12] == [params, "2", "300", "64", "SL", world["tok"].fingerprint, "off"]
+        assert tiny[12] == time.strftime("%Y-%m-%d %H:%M", time.localtime(FIXED_TIME))
+
+        await select(pilot, "trunc")
+        assert "truncated" in detail(app) and "never loaded" in detail(app)
+        await pilot.press("e")  # a corrupt checkpoint is never loaded
+        assert app.screen._evaluating is None
+        assert any("is corrupt" in str(n.message) for n in app._notifications)
+        await select(pilot, "deep")
+        assert "depth 3 (config: 2)" in detail(app) and "→ set model.depth=3" in detail(app)
+        if STOCK_FIXTURE.is_dir():
+            await select(pilot, "d4")
+            assert "stock nanochat" in detail(app) and "vocab differs: 320 tokens (config: 300)" in detail(app)
+
+        await pilot.press("f")
+        assert app.screen.filter == "loadable" and "trunc@3" not in listing(app)
+        await pilot.press("f")
+        assert app.screen.filter == "compatible" and list(listing(app)) == ["tiny@5"]
+        where = str(app.screen.query_one("#ckpt-where").content)
+        assert where.startswith(f"1 of {len(expected)} checkpoints under ") and "filter: compatible" in where
+        await pilot.press("f")
+        assert app.screen.filter == "all" and len(listing(app)) == len(expected)
+
+
+async def test_apply_remedy_sets_the_config_and_relists(world, tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, "deep")
+        await pilot.press("a")
+        await settle(pilot)
+        assert app.session.overrides["model.depth"] == 3
+        rows = listing(app)
+        assert rows["deep@7"][0] == "compatible" and rows["tiny@5"][0] == "incompatible"
+        await select(pilot, "deep")
+        await pilot.press("a")  # nothing left to change
+        assert any("no config change to apply (it fits the active config)" in str(n.message)
+                   for n in app._notifications)
+        assert app.session.overrides["model.depth"] == 3
+
+
+async def test_delete_asks_first(world, tmp_path):
+    trunc = checkpoint_dir(world["base"], "trunc")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, "trunc")
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Delete trunc step 3 (corrupt" in app.screen.question and "cannot be undone" in app.screen.question
+        await pilot.press("n")
+        await settle(pilot)
+        assert (trunc / "meta_000003.json").exists() and "trunc@3" in listing(app)
+        await pilot.press("x", "y")
+        await settle(pilot)
+        assert not trunc.exists() and "trunc@3" not in listing(app)
+        assert "tiny@5" in listing(app)
+
+
+async def test_evaluate_runs_in_a_worker_and_shows_val_bpb_inline(world, tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, "tiny")
+        assert "Not evaluated yet" in detail(app)
+        app.screen.action_evaluate()  # what e does; called directly to look before the worker reports back
+        assert app.screen.query_one("#eval-progress").display
+        assert "evaluating tiny step 5" in str(app.screen.query_one("#eval-label").content)
+        await settle(pilot)
+        assert not app.screen.query_one("#eval-progress").display
+        cached = {e.tag: e for e in CheckpointRegistry(world["base"]).scan()}["tiny"].eval
+        assert cached is not None and cached.eval_tokens == 512
+        text = detail(app)
+        assert f"val bpb {cached.val_bpb:.4f} over 512 tokens of {app.show_path(world['data'])}" in text
+        assert [s.name for s in cached.samples] == [p.name for p in load_presets()]
+        for s in cached.samples:
+            assert f"{s.name} ({s.mode}, {s.tokens} tokens)" in text
+        assert any("val bpb" in str(n.message) for n in app._notifications)
+
+
+async def test_resume_starts_the_run_and_shows_train(world, tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, "tiny")
+        await pilot.press("t")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.question == "Resume run tiny from step 5 (1 process on cpu)?"
+        await pilot.press("y")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        run_dir = world["base"] / "runs" / "tiny"
+        record = json.loads((run_dir / "run.json").read_text())
+        try:
+            assert record["resume"] is True and app.current_mode == "train" and app.active_run == "tiny"
+            config = (run_dir / "config.yaml").read_text()
+            assert "resume: true" in config and "resume_from_step: 5" in config
+            assert any(str(n.message) == "Started run tiny" for n in app._notifications)
+        finally:
+            os.killpg(record["pgid"], signal.SIGKILL)  # the test checks the launch, not the training
+
+
+async def test_chat_action_loads_the_checkpoint_in_the_chat_tab(world, tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await select(pilot, "tiny")
+        await pilot.press("c")
+        await settle(pilot)
+        assert app.current_mode == "chat"
+        session = app.screen.session
+        assert session is not None and session.info["step"] == 5
+        assert session.info["checkpoint"] == str(checkpoint_dir(world["base"], "tiny").resolve() / "model_000005.pt")
+
+
+async def test_palette_runs_the_screen_actions(world, tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Checkpoints: Filter")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen.filter == "loadable"
+
+
+async def test_eval_prompts_editor_saves_and_validates(world, tmp_path):
+    assert unescape(escape("import os\n\\n")) == "import os\n\\n" and escape("a\nb") == "a\\nb"
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, PresetsScreen)
+        rows = list(app.screen.query(PresetRow))
+        assert [r.value() for r in rows] == load_presets()
+        rows[0].query_one(".preset-name", Input).value = ""
+        await pilot.click("#save")
+        assert "needs a name and a prompt" in str(app.screen.query_one("#presets-error").content)
+        rows[0].query_one(".preset-name", Input).value = "fn"
+        rows[0].query_one(".preset-prompt", Input).value = "def add(a, b):\\n    return"
+        for row in rows[1:]:
+            await pilot.click(row.query_one(".preset-remove"))
+        await pilot.click("#save")
+        await pilot.pause()
+        assert not isinstance(app.screen, PresetsScreen)
+    saved = load_presets()
+    assert [(p.name, p.prompt, p.mode) for p in saved] == [("fn", "def add(a, b):\n    return", "continue")]
