@@ -35,6 +35,8 @@ from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.fileio import atomic_write_text
+from nanochat_cli.services.plugins import load_plugins
+from nanochat_cli.services.registry import REGISTRY
 from nanochat_cli.services.secrets import SecretStore
 from nanochat_cli.services.state import load_state
 from nanochat_cli.widgets.shell.status_bar import StatusInfo
@@ -87,23 +89,34 @@ class NanochatApp(App[None]):
         *(Binding(f"f{i}", f"show_screen('{name}')", label, show=False)
           for i, (name, label) in enumerate(SCREENS.items(), start=1)),
         Binding("ctrl+t", "auth", "Tokens"),
+        Binding("t", "launch_run", "Train", tooltip="Launch this config and watch it on the Train tab"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
     status: var[StatusInfo] = var(StatusInfo())
     config_rev: var[int] = var(0)  # bumped on every config change; the Config screen redraws on it
+    active_run: var[str | None] = var(None)  # the run the Train tab shows (a launch or the runs list sets it)
 
     def __init__(self, *, machine: Any = None, secrets: SecretStore | None = None,
                  base_dir_label: str | None = None, config_dir_label: str | None = None,
-                 clock: Callable[[], float] | None = None, online_checks: bool = True) -> None:
+                 clock: Callable[[], float] | None = None, online_checks: bool = True,
+                 start_run: Any = None) -> None:
         """Arguments exist for deterministic snapshots/tests: a given MachineInfo instead of probing this
         machine, a given secret store, fixed labels for the base/config dirs in displayed paths, a frozen
-        log clock, and no network checks of tokens. Raises EngineError for a broken state/prefab file."""
+        log clock, and no network checks of tokens. `start_run` (a LaunchSpec) is launched at start and the
+        Train tab opened (`nanochat-cli train` on a terminal). Raises EngineError for a broken state/prefab file."""
         self.config_dir = paths.user_config_dir()
         self.base_dir = paths.base_dir()
         self.state_path = paths.state_path()
         state = load_state(self.state_path)
         self.DEFAULT_MODE = state.screen if state.screen in SCREENS else "config"  # first tab = last used
+        if start_run is not None:
+            self.DEFAULT_MODE = "train"
+        self.start_run = start_run
+        # plugins first: their config categories are part of every prefab the session resolves
+        self.plugin_report = load_plugins(REGISTRY, extra_dirs=[self.config_dir / "plugins"])
+        self._orchestrator: Any = None
+        self.launched: dict[str, Any] = {}  # run name -> (LaunchSpec, resolved config) for runs started here
         super().__init__()
         self._labels = {self.base_dir: base_dir_label, self.config_dir: config_dir_label}
         self.machine = machine  # MachineInfo once known (given, or probed after the first paint)
@@ -123,6 +136,12 @@ class NanochatApp(App[None]):
         for note in self.session.notices:
             self.notify(note, severity="warning", timeout=8)
             log_event(note, level=logging.WARNING)
+        for name, error in self.plugin_report.failed:
+            self._error(f"plugin {name} disabled: {error}")
+        if self.start_run is not None:
+            from nanochat_cli.screens.train import launch
+
+            launch(self, self.start_run)
         self._update_status(screen=self.current_mode, debug=self.app_log.debug,
                             mode=self.session.launch_mode(),
                             machine=machine_summary(self.machine) if self.machine else "…")
@@ -169,8 +188,10 @@ class NanochatApp(App[None]):
 
     # ---- navigation ------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("show_screen", "auth") and isinstance(self.screen, ModalScreen):
+        if action in ("show_screen", "auth", "launch_run") and isinstance(self.screen, ModalScreen):
             return False  # finish the dialog first
+        if action == "launch_run":
+            return self.current_mode == "config"  # the Train key belongs to the Config tab
         return True
 
     def action_show_screen(self, name: str) -> None:
@@ -275,6 +296,21 @@ class NanochatApp(App[None]):
             return
         self._config_changed("prefab saved", name=name, path=str(path), overwrite=overwrite)
         self.notify(f"Saved prefab {name} ({self.show_path(path)})")
+
+    # ---- training runs (the Train screen module does the work) -------------------------------------
+    @property
+    def orchestrator(self) -> Any:
+        """The RunOrchestrator for <base>/runs (made on first use: start-up stays light)."""
+        if self._orchestrator is None:
+            from nanochat_cli.services.orchestrator import RunOrchestrator
+
+            self._orchestrator = RunOrchestrator(self.base_dir)
+        return self._orchestrator
+
+    def action_launch_run(self) -> None:
+        from nanochat_cli.screens.train import launch_from_session
+
+        launch_from_session(self)
 
     # ---- tokens ----------------------------------------------------------------------------------
     def action_auth(self) -> None:
@@ -395,10 +431,11 @@ def write_crash_dump(error: BaseException, state: Any, log_path: Path, secrets: 
     return path
 
 
-def run_app() -> int:
-    """Run the TUI; returns the process exit code. After a crash, says where the dump is."""
+def run_app(start_run: Any = None) -> int:
+    """Run the TUI (launching `start_run`, a LaunchSpec, on the Train tab); returns the process exit code.
+    After a crash, says where the dump is."""
     try:
-        app = NanochatApp()
+        app = NanochatApp(start_run=start_run)
     except EngineError as e:
         print(f"nanochat-cli: {e}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ class NanochatCommands(Provider):
             ("Reset overrides", app.action_reset_all, "drop every override of the loaded prefab"),
             ("Toggle debug log", app.action_toggle_debug, "switch the app log between INFO and DEBUG"),
             ("Set tokens (W&B, Hugging Face)", app.action_auth, "store API tokens in the secret store"),
+            ("Launch training run", app.action_launch_run, "start the current config, watch it on the Train tab"),
         ]
         cmds += [(f"Open screen: {label}", partial(app.action_show_screen, name), f"switch to the {label} tab")
                  for name, label in SCREENS.items()]

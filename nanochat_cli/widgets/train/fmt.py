@@ -1,0 +1,53 @@
+"""Number formatting shared by the training panels: compact, fixed-width-friendly, no clocks."""
+
+from __future__ import annotations
+
+import math
+
+
+def duration(seconds: float | None) -> str:
+    """'42s', '3m05s', '2h07m'; '-' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = max(0, int(round(seconds)))
+    if s < 60:
+        return f"{s}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def count(n: float | None) -> str:
+    """1.23K, 4.5M, 2.1B; '-' when unknown."""
+    if n is None:
+        return "-"
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def num(x: float | None, digits: int = 4) -> str:
+    """A metric value: `digits` significant figures, NaN/inf spelled out; '-' when unknown."""
+    if x is None:
+        return "-"
+    if not math.isfinite(x):
+        return "NaN" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+    return f"{x:.{digits}g}"
+
+
+def nbytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for div, unit in ((1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if abs(n) >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def ms(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.1f} s"
