@@ -272,21 +272,6 @@ async def test_crash_writes_a_dump_without_secrets(dirs):
     assert secret not in dump
 
 
-async def test_checkpoints_screen_lists_real_dirs(dirs):
-    ckpt = dirs / "base" / "base_checkpoints" / "d4"
-    ckpt.mkdir(parents=True)
-    (ckpt / "model_000120.pt").write_bytes(b"")
-    (ckpt / "meta_000120.json").write_text(json.dumps({"step": 120, "val_bpb": 1.2345}))
-    (ckpt / "model_000240.pt").write_bytes(b"")  # no meta yet: an incomplete step is not listed
-    app = make_app(dirs)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.press("3")
-        await pilot.pause()
-        table = app.screen.query_one("#ckpt-table")
-        assert table.display and table.row_count == 1
-        assert [str(c) for c in table.get_row_at(0)] == ["base", "d4", "1", "120", "1.2345"]
-
-
 async def test_switch_and_select_editors_store_typed_values(dirs):
     app = make_app(dirs)
     async with app.run_test(size=(120, 40)) as pilot:

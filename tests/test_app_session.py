@@ -9,7 +9,6 @@ import pytest
 
 from engine.errors import EngineError
 from nanochat_cli.logging_setup import format_line, log_event, setup_logging
-from nanochat_cli.screens.checkpoints import scan_checkpoints
 from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services.config.prefabs import PrefabExists, PrefabStore
 from nanochat_cli.services.state import UIState, load_state
@@ -87,16 +86,6 @@ def test_app_log_is_json_lines_with_a_debug_toggle(tmp_path):
                         "prefab": "cpu-tiny"}
     assert [r["msg"] for r in seen] == ["prefab loaded", "debug log on", "visible now"]
     assert format_line(lines[2]).endswith("DEBUG   visible now  n=2")
-
-
-def test_checkpoint_scan_needs_the_meta_file(tmp_path):
-    assert scan_checkpoints(tmp_path) == []
-    d = tmp_path / "chatsft_checkpoints" / "d6"
-    d.mkdir(parents=True)
-    (d / "meta_000010.json").write_text("{not json")
-    (d / "meta_000005.json").write_text(json.dumps({"val_bpb": 2.0}))
-    (found,) = scan_checkpoints(tmp_path)
-    assert (found.phase, found.tag, found.steps, found.val_bpb) == ("sft", "d6", [5, 10], None)
 
 
 def test_a_broken_state_file_is_one_line_and_exit_code_2(tmp_path, capsys):
