@@ -10,6 +10,7 @@ probes run in a worker thread after the first paint.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -95,16 +96,18 @@ class NanochatApp(App[None]):
 
     status: var[StatusInfo] = var(StatusInfo())
     config_rev: var[int] = var(0)  # bumped on every config change; the Config screen redraws on it
-    active_run: var[str | None] = var(None)  # the run the Train tab shows (a launch or the runs list sets it)
+    # the run the Train tab shows; a launch or the runs list sets it (every time: a resumed run re-attaches)
+    active_run: var[str | None] = var(None, always_update=True)
 
     def __init__(self, *, machine: Any = None, secrets: SecretStore | None = None,
                  base_dir_label: str | None = None, config_dir_label: str | None = None,
                  clock: Callable[[], float] | None = None, online_checks: bool = True,
-                 start_run: Any = None) -> None:
+                 start_run: Any = None, start_config: dict[str, Any] | None = None) -> None:
         """Arguments exist for deterministic snapshots/tests: a given MachineInfo instead of probing this
         machine, a given secret store, fixed labels for the base/config dirs in displayed paths, a frozen
-        log clock, and no network checks of tokens. `start_run` (a LaunchSpec) is launched at start and the
-        Train tab opened (`nanochat-cli train` on a terminal). Raises EngineError for a broken state/prefab file."""
+        log clock, and no network checks of tokens. `start_run` (a LaunchSpec, resolved from `start_config`) is
+        launched at start on the Train tab (`nanochat-cli train` on a terminal). Raises EngineError for a broken
+        state/prefab file."""
         self.config_dir = paths.user_config_dir()
         self.base_dir = paths.base_dir()
         self.state_path = paths.state_path()
@@ -112,7 +115,7 @@ class NanochatApp(App[None]):
         self.DEFAULT_MODE = state.screen if state.screen in SCREENS else "config"  # first tab = last used
         if start_run is not None:
             self.DEFAULT_MODE = "train"
-        self.start_run = start_run
+        self.start_run, self.start_config = start_run, start_config
         # plugins first: their config categories are part of every prefab the session resolves
         self.plugin_report = load_plugins(REGISTRY, extra_dirs=[self.config_dir / "plugins"])
         self._orchestrator: Any = None
@@ -141,7 +144,7 @@ class NanochatApp(App[None]):
         if self.start_run is not None:
             from nanochat_cli.screens.train import launch
 
-            launch(self, self.start_run)
+            launch(self, self.start_run, self.start_config)
         self._update_status(screen=self.current_mode, debug=self.app_log.debug,
                             mode=self.session.launch_mode(),
                             machine=machine_summary(self.machine) if self.machine else "…")
@@ -155,6 +158,9 @@ class NanochatApp(App[None]):
             Path(out).write_text(json.dumps({"elapsed_s": time.time() - t0, "cpu_s": time.process_time(), **heavy}))
             self.exit()
             return
+        # the start-up heap (modules, the first screen) lives as long as the app: keep it out of full garbage
+        # collections, whose pauses otherwise grow to 100+ ms while telemetry streams in (bench/ui_bench.py)
+        gc.freeze()
         self.run_worker(self._probe, thread=True, exclusive=True, group="probe")
 
     def _probe(self) -> None:
@@ -431,11 +437,11 @@ def write_crash_dump(error: BaseException, state: Any, log_path: Path, secrets: 
     return path
 
 
-def run_app(start_run: Any = None) -> int:
+def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None) -> int:
     """Run the TUI (launching `start_run`, a LaunchSpec, on the Train tab); returns the process exit code.
     After a crash, says where the dump is."""
     try:
-        app = NanochatApp(start_run=start_run)
+        app = NanochatApp(start_run=start_run, start_config=start_config)
     except EngineError as e:
         print(f"nanochat-cli: {e}", file=sys.stderr)
         return 2

@@ -48,11 +48,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_resolved(resolved)
     if args.resume:
         spec.config = spec.config.model_copy(update={"resume": True})
-    orch = _orchestrator()
+    if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+        from nanochat_cli.app import run_app  # the TUI starts the job itself and opens the Train tab
+
+        return run_app(start_run=spec, start_config=resolved)
     env = secret_env(spec.config)
     from nanochat_cli.headless import run_headless
 
-    return run_headless(orch, spec, env=env)
+    return run_headless(_orchestrator(), spec, env=env)
 
 
 def _duration(seconds: float | None) -> str:

@@ -255,7 +255,7 @@ async def test_layout_edits_while_attached_and_save_as_preset(tmp_path):
         await pilot.press(*["down"] * option_ids.index("system"), "enter")
         await wait_for(pilot, "the new panel", lambda: screen.query("#panel-system"))
         assert ids() == before[:1] + ["system"] + before[1:]  # after the focused (first) panel
-        assert app.focused is panel(screen, "system")
+        assert screen.selected_panel() is panel(screen, "system") and panel(screen, "system").has_class("-selected")
 
         await pilot.press("right_square_bracket")  # move the focused panel one place on
         await wait_for(pilot, "the move", lambda: ids().index("system") == 2)
@@ -272,9 +272,13 @@ async def test_layout_edits_while_attached_and_save_as_preset(tmp_path):
         await wait_for(pilot, "the rate", lambda: overview().placement("system").refresh_hz == 0.5)
         assert panel(screen, "system").spec.refresh_hz == 0.5
 
-        panel(screen, "val_bpb").focus()
+        await pilot.click("#panel-val_bpb")  # select it
         await pilot.press("d")
         await wait_for(pilot, "the removal", lambda: "val_bpb" not in ids())
+        first = screen.selected_panel()
+        await pilot.press("tab")  # Tab selects the next panel; layout edits act on the selected one
+        assert screen.selected_panel() is not first and screen.selected_panel().has_class("-selected")
+        assert not first.has_class("-selected")
         assert "(edited)" in screen_text(app)
 
         await pilot.press("w")

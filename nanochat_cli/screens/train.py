@@ -144,7 +144,7 @@ class TrainScreen(AppScreen):
         Binding("p", "patch", "Patch", tooltip="Change hot config fields of the running job"),
         Binding("x", "stop", "Stop", tooltip="Stop the run gracefully (save, exit), after a confirmation"),
         Binding("c", "command", "Command", tooltip="The exact torchrun command (one per node)"),
-        Binding("v", "next_view", "View", tooltip="Next dashboard tab"),
+        Binding("v", "next_view", "View", tooltip="Next dashboard tab of the layout"),
         Binding("r", "runs", "Runs", tooltip="Past and running runs; Enter attaches"),
         Binding("a", "add_panel", "Add panel", tooltip="Add a panel to this dashboard tab"),
         Binding("o", "open_layout", "Layout", tooltip="Open a layout preset"),
@@ -154,6 +154,8 @@ class TrainScreen(AppScreen):
         Binding("f", "refresh_rate", "Refresh rate", show=False),
         Binding("w", "save_layout", "Save layout", show=False),
         Binding("e", "error_details", "Error details", show=False),
+        Binding("tab", "select_panel(1)", "Next panel", show=False),
+        Binding("shift+tab", "select_panel(-1)", "Previous panel", show=False),
     ]
 
     def __init__(self) -> None:
@@ -163,6 +165,7 @@ class TrainScreen(AppScreen):
         self.preset: Layout | None = None
         self.preset_edited = False
         self.active_view: str | None = None  # id of the active tab pane
+        self.selected: dict[str, str] = {}  # tab pane id -> id of its selected panel (layout edits act on it)
         self.run_list: list[RunInfo] = []
         self.liveness: Liveness | None = None
         self._wake_pending = False
@@ -197,8 +200,9 @@ class TrainScreen(AppScreen):
             else:
                 self._show_empty()
             return
-        if self.live is None or self.live.name != name:
-            await self.attach(name)
+        launched = self.napp.launched.get(name)
+        if self.live is None or self.live.name != name or (launched is not None and self.live.spec is not launched[0]):
+            await self.attach(name)  # a new run, or this one launched again (resumed)
 
     async def attach(self, name: str) -> None:
         app = self.napp
@@ -241,7 +245,7 @@ class TrainScreen(AppScreen):
             self.napp._error(f"{e}; using the shipped default layout")
             return self.layouts.get("default")
 
-    async def _rebuild(self, focus: str | None = None) -> None:
+    async def _rebuild(self, select: str | None = None) -> None:
         """(Re)build the tabs from the layout; panels repaint from the store, the run is not touched."""
         if self.live is None:
             return
@@ -259,17 +263,44 @@ class TrainScreen(AppScreen):
         config = self.live.resolved or dotted_config(self.live.engine_config())
         await main.mount(RunViews(self.preset, self.live, config, self.active_view))
         self._show_runs()
-        self.call_after_refresh(self._after_rebuild, focus)
+        self.call_after_refresh(self._after_rebuild, select)
 
-    def _after_rebuild(self, focus: str | None) -> None:
+    def _after_rebuild(self, select: str | None) -> None:
         tabs = self._tabs()
         self.active_view = tabs.active if tabs is not None else None
-        panels = self._panels_in_view()
-        target = next((p for p in panels if p.spec.id == focus), panels[0] if panels else None)
-        if target is not None:
-            target.focus()
+        if select is not None and self.active_view:
+            self.selected[self.active_view] = select
+        if self.focused is not None and not self.focused.is_attached:
+            self.set_focus(None)  # focus came back (after a modal) to a widget the rebuild removed
+        self._show_selection()
         self._paint(force=True)
         self._show_header()
+
+    # ---- panel selection -------------------------------------------------------------------------
+    def selected_panel(self) -> Panel | None:
+        """The selected panel of the active dashboard tab (its first panel until one is picked)."""
+        panels = self._panels_in_view()
+        want = self.selected.get(self.active_view or "")
+        return next((p for p in panels if p.spec.id == want), panels[0] if panels else None)
+
+    def _show_selection(self) -> None:
+        chosen = self.selected_panel()
+        for panel in self.query(Panel).results(Panel):
+            panel.set_class(panel is chosen, "-selected")
+
+    def action_select_panel(self, delta: int) -> None:
+        panels = self._panels_in_view()
+        current = self.selected_panel()
+        if not panels or current is None or not self.active_view:
+            return
+        self.selected[self.active_view] = panels[(panels.index(current) + delta) % len(panels)].spec.id
+        self._show_selection()
+
+    @on(Panel.Picked)
+    def _picked(self, event: Panel.Picked) -> None:
+        if self.active_view:
+            self.selected[self.active_view] = event.panel.spec.id
+            self._show_selection()
 
     # ---- data and painting -----------------------------------------------------------------------
     def _on_data(self) -> None:
@@ -314,8 +345,8 @@ class TrainScreen(AppScreen):
         if self.active_view == RUNS_VIEW:
             self._load_runs()
         else:
+            self._show_selection()
             self.call_after_refresh(self._paint, True)
-        self.refresh_bindings()
 
     def on_screen_resume(self) -> None:
         self.call_after_refresh(self._paint, True)
@@ -532,11 +563,13 @@ class TrainScreen(AppScreen):
         return tabs.first(TabbedContent) if tabs else None
 
     def action_next_view(self) -> None:
+        """The next dashboard tab (the Runs tab has its own key, r)."""
         tabs = self._tabs()
         if tabs is None:
             return
-        ids = [p.id for p in tabs.query(TabPane)]
-        tabs.active = ids[(ids.index(tabs.active) + 1) % len(ids)]
+        ids = [p.id for p in tabs.query(TabPane) if p.id != RUNS_VIEW]
+        at = ids.index(tabs.active) if tabs.active in ids else -1
+        tabs.active = ids[(at + 1) % len(ids)]
 
     def action_runs(self) -> None:
         tabs = self._tabs()
@@ -548,18 +581,18 @@ class TrainScreen(AppScreen):
 
     # ---- layout editing (the run keeps going) ----------------------------------------------------
     def _layout_target(self, need_panel: bool) -> tuple[str, str | None] | None:
-        """(layout screen id, focused panel id) of the active dashboard tab, or None with a toast."""
+        """(layout screen id, selected panel id) of the active dashboard tab, or None with a toast."""
         if self.preset is None or not self.active_view or self.active_view == RUNS_VIEW:
             self.notify("Open a dashboard tab first (v)", severity="warning")
             return None
-        focused = self.app.focused
-        panel = focused.spec.id if isinstance(focused, Panel) else None
+        chosen = self.selected_panel()
+        panel = chosen.spec.id if chosen is not None else None
         if need_panel and panel is None:
-            self.notify("Focus a panel first (Tab / click)", severity="warning")
+            self.notify("This tab has no panels: add one (a)", severity="warning")
             return None
         return self.active_view.removeprefix("view-"), panel
 
-    async def _apply_layout(self, make: Any, focus: str | None, what: str) -> None:
+    async def _apply_layout(self, make: Any, select: str | None, what: str) -> None:
         try:
             layout = make()
         except EngineError as e:
@@ -567,13 +600,13 @@ class TrainScreen(AppScreen):
             return
         self.preset, self.preset_edited = layout, True
         log_event("layout edited", layout=layout.name, change=what)
-        await self._rebuild(focus)
+        await self._rebuild(select)
 
     async def action_add_panel(self) -> None:
         target = self._layout_target(need_panel=False)
         if target is None or self.preset is None:
             return
-        screen_id, focused = target
+        screen_id, chosen = target
         layout = self.preset
         placed = {p.panel for p in layout.screen(screen_id).panels}
         choices = [(s.id, f"{s.title} ({s.kind}): {s.help}") for s in REGISTRY.panels() if s.id not in placed]
@@ -583,14 +616,14 @@ class TrainScreen(AppScreen):
         from nanochat_cli.screens.run_modals import PickScreen
 
         ids = [p.panel for p in layout.screen(screen_id).panels]
-        index = ids.index(focused) + 1 if focused in ids else None
+        index = ids.index(chosen) + 1 if chosen in ids else None
 
         async def add(panel: str | None) -> None:
             if panel:
                 await self._apply_layout(lambda: layout.add_panel(screen_id, panel, index=index), panel,
                                          f"add {panel}")
 
-        self.app.push_screen(PickScreen("Add a panel", choices, "placed after the focused panel"), add)
+        self.app.push_screen(PickScreen("Add a panel", choices, "placed after the selected panel"), add)
 
     async def action_remove_panel(self) -> None:
         target = self._layout_target(need_panel=True)
@@ -710,10 +743,11 @@ class TrainScreen(AppScreen):
             ("Train: show run error", self.action_error_details, "exit code, error, stderr of a failed run"),
             ("Train: runs list", self.action_runs, "past and running runs; Enter attaches"),
             ("Layout: add panel…", self.action_add_panel, "add a registered panel to this tab"),
-            ("Layout: remove focused panel", self.action_remove_panel, "take the focused panel off this tab"),
-            ("Layout: move focused panel back", lambda: self.action_move_panel(-1), "earlier in reading order"),
-            ("Layout: move focused panel on", lambda: self.action_move_panel(1), "later in reading order"),
-            ("Layout: refresh rate of focused panel…", self.action_refresh_rate, "repaints per second"),
+            ("Layout: select next panel", lambda: self.action_select_panel(1), "the panel layout edits act on (Tab)"),
+            ("Layout: remove selected panel", self.action_remove_panel, "take the selected panel off this tab"),
+            ("Layout: move selected panel back", lambda: self.action_move_panel(-1), "earlier in reading order"),
+            ("Layout: move selected panel on", lambda: self.action_move_panel(1), "later in reading order"),
+            ("Layout: refresh rate of selected panel…", self.action_refresh_rate, "repaints per second"),
             ("Layout: save as preset…", self.action_save_layout, "keep this layout as a YAML preset"),
             ("Layout: open preset…", self.action_open_layout, "switch to another layout preset"),
         ]

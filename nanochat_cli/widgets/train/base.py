@@ -1,9 +1,12 @@
-"""The frame every dashboard panel shares: title, focus, its own refresh rate, and threshold alerts.
+"""The frame every dashboard panel shares: title, selection, its own refresh rate, and threshold alerts.
 
 A panel repaints only when the store keys it reads changed since it last painted, and at most
 `refresh_hz` times a second: data that arrives sooner is coalesced into one paint when the interval
 is up, so a 2,000 events/s stream costs a chart a few paints a second. Hidden panels (another tab,
 another screen) are skipped; the screen forces a paint when they show again.
+
+Panels are selected (click, Tab) rather than focused: the layout editor acts on the selected panel, and
+switching dashboard tabs moves no focus, so the footer is not rebuilt on every switch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from typing import Any
 
 from rich.text import Text
 from textual.containers import Vertical
+from textual.events import Click
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import Static
 
@@ -21,8 +26,15 @@ from nanochat_cli.services.panels import Alert, PanelSpec, check_thresholds
 from nanochat_cli.widgets.train.live import LiveRun
 
 
-class Panel(Vertical, can_focus=True):
+class Panel(Vertical):
     """Subclasses implement paint() from `self.store`; the base decides when."""
+
+    class Picked(Message):
+        """The user clicked this panel (the screen selects it)."""
+
+        def __init__(self, panel: Panel) -> None:
+            super().__init__()
+            self.panel = panel
 
     def __init__(self, spec: PanelSpec, live: LiveRun, config: dict[str, Any] | None = None) -> None:
         super().__init__(id=f"panel-{spec.id}", classes=f"panel panel-{spec.kind}")
@@ -70,6 +82,9 @@ class Panel(Vertical, can_focus=True):
         self.paints += 1
         self.paint()
         self.check_alerts()
+
+    def on_click(self, event: Click) -> None:
+        self.post_message(self.Picked(self))
 
     def on_resize(self) -> None:
         self.request_paint(force=True)  # charts decimate to their width
