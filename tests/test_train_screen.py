@@ -12,7 +12,7 @@ import time
 import pytest
 from train_screen_helpers import T0, make_app, run_events, screen_text, toasts, wait_for, write_run
 
-from engine.telemetry import ControlAckEvent, StepEvent
+from engine.telemetry import ControlAckEvent, SinkStatusEvent, StepEvent
 from nanochat_cli.screens.confirm import ConfirmScreen
 from nanochat_cli.screens.run_modals import (
     AskScreen,
@@ -63,6 +63,19 @@ async def test_finished_run_is_replayed_into_the_panels(tmp_path):
         await pilot.press("r")  # the runs list
         await wait_for(pilot, "the runs table", lambda: screen.query_one("#runs-table").row_count == 1)
         assert [str(c) for c in screen.query_one("#runs-table").get_row_at(0)][:3] == ["▶ demo", "finished", "60/60"]
+
+
+async def test_header_shows_sink_health_from_the_engine(tmp_path):
+    events = run_events("synced", steps=10)
+    events.insert(1, SinkStatusEvent(time=T0, sink="wandb", ok=True, detail="online",
+                                     url="https://wandb.ai/me/nanochat/runs/abc123"))
+    events.insert(2, SinkStatusEvent(time=T0, sink="otel", ok=False, detail="exporter unreachable"))
+    write_run(tmp_path / "base", "synced", events)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await open_train(pilot, "synced")
+        text = screen_text(app)
+        assert "wandb ok https://wandb.ai/me/nanochat/runs/abc123" in text and "otel down" in text
 
 
 async def test_no_runs_says_how_to_start_one(tmp_path):

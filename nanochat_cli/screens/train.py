@@ -5,14 +5,14 @@ the UI thread (services/ingest); the ingest thread only posts one coalesced `Dat
 each panel then repaints at its own rate and only when its data changed. Once a second the screen checks
 the job's process: hung (no telemetry for a while), ended (finished, stopped, failed, crashed); a failure
 seen while attached opens the crash modal. Run actions (save now, patch, stop, show command) and layout
-edits (add, remove, move, refresh rate, save/open preset) are key bindings and palette commands; none
-restarts the run. Everything is read back from the run dir, so reopening the app re-attaches.
+edits (widgets/train/editor.py: add, remove, move, refresh rate, save/open preset) are key bindings and
+palette commands; none restarts the run. Everything is read back from the run dir, so reopening the app
+re-attaches.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import shlex
 import time
 from pathlib import Path
@@ -39,12 +39,12 @@ from nanochat_cli.services.orchestrator import (
     secret_env,
     spec_from_resolved,
 )
-from nanochat_cli.services.panels import MAX_HZ, Layout, LayoutStore
-from nanochat_cli.services.registry import REGISTRY
+from nanochat_cli.services.panels import Layout, LayoutStore
 from nanochat_cli.widgets.shell.empty_state import EmptyState
 from nanochat_cli.widgets.train import fmt
 from nanochat_cli.widgets.train.base import Panel
 from nanochat_cli.widgets.train.dashboard import Dashboard
+from nanochat_cli.widgets.train.editor import RUNS_VIEW, LayoutEditor
 from nanochat_cli.widgets.train.live import Liveness, LiveRun, newest_run
 
 if TYPE_CHECKING:
@@ -54,7 +54,6 @@ SMALL_TERMINAL_ROWS = 32  # below this the "compact" preset is picked until the 
 STATUS_STYLE = {"running": "success", "starting": "accent", "stopping": "accent", "ending": "accent",
                 "hung": "warning", "failed": "error", "crashed": "error", "finished": "primary",
                 "stopped": "primary", "unknown": "warning"}
-RUNS_VIEW = "view-runs"
 STATUS_MIN_S = 0.25  # new data re-checks the run's status at most this often (else once a second)
 
 
@@ -135,7 +134,7 @@ class RunViews(Vertical):
                 yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
 
 
-class TrainScreen(AppScreen):
+class TrainScreen(LayoutEditor, AppScreen):
     SCREEN_NAME = "train"
     COMMANDS = {TrainCommands}
     hung_after_s: float = HUNG_AFTER_S  # tests shorten it
@@ -276,32 +275,6 @@ class TrainScreen(AppScreen):
         self._paint(force=True)
         self._show_header()
 
-    # ---- panel selection -------------------------------------------------------------------------
-    def selected_panel(self) -> Panel | None:
-        """The selected panel of the active dashboard tab (its first panel until one is picked)."""
-        panels = self._panels_in_view()
-        want = self.selected.get(self.active_view or "")
-        return next((p for p in panels if p.spec.id == want), panels[0] if panels else None)
-
-    def _show_selection(self) -> None:
-        chosen = self.selected_panel()
-        for panel in self.query(Panel).results(Panel):
-            panel.set_class(panel is chosen, "-selected")
-
-    def action_select_panel(self, delta: int) -> None:
-        panels = self._panels_in_view()
-        current = self.selected_panel()
-        if not panels or current is None or not self.active_view:
-            return
-        self.selected[self.active_view] = panels[(panels.index(current) + delta) % len(panels)].spec.id
-        self._show_selection()
-
-    @on(Panel.Picked)
-    def _picked(self, event: Panel.Picked) -> None:
-        if self.active_view:
-            self.selected[self.active_view] = event.panel.spec.id
-            self._show_selection()
-
     # ---- data and painting -----------------------------------------------------------------------
     def _on_data(self) -> None:
         """Ingest thread: wake the UI once; however many batches land meanwhile, one message is queued."""
@@ -406,6 +379,10 @@ class TrainScreen(AppScreen):
         if snap.counters.malformed:
             text.append(f"  │ {snap.counters.malformed} malformed telemetry line(s) skipped: "
                         f"{snap.counters.last_error}", style=theme.get("warning", ""))
+        for sink in snap.sinks.values():  # W&B / OTLP as the engine reports them (disabled ones are not news)
+            if sink.state != "disabled":
+                colour = "" if sink.state in ("ok", "configured") else theme.get("warning", "")
+                text.append(f"  │ {sink.name} {sink.state}" + (f" {sink.url}" if sink.url else ""), style=colour)
         if self.preset is not None:
             text.append(f"  │ layout {self.preset.name}{' (edited)' if self.preset_edited else ''}", style="dim")
         self.query_one("#run-header", Static).update(text)
@@ -578,159 +555,6 @@ class TrainScreen(AppScreen):
             self.query_one("#runs-table").focus()
         else:
             self.notify("No runs yet", severity="warning")
-
-    # ---- layout editing (the run keeps going) ----------------------------------------------------
-    def _layout_target(self, need_panel: bool) -> tuple[str, str | None] | None:
-        """(layout screen id, selected panel id) of the active dashboard tab, or None with a toast."""
-        if self.preset is None or not self.active_view or self.active_view == RUNS_VIEW:
-            self.notify("Open a dashboard tab first (v)", severity="warning")
-            return None
-        chosen = self.selected_panel()
-        panel = chosen.spec.id if chosen is not None else None
-        if need_panel and panel is None:
-            self.notify("This tab has no panels: add one (a)", severity="warning")
-            return None
-        return self.active_view.removeprefix("view-"), panel
-
-    async def _apply_layout(self, make: Any, select: str | None, what: str) -> None:
-        try:
-            layout = make()
-        except EngineError as e:
-            self.napp._error(str(e))
-            return
-        self.preset, self.preset_edited = layout, True
-        log_event("layout edited", layout=layout.name, change=what)
-        await self._rebuild(select)
-
-    async def action_add_panel(self) -> None:
-        target = self._layout_target(need_panel=False)
-        if target is None or self.preset is None:
-            return
-        screen_id, chosen = target
-        layout = self.preset
-        placed = {p.panel for p in layout.screen(screen_id).panels}
-        choices = [(s.id, f"{s.title} ({s.kind}): {s.help}") for s in REGISTRY.panels() if s.id not in placed]
-        if not choices:
-            self.notify("Every registered panel is already on this tab", severity="warning")
-            return
-        from nanochat_cli.screens.run_modals import PickScreen
-
-        ids = [p.panel for p in layout.screen(screen_id).panels]
-        index = ids.index(chosen) + 1 if chosen in ids else None
-
-        async def add(panel: str | None) -> None:
-            if panel:
-                await self._apply_layout(lambda: layout.add_panel(screen_id, panel, index=index), panel,
-                                         f"add {panel}")
-
-        self.app.push_screen(PickScreen("Add a panel", choices, "placed after the selected panel"), add)
-
-    async def action_remove_panel(self) -> None:
-        target = self._layout_target(need_panel=True)
-        if target is None or self.preset is None:
-            return
-        screen_id, panel = target
-        layout = self.preset
-        await self._apply_layout(lambda: layout.remove_panel(screen_id, panel), None, f"remove {panel}")
-
-    async def action_move_panel(self, delta: int) -> None:
-        target = self._layout_target(need_panel=True)
-        if target is None or self.preset is None:
-            return
-        screen_id, panel = target
-        layout = self.preset
-        ids = [p.panel for p in layout.screen(screen_id).panels]
-        index = ids.index(panel) + delta
-        if not 0 <= index < len(ids):
-            self.notify(f"{panel} is already {'first' if delta < 0 else 'last'}", severity="warning")
-            return
-        await self._apply_layout(lambda: layout.move_panel(screen_id, panel, index), panel, f"move {panel}")
-
-    async def action_refresh_rate(self) -> None:
-        target = self._layout_target(need_panel=True)
-        if target is None or self.preset is None:
-            return
-        screen_id, panel = target
-        layout = self.preset
-        current = layout.resolved(screen_id, panel, REGISTRY).refresh_hz
-        from nanochat_cli.screens.run_modals import AskScreen
-
-        def check(text: str) -> str | None:
-            try:
-                hz = float(text)
-            except ValueError:
-                return f"{text!r} is not a number: give repaints per second, e.g. 2"
-            if not (0 < hz <= MAX_HZ) or math.isnan(hz):
-                return f"{text} is out of range: use a rate above 0 and at most {MAX_HZ:g}"
-            return None
-
-        async def set_rate(text: str | None) -> None:
-            if text:
-                await self._apply_layout(lambda: layout.set_refresh(screen_id, panel, float(text)), panel,
-                                         f"refresh {panel} {text} Hz")
-
-        self.app.push_screen(AskScreen(f"Refresh rate of {panel}", "repaints per second (at most; only when its "
-                                       "data changed)", f"{current:g}", check), set_rate)
-
-    def action_save_layout(self) -> None:
-        if self.preset is None:
-            self.notify("No layout to save yet", severity="warning")
-            return
-        from nanochat_cli.screens.run_modals import AskScreen
-
-        layout = self.preset
-
-        def check(name: str) -> str | None:
-            if not name:
-                return "enter a name"
-            try:
-                layout.renamed(name)
-            except EngineError as e:
-                return str(e)
-            return None
-
-        def save(name: str | None) -> None:
-            if not name:
-                return
-            try:
-                path = self.layouts.save(layout, name)
-            except EngineError as e:
-                self.napp._error(str(e))
-                return
-            self.preset, self.preset_edited = self.layouts.get(name), False
-            shadows = " (it takes the place of the shipped one)" if REGISTRY.screen_preset(name) else ""
-            self.notify(f"Saved layout {name}{shadows}: {self.napp.show_path(path)}")
-            log_event("layout saved", layout=name, path=str(path))
-            self._show_header()
-
-        self.app.push_screen(AskScreen("Save layout as", "a user preset in the config dir's layouts/",
-                                       layout.name, check), save)
-
-    def action_open_layout(self) -> None:
-        from nanochat_cli.screens.run_modals import PickScreen
-
-        try:
-            presets = self.layouts.list()
-        except EngineError as e:
-            self.napp._error(str(e))
-            return
-        choices = [(p.name, f"{p.name} ({'yours' if p.origin == 'user' else 'shipped/plugin'})") for p in presets]
-
-        async def open_(name: str | None) -> None:
-            if not name:
-                return
-            try:
-                layout = self.layouts.get(name)
-            except EngineError as e:
-                self.napp._error(str(e))
-                return
-            self.preset, self.preset_edited, self.active_view = layout, False, None
-            if self.live is None:
-                self.notify(f"Layout {name} is used once a run is attached")
-                return
-            await self._rebuild()
-
-        self.app.push_screen(PickScreen("Open a layout preset", choices), open_)
 
     # ---- palette -------------------------------------------------------------------------------
     def palette_commands(self) -> list[tuple[str, Any, str]]:

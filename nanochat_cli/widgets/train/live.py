@@ -45,8 +45,10 @@ def pid_alive(pid: Any) -> bool:
         return False
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
+    except psutil.NoSuchProcess:
         return False
+    except psutil.AccessDenied:  # another user's process: it exists (as the orchestrator sees it too)
+        return True
 
 
 def newest_run(runs_dir: Path) -> str | None:
