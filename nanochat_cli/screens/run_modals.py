@@ -69,8 +69,7 @@ class PatchScreen(ModalScreen[dict[str, Any] | None]):
             yield Static(f"Patch run {self.run}", classes="dialog-title", markup=False)
             yield Static("Hot fields change at the next step boundary; the engine answers with a toast.",
                          classes="dialog-text", markup=False)
-            for name in sorted(self.specs):
-                spec = self.specs[name]
+            for name, spec in sorted(self.specs.items(), key=lambda kv: kv[1].key):
                 rng = range_text(spec)
                 with Horizontal(classes="patch-row"):
                     yield Label(spec.key, classes="patch-label", markup=False)
