@@ -10,7 +10,7 @@ import os
 import time
 
 import pytest
-from train_screen_helpers import T0, make_app, run_events, screen_text, toasts, wait_for, write_run
+from train_screen_helpers import T0, make_app, run_events, screen_text, shows, toasts, wait_for, write_run
 
 from engine.telemetry import ControlAckEvent, SinkStatusEvent, StepEvent
 from nanochat_cli.screens.confirm import ConfirmScreen
@@ -54,11 +54,9 @@ async def test_finished_run_is_replayed_into_the_panels(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_train(pilot, "demo")
         assert screen.live.final.status == "finished" and screen.liveness.status == "finished"
-        await wait_for(pilot, "the panels", lambda: "Loss · loss" in screen_text(app))
-        text = screen_text(app)
-        assert "demo  finished" in text and "step 60 / 60" in text and "100.0%" in text
-        assert "Validation bpb · val_bpb 1.5" in text
-        assert "checkpoint (final) step 60" in text and "run finished at step 60" in text
+        shown = ["demo  finished", "Loss · loss", "step 60 / 60", "100.0%", "Validation bpb · val_bpb 1.5",
+                 "checkpoint (final) step 60", "run finished at step 60"]
+        await wait_for(pilot, "the panels", lambda: shows(app, *shown))
         assert app.status.run == "demo finished 60/60"
         await pilot.press("r")  # the runs list
         await wait_for(pilot, "the runs table", lambda: screen.query_one("#runs-table").row_count == 1)
@@ -74,8 +72,8 @@ async def test_header_shows_sink_health_from_the_engine(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 40)) as pilot:
         await open_train(pilot, "synced")
-        text = screen_text(app)
-        assert "wandb ok https://wandb.ai/me/nanochat/runs/abc123" in text and "otel down" in text
+        await wait_for(pilot, "the sinks", lambda: shows(app, "wandb ok https://wandb.ai/me/nanochat/runs/abc123",
+                                                         "otel down"))
 
 
 async def test_no_runs_says_how_to_start_one(tmp_path):
@@ -83,8 +81,7 @@ async def test_no_runs_says_how_to_start_one(tmp_path):
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_train(pilot, final=False)
         assert screen.live is None
-        text = screen_text(app)
-        assert "No run yet" in text and "Press t on the Config tab" in text
+        await wait_for(pilot, "the empty state", lambda: shows(app, "No run yet", "Press t on the Config tab"))
         await pilot.press("s")
         assert any("No run to save" in t for t in toasts(app))
 
@@ -155,7 +152,7 @@ async def test_spike_warns_and_a_hung_job_is_called_hung(tmp_path, monkeypatch):
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_train(pilot, "spiky", final=False)
         await wait_for(pilot, "hung", lambda: screen.liveness is not None and screen.liveness.status == "hung")
-        assert "no telemetry for 8m" in screen_text(app) and "hung?" in screen_text(app)
+        await wait_for(pilot, "the hung header", lambda: shows(app, "no telemetry for 8m", "hung?"))
         loss = panel(screen, "loss")
         await wait_for(pilot, "the spike alert", lambda: loss.has_class("-alert-warn"))
         assert "loss spiked to 40" in str(loss.border_subtitle)
@@ -197,8 +194,7 @@ async def test_save_now_and_patch_round_trip_with_ack_toasts(tmp_path):
         screen = await open_train(pilot, "live", final=False)
         await wait_for(pilot, "running", lambda: screen.liveness is not None and screen.liveness.status == "running")
         await pilot.press("s")
-        await pilot.pause()
-        (save,) = requests(run_dir)
+        (save,) = await wait_for(pilot, "the save request", lambda: requests(run_dir))
         assert save["kind"] == "save_now" and save["id"] in screen.live.pending
         append_ack(run_dir, save, True, "checkpoint at the next step boundary")
         await wait_for(pilot, "the ack toast",
@@ -206,21 +202,20 @@ async def test_save_now_and_patch_round_trip_with_ack_toasts(tmp_path):
         assert screen.live.pending == {}
 
         await pilot.press("p")
-        form = app.screen
-        assert isinstance(form, PatchScreen)
+        form = await wait_for(pilot, "the patch form", lambda: isinstance(app.screen, PatchScreen) and app.screen)
         assert set(form.specs) == set(hot_specs()) and "lr_scale" in form.specs
         assert form.query_one("#hot-lr_scale").value == "0.5"  # the start config with the replayed patch applied
         lr = form.query_one("#hot-lr_scale")
+        lr.focus()
         for bad, why in (("abc", "not a number"), ("20", "out of range")):
             lr.value = bad
-            await pilot.pause()
-            await pilot.click("#send")
-            assert app.screen is form and why in str(form.query_one("#patch-error").content)
+            await pilot.press("enter")  # submit from the field (a click could land on a moving button)
+            await wait_for(pilot, why, lambda why=why: why in str(form.query_one("#patch-error").content))
+            assert app.screen is form
         lr.value = "0.25"
         form.query_one("#hot-log_every").value = "5"
-        await pilot.pause()
-        await pilot.click("#send")
-        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, "the patch request", lambda: len(requests(run_dir)) == 2)
         assert not isinstance(app.screen, PatchScreen)
         patch = requests(run_dir)[-1]
         assert patch["kind"] == "patch" and patch["changes"] == {"lr_scale": 0.25, "log_every": 5}
@@ -292,7 +287,7 @@ async def test_layout_edits_while_attached_and_save_as_preset(tmp_path):
         await pilot.press("tab")  # Tab selects the next panel; layout edits act on the selected one
         assert screen.selected_panel() is not first and screen.selected_panel().has_class("-selected")
         assert not first.has_class("-selected")
-        assert "(edited)" in screen_text(app)
+        await wait_for(pilot, "the edited mark", lambda: "(edited)" in screen_text(app))
 
         await pilot.press("w")
         ask = app.screen
@@ -360,6 +355,5 @@ async def test_small_and_large_terminals_pick_a_fitting_layout(tmp_path, size):
     async with app.run_test(size=size) as pilot:
         screen = await open_train(pilot, "demo")
         assert screen.preset.name == ("compact" if size[1] < 32 else "default")
-        await wait_for(pilot, "the loss panel", lambda: "Loss · loss" in screen_text(app))
-        assert "step 60 / 60" in screen_text(app)
+        await wait_for(pilot, "the panels", lambda: shows(app, "Loss · loss", "step 60 / 60"))
 

@@ -8,7 +8,7 @@ import math
 
 import pytest
 from engine_assets import build_assets, tiny_overrides
-from train_screen_helpers import make_app, screen_text, toasts, wait_for
+from train_screen_helpers import make_app, screen_text, shows, toasts, wait_for
 
 from nanochat_cli.screens.confirm import ConfirmScreen
 from nanochat_cli.screens.run_modals import CrashScreen, PatchScreen
@@ -51,8 +51,8 @@ async def _launch_then_reattach(tmp_path, first) -> None:
         loss = live.store.latest("loss")
         assert loss is not None and math.isfinite(loss) and loss > 0
         await wait_for(pilot, "the loss chart to show a value", lambda: "Loss · loss" in screen_text(first))
-        assert screen.liveness.status == "running"
-        assert "step " in screen_text(first) and " / 100,000" in screen_text(first)
+        await wait_for(pilot, "running status", lambda: screen.liveness.status == "running")
+        await wait_for(pilot, "the progress panel", lambda: shows(first, "step ", " / 100,000"))
         steps_before = run.step
     # the app is closed; the job keeps training (its own session); a new app finds it again
     assert first.orchestrator.poll("tui") is None
@@ -76,8 +76,8 @@ async def _launch_then_reattach(tmp_path, first) -> None:
         await wait_for(pilot, "the patch form", lambda: isinstance(again.screen, PatchScreen))
         form = again.screen
         form.query_one("#hot-lr_scale").value = "0.5"
-        await pilot.pause()
-        await pilot.click("#send")
+        form.query_one("#hot-lr_scale").focus()
+        await pilot.press("enter")
         await wait_for(pilot, "the patch ack toast",
                        lambda: any("patch accepted: applied lr_scale: 1.0 -> 0.5" in t for t in toasts(again)))
         assert live.hot_values()["lr_scale"] == 0.5
@@ -88,7 +88,7 @@ async def _launch_then_reattach(tmp_path, first) -> None:
         await wait_for(pilot, "the final status", lambda: live.final is not None, timeout=90)
         assert live.final.status == "stopped"
         await wait_for(pilot, "the stopped header", lambda: "tui  stopped" in screen_text(again))
-        assert any(t.startswith("Run tui stopped") for t in toasts(again))
+        await wait_for(pilot, "the stop toast", lambda: any(t.startswith("Run tui stopped") for t in toasts(again)))
         assert not isinstance(again.screen, CrashScreen)
 
 
@@ -104,11 +104,12 @@ async def test_engine_failure_opens_the_crash_modal(tmp_path, assets):
         await pilot.pause()
         assert modal.status == "failed" and modal.exit_code == 1
         assert str(tmp_path / "no-such-data") in modal.error and "\n" not in modal.error
-        text = screen_text(app)
-        assert "Run broken failed" in text and "exit code 1" in text and "data.data_dir" in text  # the hint
+        await wait_for(pilot, "the modal's text", lambda: shows(app, "Run broken failed", "exit code 1",
+                                                                "data.data_dir"))  # the last one is the hint
         await pilot.press("escape")
         await pilot.pause()
-        assert app.current_mode == "train" and "broken  failed" in screen_text(app)  # the app is still alive
+        assert app.current_mode == "train"  # the app is still alive
+        await wait_for(pilot, "the failed header", lambda: shows(app, "broken  failed"))
         await pilot.press("e")  # the details come back on demand
         await pilot.pause()
         assert isinstance(app.screen, CrashScreen)

@@ -46,6 +46,12 @@ def screen_text(app: NanochatApp) -> str:
     return console.export_text(styles=False)
 
 
+def shows(app: NanochatApp, *texts: str) -> bool:
+    """Does the terminal show every one of `texts` now?"""
+    screen = screen_text(app)
+    return all(t in screen for t in texts)
+
+
 def toasts(app: NanochatApp) -> list[str]:
     return [str(n.message) for n in app._notifications]
 
