@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
+from engine_assets import build_assets
 
 from engine.checkpoint import checkpoint_dir, complete_steps
 from engine.control import send_request
-from engine.dataset import convert_text_folder
 from engine.telemetry import TelemetryReader
-from engine.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--depth", "2", "--aspect-ratio", "32", "--head-dim", "32", "--max-seq-len", "64", "--vocab-size", "512",
@@ -25,18 +24,7 @@ TINY = ["--depth", "2", "--aspect-ratio", "32", "--head-dim", "32", "--max-seq-l
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory) -> dict[str, str]:
     """A small text corpus as parquet shards and a 512-token tokenizer trained on it, shared by the module."""
-    root = tmp_path_factory.mktemp("assets")
-    src = root / "src"
-    src.mkdir()
-    stdlib = Path(os.__file__).parent
-    for i, name in enumerate(["argparse.py", "textwrap.py", "json/decoder.py", "csv.py", "shlex.py", "string.py"]):
-        (src / f"{i}.txt").write_text((stdlib / name).read_text())
-    data = root / "data"
-    convert_text_folder(src, data, shard_chars=40_000, row_group_chars=5_000, val_fraction=0.2)
-    texts = [(src / f).read_text() for f in sorted(os.listdir(src))]
-    tok_dir = root / "tok"
-    Tokenizer.train_from_iterator(iter(texts), 512).save(tok_dir)
-    return {"data": str(data), "tok": str(tok_dir)}
+    return build_assets(tmp_path_factory.mktemp("assets"))
 
 
 def run_engine(args: list[str], base: Path, nproc: int = 1, timeout: float = 120) -> subprocess.CompletedProcess:
