@@ -42,6 +42,8 @@ from nanochat_cli.services.secrets import SecretStore
 from nanochat_cli.services.state import load_state
 from nanochat_cli.widgets.shell.status_bar import StatusInfo
 
+GC_GEN0_THRESHOLD = 7000  # allocations between young collections (CPython's default is 700)
+
 # env hooks for bench/startup.py: exit right after the first paint and report the timing there
 BENCH_OUT_ENV, BENCH_T0_ENV = "NANOCHAT_CLI_BENCH_OUT", "NANOCHAT_CLI_BENCH_T0"
 
@@ -159,8 +161,11 @@ class NanochatApp(App[None]):
             self.exit()
             return
         # the start-up heap (modules, the first screen) lives as long as the app: keep it out of full garbage
-        # collections, whose pauses otherwise grow to 100+ ms while telemetry streams in (bench/ui_bench.py)
+        # collections, and collect less often (Textual and the ingest thread allocate fast), so collection
+        # pauses stay short and rare while telemetry streams in (bench/ui_bench.py: 40 full collections of
+        # ~50 ms in 30 s with the defaults, one with these)
         gc.freeze()
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
         self.run_worker(self._probe, thread=True, exclusive=True, group="probe")
 
     def _probe(self) -> None:

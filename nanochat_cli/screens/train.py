@@ -168,6 +168,7 @@ class TrainScreen(LayoutEditor, AppScreen):
         self.run_list: list[RunInfo] = []
         self.liveness: Liveness | None = None
         self._wake_pending = False
+        self._switching = False  # a dashboard tab was just shown: paint after its first frame
         self._finalizing = False
         self._status_at = 0.0  # monotonic time of the last status check
         self._crash_due: RunInfo | None = None  # a failure to show once this tab is visible
@@ -290,7 +291,7 @@ class TrainScreen(LayoutEditor, AppScreen):
             self._tick()
 
     def _paint(self, force: bool = False) -> None:
-        if not self.is_current:
+        if not self.is_current or self._switching:
             return
         for panel in self.query(Panel).results(Panel):
             panel.request_paint(force)
@@ -318,8 +319,14 @@ class TrainScreen(LayoutEditor, AppScreen):
         if self.active_view == RUNS_VIEW:
             self._load_runs()
         else:
+            # show the tab at once with what its panels last drew; repaint them right after that frame
             self._show_selection()
-            self.call_after_refresh(self._paint, True)
+            self._switching = True
+            self.call_after_refresh(self._switched)
+
+    def _switched(self) -> None:
+        self._switching = False
+        self._paint(force=True)
 
     def on_screen_resume(self) -> None:
         self.call_after_refresh(self._paint, True)

@@ -2,13 +2,18 @@
 
 Series come from `MetricStore.decimate`, min/max-decimated to the plot's width, so a spike survives and a
 million-step run draws as fast as a short one. Non-finite values are not drawn; the NaN threshold says so.
+Drawing a plotext figure takes 5-30 ms of pure Python, so it runs on a worker thread (one at a time per
+chart): the UI thread only gathers the points and shows the finished text, and keys stay responsive.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 
-from textual.app import ComposeResult
+from rich.text import Text
+from textual.app import ComposeResult, RenderResult
 from textual.color import Color
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
@@ -16,6 +21,7 @@ from textual_plotext import PlotextPlot
 from nanochat_cli.widgets.train import fmt
 from nanochat_cli.widgets.train.base import Panel
 
+log = logging.getLogger(__name__)
 SERIES_COLOURS = ("primary", "accent", "secondary", "success", "warning")
 Y_LABELS_WIDTH = 8  # columns plotext spends on y tick labels and the frame
 TICK_SPACING = 12  # columns per x tick label
@@ -32,13 +38,76 @@ def step_ticks(lo: float, hi: float, n: int) -> list[int]:
     return list(range(math.ceil(lo_i / step) * step, hi_i + 1, step))
 
 
+class ChartPlot(PlotextPlot):
+    """A PlotextPlot whose figure is built off the UI thread; render() shows the last finished build."""
+
+    def __init__(self, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self.built: Text | None = None
+        self.builds = 0
+        self._busy = threading.Lock()  # one build at a time: plotext figures are not thread-safe
+        self._pending: tuple | None = None  # the newest request that arrived while a build ran
+        self._last: tuple | None = None  # what was last asked for, redrawn when the size changes
+
+    def render(self) -> RenderResult:
+        return self.built if self.built is not None else Text("")
+
+    def draw(self, series: list[tuple[str, list[tuple[float, float]], tuple[int, int, int]]],
+             ticks: list[int], labels: bool) -> None:
+        """Build the figure for `series` (name, points, rgb) at the current size on a worker thread."""
+        self._last = (series, ticks, labels)
+        width, height = self.size
+        if width < 4 or height < 2:
+            return  # not laid out yet: on_resize draws it
+        request = (series, ticks, labels, width, height, self._get_plotext_theme_name(self.app.theme))
+        if not self._busy.acquire(blocking=False):
+            self._pending = request  # drawn as soon as the running build ends
+            return
+        self.run_worker(lambda: self._build(request), thread=True, group="charts", exit_on_error=False)
+
+    def on_resize(self) -> None:
+        if self._last is not None:
+            self.draw(*self._last)
+
+    def _build(self, request: tuple) -> None:
+        try:
+            while request is not None:
+                series, ticks, labels, width, height, theme = request
+                plt = self.plt
+                plt.clear_data()
+                plt.plotsize(width, height)
+                plt._set_size(width, height)  # what PlotextPlot.render does: plotsize alone does not stick
+                plt.theme(theme)
+                for name, pts, rgb in series:
+                    xs, ys = zip(*pts, strict=True)
+                    plt.plot(xs, ys, marker="braille", color=rgb, label=name if labels else None)
+                plt.xticks(ticks, [fmt.count(t) for t in ticks])
+                text = Text.from_ansi(plt.build())
+                self.app.call_from_thread(self._show, text)
+                request, self._pending = self._pending, None
+        except Exception as e:  # a plotting bug must not take the app down: say so in the panel
+            log.warning("chart build failed: %s", e, exc_info=True)
+            message = Text(f"chart failed: {type(e).__name__}: {e}", style="red")
+            try:
+                self.app.call_from_thread(self._show, message)
+            except RuntimeError:  # the app is closing
+                pass
+        finally:
+            self._busy.release()
+
+    def _show(self, text: Text) -> None:
+        self.built = text
+        self.builds += 1
+        self.refresh()
+
+
 class ChartPanel(Panel):
     def compose(self) -> ComposeResult:
         yield Static("", classes="panel-empty", markup=False)
-        yield PlotextPlot(classes="panel-plot")
+        yield ChartPlot(classes="panel-plot")
 
     def paint(self) -> None:
-        plot = self.query_one(PlotextPlot)
+        plot = self.query_one(ChartPlot)
         empty = self.query_one(".panel-empty", Static)
         latest = [(m, self.store.latest(m)) for m in self.spec.metrics]
         values = "  ".join(f"{m} {fmt.num(v)}" for m, v in latest if v is not None)
@@ -55,15 +124,10 @@ class ChartPanel(Panel):
             return
         empty.display = False
         plot.display = True
-        plt = plot.plt
-        plt.clear_data()
         theme = self.app.theme_variables
-        for i, (metric, pts) in enumerate(series):
-            xs, ys = zip(*pts, strict=True)
-            colour = Color.parse(theme.get(SERIES_COLOURS[i % len(SERIES_COLOURS)], "white")).rgb
-            plt.plot(xs, ys, marker="braille", color=colour, label=metric if len(self.spec.metrics) > 1 else None)
+        coloured = [(m, pts, Color.parse(theme.get(SERIES_COLOURS[i % len(SERIES_COLOURS)], "white")).rgb)
+                    for i, (m, pts) in enumerate(series)]
         lo = min(min(x for x, _ in pts) for _, pts in series)
         hi = max(max(x for x, _ in pts) for _, pts in series)
         ticks = step_ticks(lo, hi, max(2, width // TICK_SPACING))
-        plt.xticks(ticks, [fmt.count(t) for t in ticks])
-        plot.refresh()
+        plot.draw(coloured, ticks, labels=len(self.spec.metrics) > 1)
