@@ -14,7 +14,7 @@ from nanochat_cli.services.panels import LayoutStore, check_thresholds, register
 from nanochat_cli.services.plugins import load_plugins
 from nanochat_cli.services.registry import Registry
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
 GOOD = '''
 from pydantic import BaseModel, ConfigDict

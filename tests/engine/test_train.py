@@ -16,7 +16,7 @@ from engine.checkpoint import checkpoint_dir, complete_steps
 from engine.control import send_request
 from engine.telemetry import TelemetryReader
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--depth", "2", "--aspect-ratio", "32", "--head-dim", "32", "--max-seq-len", "64", "--vocab-size", "512",
         "--device-batch-size", "4", "--eval-tokens", "512", "--sample-every", "-1", "--warmup-iters", "2"]
 
@@ -174,7 +174,7 @@ def test_existing_checkpoints_are_never_overwritten_silently(tmp_path, assets):
 
 def test_trainer_feeds_wandb_and_otel(tmp_path, assets, monkeypatch):
     """The same metrics reach W&B (offline, read back from its run file) and an OTLP collector on loopback."""
-    from test_sinks import OtlpReceiver, read_wandb_records
+    from sink_helpers import OtlpReceiver, read_wandb_records
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     receiver = OtlpReceiver()

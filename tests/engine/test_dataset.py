@@ -22,7 +22,7 @@ from engine.dataset import (
 )
 from engine.errors import EngineError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_shard(path: Path, groups: list[list[str]]) -> None:

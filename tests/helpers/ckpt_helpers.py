@@ -13,7 +13,7 @@ from engine.config import TrainConfig
 from engine.gpt import GPT, GPTConfig
 from engine.tokenizer import Tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STOCK_FIXTURE = ROOT.parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_checkpoints_chat import ScriptedModel
-from test_checkpoints_screen import build_world, make_app, settle
+from chat_screen_helpers import load, send
+from ckpt_screen_helpers import build_world, make_app, settle
+from scripted_model import ScriptedModel
 from textual.widgets import Input
 
 from engine.checkpoint import checkpoint_dir
@@ -30,23 +31,8 @@ def world(tmp_path, tok_src):
     return w
 
 
-async def load(pilot, path: str) -> None:
-    await pilot.press("4")  # the Chat tab (the state opens on Checkpoints)
-    await pilot.pause()
-    box = pilot.app.screen.query_one("#chat-path", Input)
-    box.focus()
-    box.value = path
-    await pilot.press("enter")
-    await settle(pilot)
 
 
-async def send(pilot, text: str, wait: bool = True) -> None:
-    box = pilot.app.screen.query_one("#chat-input", Input)
-    box.focus()
-    box.value = text
-    await pilot.press("enter")
-    if wait:
-        await settle(pilot)
 
 
 def set_control(app, control: str, value: str) -> None:

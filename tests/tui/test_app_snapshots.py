@@ -1,7 +1,7 @@
 """SVG snapshots of every screen (pytest-textual-snapshot). Deterministic by construction: a fixed machine,
 fixed labels for the tmp config/base dirs, a frozen log clock in UTC, no network, workers awaited.
 
-Update the baselines after an intended UI change: pytest tests/test_app_snapshots.py --snapshot-update
+Update the baselines after an intended UI change: pytest tests/tui/test_app_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """SVG snapshots of the Train screen with a replayed, finished run from hand-written telemetry. Deterministic:
 fixed event times and values, no run.json (no pid, no start clock), a fixed machine, labelled dirs, UTC.
 
-Update the baselines after an intended UI change: pytest tests/test_train_screen_snapshots.py --snapshot-update
+Update the baselines after an intended UI change: pytest tests/tui/test_train_screen_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations

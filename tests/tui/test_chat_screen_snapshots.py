@@ -1,7 +1,7 @@
 """SVG snapshot of the Chat tab: a real tiny checkpoint loaded by path, then one reply with a tool call and its
 output (a scripted model, so the text is the same on every machine) and the reply's stats with fixed timings.
 
-Update after an intended UI change: pytest tests/test_chat_screen_snapshots.py --snapshot-update
+Update after an intended UI change: pytest tests/tui/test_chat_screen_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from test_chat_screen import load, send
-from test_checkpoints_chat import ScriptedModel
-from test_checkpoints_screen import build_world, make_app, settle, synthetic_tokenizer
+from chat_screen_helpers import load, send
+from ckpt_screen_helpers import build_world, make_app, settle, synthetic_tokenizer
+from scripted_model import ScriptedModel
 from textual.widgets import Input
 
 from engine.checkpoint import checkpoint_dir

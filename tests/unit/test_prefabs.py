@@ -29,7 +29,7 @@ def test_shipped_prefabs_resolve_cheapest_first(store):
 
 def test_default_store_dirs():
     store = PrefabStore()
-    assert store.shipped_dir == Path(__file__).resolve().parents[1] / "prefabs"
+    assert store.shipped_dir == Path(__file__).resolve().parents[2] / "prefabs"
     assert store.user_dir == paths.user_config_dir() / "prefabs" == Path(os.environ["NANOCHAT_CLI_CONFIG_DIR"],
                                                                            "prefabs")
 

@@ -2,7 +2,7 @@
 compatible one selected with a cached evaluation. Deterministic: fixed file dates in UTC, labelled dirs, a
 stored eval report with fixed figures, no clock in the picture.
 
-Update after an intended UI change: pytest tests/test_checkpoints_screen_snapshots.py --snapshot-update
+Update after an intended UI change: pytest tests/tui/test_checkpoints_screen_snapshots.py --snapshot-update
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from test_checkpoints_screen import build_world, make_app, select, settle, synthetic_tokenizer
+from ckpt_screen_helpers import build_world, make_app, select, settle, synthetic_tokenizer
 
 from engine.checkpoint import checkpoint_dir
 from nanochat_cli.services.checkpoints.registry import CheckpointRegistry

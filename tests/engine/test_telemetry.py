@@ -172,14 +172,14 @@ def test_reader_partial_line_malformed_and_replay(tmp_path):
 def test_protocol_modules_do_not_import_torch():
     code = "import sys, engine.telemetry, engine.control; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     assert out.stdout.strip() == "False"
 
 
 def test_protocol_doc_examples_are_valid():
     from engine.control import ControlRequest
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
     lines = [ln for ln in doc.splitlines() if ln.startswith('{"v":')]
     events = [parse_event(ln) for ln in lines if '"event":' in ln]
     assert {e.event for e in events} == set(EVENT_TYPES)

@@ -84,7 +84,7 @@ def setup_dirs(tmp: Path, assets: dict[str, str], run: str) -> dict[str, str]:
     (config / "state.json").write_text(json.dumps({"screen": "config", "prefab": "tiny-e2e", "overrides": {}}))
     return {"NANOCHAT_CLI_CONFIG_DIR": str(config), "NANOCHAT_BASE_DIR": str(tmp / "base"), "HOME": str(tmp / "home"),
             "NANOCHAT_CLI_KEYRING": "file", "TERM": "xterm-256color", "PATH": os.environ.get("PATH", ""),
-            "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def stop_leftovers(base: Path) -> None:

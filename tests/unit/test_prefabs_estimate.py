@@ -19,7 +19,7 @@ from nanochat_cli.services.config.guardrails import GpuInfo, MachineInfo, check_
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.config.schema import check, to_engine_config
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
+FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
 GB = 10 ** 9
 
 

@@ -8,7 +8,7 @@ import torch
 
 from engine.gpt import GPT, GPTConfig, KVCache, config_from_depth, load_state_dict_compat, window_sizes
 
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
+FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
 
 
 @pytest.mark.skipif(not FIXTURE.exists(), reason="../shared parity fixture not present")

@@ -18,7 +18,7 @@ from engine.errors import EngineError
 from engine.tokenizer import SPECIAL_TOKENS, Tokenizer, cache_dir, ensure_tokenizer, limit_chars
 from engine.tokenizer.bpe import TOKEN_BYTES_FILE, TOKENIZER_FILE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNICODE = "Grüße aus Köln! naïve café — 東京は晴れ 😀👍🏽 ∑x² = 42 🇫🇷\r\n\ttabs\n\n"
 VOCAB = 400
 
