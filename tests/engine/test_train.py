@@ -63,6 +63,7 @@ def test_two_process_torchrun_writes_telemetry_and_checkpoint(tmp_path, assets):
     assert "step 00004/00004" in proc.stdout
 
 
+@pytest.mark.slow
 def test_resume_reproduces_uninterrupted_losses_bit_for_bit(tmp_path, assets):
     common = [*TINY, "--data-dir", assets["data"], "--tokenizer-dir", assets["tok"], "--total-batch-size", "256",
               "--num-iterations", "8", "--eval-every", "-1"]
@@ -82,6 +83,7 @@ def test_resume_reproduces_uninterrupted_losses_bit_for_bit(tmp_path, assets):
     assert events(tmp_path, "resumed")[0].resumed_from_step == 4
 
 
+@pytest.mark.slow
 def test_control_channel_save_patch_stop(tmp_path, assets):
     args = [*TINY, "--run", "ctl", "--data-dir", assets["data"], "--tokenizer-dir", assets["tok"],
             "--total-batch-size", "256", "--num-iterations", "100000", "--eval-every", "-1"]
@@ -139,6 +141,7 @@ def test_bad_flags_give_one_line_errors(tmp_path, args, message):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_batch_geometry_is_reported_in_telemetry(tmp_path, assets):
     args = [*TINY, "--run", "geo", "--data-dir", assets["data"], "--tokenizer-dir", assets["tok"],
             "--total-batch-size", "300", "--num-iterations", "2"]
@@ -150,6 +153,7 @@ def test_bad_batch_geometry_is_reported_in_telemetry(tmp_path, assets):
     assert evs[-1].event == "run_end" and evs[-1].status == "failed"
 
 
+@pytest.mark.slow
 def test_missing_data_dir_and_unwritable_base(tmp_path, assets):
     proc = run_engine([*TINY, "--run", "nodata", "--data-dir", str(tmp_path / "nope")], tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
@@ -160,6 +164,7 @@ def test_missing_data_dir_and_unwritable_base(tmp_path, assets):
     assert proc.returncode == 2 and "not writable" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_existing_checkpoints_are_never_overwritten_silently(tmp_path, assets):
     args = [*TINY, "--run", "dup", "--data-dir", assets["data"], "--tokenizer-dir", assets["tok"],
             "--total-batch-size", "256", "--num-iterations", "1", "--eval-every", "-1"]
