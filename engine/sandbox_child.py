@@ -65,8 +65,6 @@ _THREADS = 64  # RLIMIT_NPROC under a uid of its own: counts only this process's
 
 _READ_ONLY_PATHS = ("/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/dev/urandom", "/dev/zero")
 _LIBC = None
-
-
 _INT_SETTINGS = ("report_fd", "cpu_seconds", "memory_bytes", "max_file_bytes", "max_disk_bytes")
 
 

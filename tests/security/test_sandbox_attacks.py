@@ -11,8 +11,10 @@ that reaches the host kills or damages that process only, never the test runner.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -121,7 +123,7 @@ ATTACKS = [
     # interpreter internals
     Attack("ctypes_ptrace_parent", "import ctypes, os\nlibc = ctypes.CDLL(None)\n"
                                    "assert libc.ptrace(16, os.getppid(), 0, 0) == 0"),  # PTRACE_ATTACH
-    Attack("ctypes_prctl_new_userns", "import ctypes\nlibc = ctypes.CDLL(None)\n"
+    Attack("ctypes_unshare_userns", "import ctypes\nlibc = ctypes.CDLL(None)\n"
                                       "assert libc.unshare(0x10000000) == 0\nprint('new user namespace')",
            check=stdout_lacks("new user namespace")),
     Attack("audit_hook_tamper", "import builtins, sys\nbuiltins.isinstance = lambda *a: True\n"
@@ -130,14 +132,20 @@ ATTACKS = [
 ]
 
 
-def run_host(tmp_path: Path, code: str, **kwargs) -> dict:
+def run_host(tmp_path: Path, code: str, as_user: tuple[str, int] | None = None, **kwargs) -> dict:
+    """Run `code` through a fresh host; as_user=(python, uid) runs that host as an unprivileged user."""
     work, tmp = tmp_path / "work", tmp_path / "tmp"
     work.mkdir()
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "HOME": str(tmp_path / "home")}
+    python, user = as_user or (sys.executable, None)
+    if user is not None:
+        for path in (tmp_path, work, tmp):
+            os.chown(path, user, user)
     request = json.dumps({"code": code, "kwargs": {**LIMITS, **kwargs}})
-    proc = subprocess.run([sys.executable, str(HOST), str(REPO), str(work)], input=request, capture_output=True,
-                          text=True, env=env, timeout=180, start_new_session=True)
+    proc = subprocess.run([python, str(HOST), str(REPO), str(work)], input=request, capture_output=True, text=True,
+                          env=env, timeout=180, start_new_session=True, user=user, group=user,
+                          extra_groups=[] if user is not None else None)
     if proc.returncode != 0:
         return {"host_died": proc.returncode, "host_stderr": proc.stderr[-3000:]}
     return json.loads(proc.stdout)
@@ -242,5 +250,75 @@ def test_layer_alone_contains(layer: str, attack: Attack, active_layers, tmp_pat
     if result is not None:
         if layer not in result["layers"] or result["status"] not in attack.statuses:
             problems.append(f"ended {result['status']!r} ({result['reason']}) with layers {result['layers']}")
+        problems += attack.check(result) if attack.check else []
+    assert not problems, (problems, result)
+
+
+def test_seccomp_alone_still_lets_the_code_act_on_itself(active_layers):
+    """The filter refuses naming another process, not this one: pid 0 and its own pid pass, F_GETFL too."""
+    from engine.execution import execute_code
+
+    if "seccomp" not in active_layers:
+        pytest.skip("seccomp is not available here")
+    code = textwrap.dedent("""
+        import fcntl, os, resource, signal
+        me = os.getpid()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+        print(resource.prlimit(me, resource.RLIMIT_NOFILE), resource.prlimit(0, resource.RLIMIT_NOFILE))
+        nice = os.getpriority(os.PRIO_PROCESS, 0)  # only upwards: lowering it needs CAP_SYS_NICE
+        os.setpriority(os.PRIO_PROCESS, 0, min(nice + 1, 19))
+        os.setpriority(os.PRIO_PROCESS, me, min(nice + 2, 19))
+        os.sched_setaffinity(me, os.sched_getaffinity(0))
+        os.kill(me, 0)
+        r, w = os.pipe()
+        print(fcntl.fcntl(r, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY,
+              os.getpriority(os.PRIO_PROCESS, 0) == min(nice + 2, 19))
+        fcntl.fcntl(r, fcntl.F_SETOWN, me)
+    """)
+    result = execute_code(code, **{**LIMITS, "disable": ("audit", "uid", "landlock")})
+    assert result.stdout == "(32, 32) (32, 32)\nTrue True\n", result
+    assert (result.status, result.reason) == ("error", "PermissionError: [Errno 1] Operation not permitted")
+
+
+# The host as a normal user: no uid to drop to, and no capabilities that the child lacks (root's
+# capabilities alone shield a root host from renice and sched_* calls by a capability-free child).
+AS_NORMAL_USER = [*ON_OTHER_PROCESSES, "host_oom_score", "host_memory_via_proc", "forge_blocked_status",
+                  "read_home_secret", "write_outside"]
+
+
+@pytest.fixture(scope="module")
+def normal_user() -> tuple[str, int]:
+    """(a Python an unprivileged user can run, that user's uid): a uid no account or process has."""
+    if os.geteuid() != 0:
+        pytest.skip("this suite already runs as a normal user here: every test above is that case")
+    uid = 0x6E000000 + os.getpid()
+    probe = f"import sys; sys.path.insert(0, {str(REPO)!r}); import engine.execution"
+    for python in dict.fromkeys([os.path.realpath(sys.executable), "/usr/bin/python3"]):
+        try:
+            if subprocess.run([python, "-c", probe], user=uid, group=uid, extra_groups=[], capture_output=True,
+                              cwd="/").returncode == 0:
+                return python, uid
+        except OSError:  # that user may not even run it
+            continue
+    pytest.skip("no Python here that an unprivileged user can run (its stdlib is not readable by others)")
+
+
+@pytest.fixture
+def shared_tmp():
+    """A scratch dir an unprivileged host can reach (pytest's tmp_path sits under a 0700 dir)."""
+    path = Path(tempfile.mkdtemp(prefix="nanochat-sandbox-test-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("attack", [a for a in ATTACKS if a.name in AS_NORMAL_USER], ids=lambda a: a.name)
+def test_attack_on_a_normal_user_host_is_contained(attack: Attack, normal_user, shared_tmp):
+    report = run_host(shared_tmp, attack.code, as_user=normal_user, **attack.kwargs)
+    problems = breaches(report)
+    result = report.get("result")
+    if result is not None:
+        if result["status"] not in attack.statuses:
+            problems.append(f"ended {result['status']!r} ({result['reason']}), expected one of {attack.statuses}")
         problems += attack.check(result) if attack.check else []
     assert not problems, (problems, result)
