@@ -333,7 +333,7 @@ class CheckpointsScreen(AppScreen):
         if self._evaluating is not None and self._evaluating.key == entry.key:
             self.notify("It is being evaluated: delete it when that is done", severity="warning")
             return
-        from nanochat_cli.cli_checkpoints import _size
+        from nanochat_cli.cli.checkpoints import _size
         from nanochat_cli.screens.confirm import ConfirmScreen
 
         files = entry.files()

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
-from nanochat_cli.cli_checkpoints import _size
+from nanochat_cli.cli.checkpoints import _size
 from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.checkpoints.reports import EvalReport

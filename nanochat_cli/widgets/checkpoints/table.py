@@ -10,7 +10,7 @@ import time
 from rich.text import Text
 from textual.widgets import DataTable
 
-from nanochat_cli.cli_checkpoints import _params, _size
+from nanochat_cli.cli.checkpoints import _params, _size
 from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 

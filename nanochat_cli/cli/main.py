@@ -3,8 +3,8 @@
     nanochat-cli prefabs list | show NAME | diff NAME --set k=v ... | save-as NEW --from NAME --set k=v ... [--yes]
     nanochat-cli config validate FILE
     nanochat-cli auth wandb | hf | status | forget wandb|hf
-    nanochat-cli train ... | runs ...   (see nanochat_cli/cli_runs.py)
-    nanochat-cli checkpoints list|delete ... | chat ... | eval ...   (see nanochat_cli/cli_checkpoints.py)
+    nanochat-cli train ... | runs ...   (see nanochat_cli/cli/runs.py)
+    nanochat-cli checkpoints list|delete ... | chat ... | eval ...   (see nanochat_cli/cli/checkpoints.py)
 
 Errors are one line on stderr, `nanochat-cli: error: <field/file>: <problem>: <fix>`, exit code 2.
 Importing this module stays cheap (no torch, no textual, no pydantic): each command imports what it uses.
@@ -346,12 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("file")
     sp.set_defaults(func=cmd_config_validate)
 
-    from nanochat_cli import cli_runs  # train / runs commands (cheap: its imports live inside the commands)
+    from nanochat_cli.cli import runs  # train / runs commands (cheap: its imports live inside the commands)
 
-    cli_runs.register(sub, with_sets)
-    from nanochat_cli import cli_checkpoints  # checkpoints / chat / eval commands (imports inside the commands)
+    runs.register(sub, with_sets)
+    from nanochat_cli.cli import checkpoints  # checkpoints / chat / eval commands (imports inside the commands)
 
-    cli_checkpoints.register(sub, with_sets)
+    checkpoints.register(sub, with_sets)
 
     auth = sub.add_parser("auth", help="store secrets in the keyring (never shown or written to configs)")
     asub = auth.add_subparsers(dest="action", metavar="ACTION", required=True)

@@ -27,7 +27,7 @@ def _orchestrator():
 
 
 def _resolved(args: argparse.Namespace) -> dict[str, Any]:
-    from nanochat_cli.cli import _store, parse_sets
+    from nanochat_cli.cli.main import _store, parse_sets
     from nanochat_cli.services.config.schema import ConfigError, validate_overrides
 
     store = _store()

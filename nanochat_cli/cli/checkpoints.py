@@ -30,7 +30,7 @@ def _registry(base: str | None = None, resolved: dict[str, Any] | None = None):
 
 def _active_config(args: argparse.Namespace) -> dict[str, Any]:
     """--prefab plus --set, or the TUI's prefab and overrides when no --prefab is given."""
-    from nanochat_cli.cli import _store, parse_sets
+    from nanochat_cli.cli.main import _store, parse_sets
     from nanochat_cli.services.state import load_state
 
     overrides = parse_sets(args.set)
@@ -102,7 +102,7 @@ def cmd_checkpoints_list(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints_delete(args: argparse.Namespace) -> int:
-    from nanochat_cli.cli import _confirm, _fail
+    from nanochat_cli.cli.main import _confirm, _fail
 
     registry = _registry(args.base_dir)
     entry = registry.find(args.path, args.step)
