@@ -7,7 +7,7 @@
 
 PATH is a checkpoint dir (its latest complete step) or one model_XXXXXX.pt file. Without --prefab the
 active config is the TUI's (last prefab and its unsaved overrides). Registered into the main parser by
-`nanochat_cli.cli`; imports stay inside the commands so `--help` stays fast.
+`cli/main.py`; imports stay inside the commands so `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from nanochat_cli.cli.common import add_set_option, confirm, fail, parse_sets, prefab_store
+from nanochat_cli.formatting import file_size, param_count
 
 
 def _registry(base: str | None = None, resolved: dict[str, Any] | None = None):
@@ -30,30 +33,13 @@ def _registry(base: str | None = None, resolved: dict[str, Any] | None = None):
 
 def _active_config(args: argparse.Namespace) -> dict[str, Any]:
     """--prefab plus --set, or the TUI's prefab and overrides when no --prefab is given."""
-    from nanochat_cli.cli.main import _store, parse_sets
     from nanochat_cli.services.state import load_state
 
     overrides = parse_sets(args.set)
     if args.prefab:
-        return _store().resolve(args.prefab, overrides)
+        return prefab_store().resolve(args.prefab, overrides)
     state = load_state()
-    return _store().resolve(state.prefab, {**state.overrides, **overrides})
-
-
-def _size(n: int) -> str:
-    for div, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
-        if n >= div:
-            return f"{n / div:.1f} {unit}"
-    return f"{n} B"
-
-
-def _params(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return str(n)
+    return prefab_store().resolve(state.prefab, {**state.overrides, **overrides})
 
 
 def _row(e, compat) -> dict[str, Any]:
@@ -89,10 +75,10 @@ def cmd_checkpoints_list(args: argparse.Namespace) -> int:
     for e, c in rows:
         status = c.level if e.complete else e.status
         table.add_row(e.label, e.phase, str(e.step), f"[{colour.get(c.level, 'red')}]{status}[/]",
-                      f"{e.val_bpb:.4f}" if e.val_bpb is not None else "-", _params(e.params),
+                      f"{e.val_bpb:.4f}" if e.val_bpb is not None else "-", param_count(e.params),
                       str(e.depth or "-"), str(e.vocab_size or "-"), str(e.sequence_len or "-"),
                       e.window_pattern or "-", e.tokenizer_hash or "-", "on" if e.mc else "off",
-                      time.strftime("%Y-%m-%d %H:%M", time.localtime(e.date)), _size(e.size_bytes))
+                      time.strftime("%Y-%m-%d %H:%M", time.localtime(e.date)), file_size(e.size_bytes))
     console.print(table)
     for e, c in rows:
         for r in c.reasons:
@@ -102,15 +88,13 @@ def cmd_checkpoints_list(args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints_delete(args: argparse.Namespace) -> int:
-    from nanochat_cli.cli.main import _confirm, _fail
-
     registry = _registry(args.base_dir)
     entry = registry.find(args.path, args.step)
-    what = f"{entry.ckpt_dir} step {entry.step} ({entry.status}, {_size(entry.size_bytes)})"
+    what = f"{entry.ckpt_dir} step {entry.step} ({entry.status}, {file_size(entry.size_bytes)})"
     if not args.yes:
         if not sys.stdin.isatty():
-            return _fail(f"checkpoint {what}: deleting needs confirmation: pass --yes")
-        if not _confirm(f"delete {what}?"):
+            return fail(f"checkpoint {what}: deleting needs confirmation: pass --yes")
+        if not confirm(f"delete {what}?"):
             print("not deleted")
             return 1
     removed = registry.delete(entry)
@@ -224,7 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, with_sets) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     def with_base(p: argparse.ArgumentParser) -> None:
         p.add_argument("--base-dir", help="where checkpoints live (default $NANOCHAT_BASE_DIR or ~/.cache/nanochat)")
 
@@ -233,7 +217,7 @@ def register(sub: argparse._SubParsersAction, with_sets) -> None:
     sp = csub.add_parser("list", help="every checkpoint with its shape, val bpb and compatibility with a config")
     sp.add_argument("--compatible", action="store_true", help="only those the config can load (warnings included)")
     sp.add_argument("--prefab", help="config to check against (default: the TUI's active prefab and overrides)")
-    with_sets(sp)
+    add_set_option(sp)
     with_base(sp)
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_checkpoints_list)

@@ -8,7 +8,7 @@
     nanochat-cli runs stop RUN            graceful stop (save, exit), escalating to signals
     nanochat-cli runs command --prefab NAME   print the torchrun command(s), one per node
 
-Registered into the main parser by `nanochat_cli.cli`; imports stay inside the commands.
+Registered into the main parser by `cli/main.py`; imports stay inside the commands.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import argparse
 import sys
 import time
 from typing import Any
+
+from nanochat_cli.cli.common import add_set_option, parse_sets, prefab_store
 
 
 def _orchestrator():
@@ -27,10 +29,9 @@ def _orchestrator():
 
 
 def _resolved(args: argparse.Namespace) -> dict[str, Any]:
-    from nanochat_cli.cli.main import _store, parse_sets
     from nanochat_cli.services.config.schema import ConfigError, validate_overrides
 
-    store = _store()
+    store = prefab_store()
     overrides = parse_sets(args.set)
     if getattr(args, "name", None):
         overrides["run.name"] = args.name
@@ -136,10 +137,10 @@ def cmd_runs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, with_sets) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     sp = sub.add_parser("train", help="launch training from a prefab (TUI on a terminal, --headless for scripts)")
     sp.add_argument("--prefab", default="cpu-tiny", help="prefab to start from (default: cpu-tiny)")
-    with_sets(sp)
+    add_set_option(sp)
     sp.add_argument("--name", help="run name (a taken name gets a -2, -3 … suffix)")
     sp.add_argument("--resume", action="store_true", help="continue the run's latest checkpoint")
     sp.add_argument("--headless", action="store_true", help="no TUI: a progress bar (plain lines when piped)")
@@ -164,5 +165,5 @@ def register(sub: argparse._SubParsersAction, with_sets) -> None:
     p.set_defaults(func=cmd_runs_stop)
     p = rsub.add_parser("command", help="print the torchrun command for a prefab (one per node)")
     p.add_argument("--prefab", default="cpu-tiny")
-    with_sets(p)
+    add_set_option(p)
     p.set_defaults(func=cmd_runs_command, name=None)

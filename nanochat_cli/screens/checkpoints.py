@@ -333,11 +333,12 @@ class CheckpointsScreen(AppScreen):
         if self._evaluating is not None and self._evaluating.key == entry.key:
             self.notify("It is being evaluated: delete it when that is done", severity="warning")
             return
-        from nanochat_cli.cli.checkpoints import _size
+        from nanochat_cli.formatting import file_size
         from nanochat_cli.screens.confirm import ConfirmScreen
 
         files = entry.files()
-        question = (f"Delete {entry.label} step {entry.step} ({status_of(entry, compat)}, {_size(entry.size_bytes)}, "
+        question = (f"Delete {entry.label} step {entry.step} ({status_of(entry, compat)}, "
+                    f"{file_size(entry.size_bytes)}, "
                     f"{len(files)} file{'s' if len(files) != 1 else ''} in {self.napp.show_path(entry.path)})? "
                     "This cannot be undone.")
         self.app.push_screen(ConfirmScreen(question, "Delete"), lambda yes: self._delete(entry) if yes else None)

@@ -12,7 +12,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import ProgressBar, Static
 
-from nanochat_cli.cli.checkpoints import _size
+from nanochat_cli.formatting import file_size
 from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.checkpoints.reports import EvalReport
@@ -28,7 +28,7 @@ def describe(entry: CheckpointEntry, compat: Compat, show_path: Callable[[Path],
     text = Text()
     text.append(f"{entry.label} · step {entry.step} · {entry.phase} · {ORIGIN[entry.origin]} · ", style="bold")
     text.append(status, style=f"bold {colours.get(STATUS_COLOUR[status], '')}")
-    text.append(f"\n{show_path(entry.path)} · {_size(entry.size_bytes)}", style="dim")
+    text.append(f"\n{show_path(entry.path)} · {file_size(entry.size_bytes)}", style="dim")
     if entry.complete:
         text.append(" · resumable (full state)" if entry.resumable else " · weights only (no resume)", style="dim")
     if compat.level == "compatible":

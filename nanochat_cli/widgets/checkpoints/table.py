@@ -10,7 +10,7 @@ import time
 from rich.text import Text
 from textual.widgets import DataTable
 
-from nanochat_cli.cli.checkpoints import _params, _size
+from nanochat_cli.formatting import file_size, param_count
 from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 
@@ -43,10 +43,10 @@ def cells(entry: CheckpointEntry, compat: Compat, colours: dict[str, str]) -> li
 
     status = status_of(entry, compat)
     return [entry.label, entry.phase, str(entry.step), Text(status, style=colours.get(STATUS_COLOUR[status], "")),
-            f"{entry.val_bpb:.4f}" if entry.val_bpb is not None else "-", _params(entry.params), num(entry.depth),
+            f"{entry.val_bpb:.4f}" if entry.val_bpb is not None else "-", param_count(entry.params), num(entry.depth),
             num(entry.vocab_size), num(entry.sequence_len), entry.window_pattern or "-", entry.tokenizer_hash or "-",
             "on" if entry.mc else "off", time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.date)),
-            _size(entry.size_bytes)]
+            file_size(entry.size_bytes)]
 
 
 class CheckpointTable(DataTable):

@@ -1,0 +1,89 @@
+"""`nanochat-cli auth wandb|hf|status|forget`: secrets into and out of the keyring, never echoed."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from engine.errors import EngineError
+from nanochat_cli.cli.common import console, fail
+
+
+def _read_secret(prompt: str, from_stdin: bool) -> str:
+    value = sys.stdin.readline() if from_stdin else getpass.getpass(prompt)
+    value = value.strip()
+    if not value:
+        raise EngineError("no value entered: paste it at the prompt (input is hidden), or pipe it with --stdin")
+    return value
+
+
+def cmd_auth_wandb(args: argparse.Namespace) -> int:
+    from nanochat_cli.services.secrets import SecretStore, validate_wandb_key
+
+    key = _read_secret("W&B API key (from https://wandb.ai/authorize; input hidden): ", args.stdin)
+    status, message = validate_wandb_key(key, online_check=not args.no_verify, endpoint=args.endpoint)
+    if status == "invalid":
+        return fail(message)
+    store = SecretStore()
+    store.set("wandb_api_key", key)
+    print(f"W&B key {'saved and ' + message if status == 'verified' else message}; stored in {store.backend_name()}")
+    return 0
+
+
+def cmd_auth_hf(args: argparse.Namespace) -> int:
+    from nanochat_cli.services.secrets import SecretStore, validate_hf_token
+
+    token = _read_secret("Hugging Face token (from https://huggingface.co/settings/tokens; input hidden): ",
+                         args.stdin)
+    status, message = validate_hf_token(token)
+    if status == "invalid":
+        return fail(message)
+    store = SecretStore()
+    store.set("hf_token", token)
+    print(f"HF token {message}; stored in {store.backend_name()}")
+    return 0
+
+
+def cmd_auth_status(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from nanochat_cli.services.secrets import SecretStore
+
+    store = SecretStore()
+    table = Table(title=f"secrets (values are never shown) — {store.backend_name()}")
+    table.add_column("secret")
+    table.add_column("stored")
+    table.add_column("set it with")
+    for name, cmd in (("wandb_api_key", "nanochat-cli auth wandb"), ("hf_token", "nanochat-cli auth hf")):
+        table.add_row(name, "yes" if store.is_set(name) else "no", cmd)
+    console().print(table)
+    return 0
+
+
+def cmd_auth_forget(args: argparse.Namespace) -> int:
+    from nanochat_cli.services.secrets import SecretStore
+
+    name = {"wandb": "wandb_api_key", "hf": "hf_token"}[args.which]
+    SecretStore().delete(name)
+    print(f"{name}: removed")
+    return 0
+
+
+# ---- parser
+
+def register(sub: argparse._SubParsersAction) -> None:
+    auth = sub.add_parser("auth", help="store secrets in the keyring (never shown or written to configs)")
+    asub = auth.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sp = asub.add_parser("wandb", help="store a W&B API key (checked online when W&B is reachable)")
+    sp.add_argument("--stdin", action="store_true", help="read the key from stdin instead of a hidden prompt")
+    sp.add_argument("--no-verify", action="store_true", help="skip the online check")
+    sp.add_argument("--endpoint", help="W&B server URL (default $WANDB_BASE_URL or https://api.wandb.ai)")
+    sp.set_defaults(func=cmd_auth_wandb)
+    sp = asub.add_parser("hf", help="store a Hugging Face token")
+    sp.add_argument("--stdin", action="store_true", help="read the token from stdin instead of a hidden prompt")
+    sp.set_defaults(func=cmd_auth_hf)
+    asub.add_parser("status", help="which secrets are stored, and where").set_defaults(func=cmd_auth_status)
+    sp = asub.add_parser("forget", help="remove a stored secret")
+    sp.add_argument("which", choices=["wandb", "hf"])
+    sp.set_defaults(func=cmd_auth_forget)

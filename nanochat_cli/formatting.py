@@ -1,0 +1,21 @@
+"""Number formatting shared by the CLI and the TUI's checkpoint views (no UI library, no torch)."""
+
+from __future__ import annotations
+
+
+def file_size(n: int) -> str:
+    """Bytes in binary units: '512 B', '1.5 KiB', '3.2 GiB'."""
+    for div, unit in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if n >= div:
+            return f"{n / div:.1f} {unit}"
+    return f"{n} B"
+
+
+def param_count(n: int | None) -> str:
+    """A parameter count: '350K', '1.2M', '7.0B'; '-' when unknown."""
+    if n is None:
+        return "-"
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(n)
