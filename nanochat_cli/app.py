@@ -29,14 +29,14 @@ from textual.screen import ModalScreen, Screen
 from textual.theme import Theme
 
 from engine import __version__
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
 from nanochat_cli.screens.names import SCREENS
 from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.fileio import atomic_write_text
-from nanochat_cli.services.plugins import load_plugins
+from nanochat_cli.services.plugins import load_user_plugins
 from nanochat_cli.services.registry import REGISTRY
 from nanochat_cli.services.secrets import SecretStore
 from nanochat_cli.services.state import load_state
@@ -108,7 +108,7 @@ class NanochatApp(App[None]):
         """Arguments exist for deterministic snapshots/tests: a given MachineInfo instead of probing this
         machine, a given secret store, fixed labels for the base/config dirs in displayed paths, a frozen
         log clock, and no network checks of tokens. `start_run` (a LaunchSpec, resolved from `start_config`) is
-        launched at start on the Train tab (`nanochat-cli train` on a terminal). Raises EngineError for a broken
+        launched at start on the Train tab (`nanochat-cli train` on a terminal). Raises AppError for a broken
         state/prefab file."""
         self.config_dir = paths.user_config_dir()
         self.base_dir = paths.base_dir()
@@ -119,7 +119,7 @@ class NanochatApp(App[None]):
             self.DEFAULT_MODE = "train"
         self.start_run, self.start_config = start_run, start_config
         # plugins first: their config categories are part of every prefab the session resolves
-        self.plugin_report = load_plugins(REGISTRY, extra_dirs=[self.config_dir / "plugins"])
+        self.plugin_report = load_user_plugins(REGISTRY)  # in-repo, <config dir>/plugins/, entry points
         self._orchestrator: Any = None
         self.launched: dict[str, Any] = {}  # run name -> (LaunchSpec, resolved config) for runs started here
         super().__init__()
@@ -180,7 +180,7 @@ class NanochatApp(App[None]):
                                                    "are off until restart")
         try:
             self.wandb_key_set = self.secrets.is_set("wandb_api_key")
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.call_from_thread(self._error, str(e))
         self.call_from_thread(self._probed)
 
@@ -264,7 +264,7 @@ class NanochatApp(App[None]):
                 return
             try:
                 self.session.switch_prefab(name)
-            except EngineError as e:
+            except USER_ERRORS as e:
                 self._error(str(e))
                 self.config_rev += 1
                 return
@@ -302,7 +302,7 @@ class NanochatApp(App[None]):
             self.push_screen(ConfirmScreen(f"Prefab {name} exists. Overwrite it?", "Overwrite"),
                              lambda yes: self._save_as(name, overwrite=True) if yes else None)
             return
-        except EngineError as e:
+        except USER_ERRORS as e:
             self._error(str(e))
             return
         self._config_changed("prefab saved", name=name, path=str(path), overwrite=overwrite)
@@ -329,7 +329,7 @@ class NanochatApp(App[None]):
 
         try:
             is_set = {name: self.secrets.is_set(name) for name in TOKENS}
-        except EngineError as e:
+        except USER_ERRORS as e:
             self._error(str(e))
             return
         self.push_screen(AuthScreen(is_set, self.secrets.backend_name()), self._store_tokens)
@@ -354,14 +354,14 @@ class NanochatApp(App[None]):
                 continue
             try:
                 self.secrets.set(name, value)
-            except EngineError as e:
+            except USER_ERRORS as e:
                 self.call_from_thread(self._error, str(e))
                 continue
             self.call_from_thread(self.notify, f"{label} {message}")
             log_event("token stored", name=name, status=status, backend=self.secrets.backend_name())
         try:
             self.wandb_key_set = self.secrets.is_set("wandb_api_key")
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.call_from_thread(self._error, str(e))
         self.call_from_thread(self._tokens_changed)
 
@@ -447,7 +447,7 @@ def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None) -
     After a crash, says where the dump is."""
     try:
         app = NanochatApp(start_run=start_run, start_config=start_config)
-    except EngineError as e:
+    except USER_ERRORS as e:
         print(f"nanochat-cli: {e}", file=sys.stderr)
         return 2
     app.run()

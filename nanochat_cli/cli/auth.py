@@ -5,16 +5,20 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
-from engine.errors import EngineError
 from nanochat_cli.cli.common import console, fail
+from nanochat_cli.errors import AppError
+
+if TYPE_CHECKING:
+    from nanochat_cli.services.registry import Registry
 
 
 def _read_secret(prompt: str, from_stdin: bool) -> str:
     value = sys.stdin.readline() if from_stdin else getpass.getpass(prompt)
     value = value.strip()
     if not value:
-        raise EngineError("no value entered: paste it at the prompt (input is hidden), or pipe it with --stdin")
+        raise AppError("no value entered: paste it at the prompt (input is hidden), or pipe it with --stdin")
     return value
 
 
@@ -72,8 +76,7 @@ def cmd_auth_forget(args: argparse.Namespace) -> int:
 
 # ---- parser
 
-def register(sub: argparse._SubParsersAction) -> None:
-    auth = sub.add_parser("auth", help="store secrets in the keyring (never shown or written to configs)")
+def setup_auth(auth: argparse.ArgumentParser) -> None:
     asub = auth.add_subparsers(dest="action", metavar="ACTION", required=True)
     sp = asub.add_parser("wandb", help="store a W&B API key (checked online when W&B is reachable)")
     sp.add_argument("--stdin", action="store_true", help="read the key from stdin instead of a hidden prompt")
@@ -87,3 +90,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp = asub.add_parser("forget", help="remove a stored secret")
     sp.add_argument("which", choices=["wandb", "hf"])
     sp.set_defaults(func=cmd_auth_forget)
+
+
+def register(registry: Registry) -> None:
+    registry.register_cli_command("auth", setup_auth, "store secrets in the keyring (never shown or written to "
+                                  "configs)", builtin=True)

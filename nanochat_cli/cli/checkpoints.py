@@ -17,10 +17,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanochat_cli.cli.common import add_set_option, confirm, fail, parse_sets, prefab_store
 from nanochat_cli.formatting import file_size, param_count
+
+if TYPE_CHECKING:
+    from nanochat_cli.services.registry import Registry
 
 
 def _registry(base: str | None = None, resolved: dict[str, Any] | None = None):
@@ -208,11 +211,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    def with_base(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--base-dir", help="where checkpoints live (default $NANOCHAT_BASE_DIR or ~/.cache/nanochat)")
+def with_base(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-dir", help="where checkpoints live (default $NANOCHAT_BASE_DIR or ~/.cache/nanochat)")
 
-    ck = sub.add_parser("checkpoints", help="list and delete checkpoints (ours and stock nanochat's)")
+
+def with_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="checkpoint dir (latest complete step) or a model_XXXXXX.pt file")
+    p.add_argument("--step", type=int, help="step in the dir (default: the latest complete one)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"], help="default: cpu")
+    with_base(p)
+
+
+def setup_checkpoints(ck: argparse.ArgumentParser) -> None:
     csub = ck.add_subparsers(dest="action", metavar="ACTION", required=True)
     sp = csub.add_parser("list", help="every checkpoint with its shape, val bpb and compatibility with a config")
     sp.add_argument("--compatible", action="store_true", help="only those the config can load (warnings included)")
@@ -228,14 +239,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     with_base(sp)
     sp.set_defaults(func=cmd_checkpoints_delete)
 
-    def with_model(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--checkpoint", required=True, metavar="PATH",
-                       help="checkpoint dir (latest complete step) or a model_XXXXXX.pt file")
-        p.add_argument("--step", type=int, help="step in the dir (default: the latest complete one)")
-        p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"], help="default: cpu")
-        with_base(p)
 
-    sp = sub.add_parser("chat", help="chat with a checkpoint (-p: one reply; else a REPL on stdin)")
+def setup_chat(sp: argparse.ArgumentParser) -> None:
     with_model(sp)
     sp.add_argument("-p", "--prompt", help="send this one message, stream the reply to stdout and exit")
     sp.add_argument("--continue", dest="cont", action="store_true",
@@ -248,10 +253,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--no-transcript", action="store_true", help="do not save the JSONL/Markdown transcript")
     sp.set_defaults(func=cmd_chat)
 
-    sp = sub.add_parser("eval", help="val bpb on held-out data and the preset prompts' completions")
+
+def setup_eval(sp: argparse.ArgumentParser) -> None:
     with_model(sp)
     sp.add_argument("--tokens", type=int, default=65536, help="tokens of val data for bpb (0 skips it)")
-    sp.add_argument("--max-new-tokens", type=int, default=64, help="tokens per preset completion (0 skips them)")
+    sp.add_argument("--max-new-tokens", type=int, default=64, help="tokens per eval prompt completion (0 skips them)")
     sp.add_argument("--data-dir", help="parquet shards to take the val split from (default: the training data)")
     sp.add_argument("--json", action="store_true", help="print the report as JSON")
     sp.set_defaults(func=cmd_eval)
+
+
+def register(registry: Registry) -> None:
+    registry.register_cli_command("checkpoints", setup_checkpoints, "list and delete checkpoints (ours and stock "
+                                  "nanochat's)", builtin=True)
+    registry.register_cli_command("chat", setup_chat, "chat with a checkpoint (-p: one reply; else a REPL on stdin)",
+                                  builtin=True)
+    registry.register_cli_command("eval", setup_eval, "val bpb on held-out data and the eval prompt set's "
+                                  "completions", builtin=True)

@@ -4,7 +4,12 @@
     nanochat-cli train ... | runs ...                     (cli/runs.py)
     nanochat-cli checkpoints ... | chat ... | eval ...    (cli/checkpoints.py)
     nanochat-cli auth wandb | hf | status | forget         (cli/auth.py)
+    nanochat-cli plugins list | enable | disable          (cli/plugins.py)
+    nanochat-cli <a plugin's command> ...                 (docs/plugins.md: registry.register_cli_command)
 
+Every command, built in or from a plugin, is a `CliCommand` in the registry; the parser is built from
+there. Plugins are loaded before parsing (their config categories and commands must exist by then),
+except for a bare start (the TUI loads them itself) and `--version`.
 Errors are one line on stderr, `nanochat-cli: error: <field/file>: <problem>: <fix>`, exit code 2.
 Importing this module stays cheap (no torch, no textual, no pydantic): each command imports what it uses.
 """
@@ -14,26 +19,83 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from engine import __version__
-from engine.errors import EngineError
-from nanochat_cli.cli import auth, checkpoints, prefabs, runs  # cheap: imports live inside the commands
-from nanochat_cli.cli.common import PROG, fail
+from nanochat_cli.cli import auth, checkpoints, plugins, prefabs, runs
+from nanochat_cli.cli.common import PROG, fail, warn
+from nanochat_cli.errors import USER_ERRORS
+from nanochat_cli.services.registry import REGISTRY, Registry
+
+BUILTIN_MODULES = (prefabs, runs, checkpoints, auth, plugins)  # in the order `--help` lists them
 
 
-def build_parser() -> argparse.ArgumentParser:
+def register_builtin_commands(registry: Registry) -> None:
+    """The CLI's own commands, registered once per registry (before plugins, so theirs cannot take a name)."""
+    if registry.cli_command("prefabs") is None:
+        for module in BUILTIN_MODULES:
+            module.register(registry)
+
+
+def _broken(message: str) -> Callable[[argparse.Namespace], int]:
+    return lambda args: fail(message)
+
+
+def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
+    register_builtin_commands(registry)
     p = argparse.ArgumentParser(prog=PROG, description="Configure, launch and watch nanochat-style GPT training. "
                                                        "With no command, opens the terminal UI.")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    for module in (prefabs, runs, checkpoints, auth):
-        module.register(sub)
+    for command in registry.cli_commands():
+        sp = sub.add_parser(command.name, help=command.help, description=command.help)
+        if command.builtin:
+            command.setup(sp)
+            continue
+        plugin = registry.owner("cli command", command.name) or "?"
+        try:
+            command.setup(sp)
+        except Exception as e:  # a plugin's bad argparse setup must not take the whole CLI down
+            sp.set_defaults(func=_broken(f"plugin {plugin}: command {command.name!r} could not be set up "
+                                         f"({type(e).__name__}: {e}): fix its setup(parser)"))
+        else:
+            sp.set_defaults(_plugin=plugin)
     return p
 
 
+def _load_plugins(registry: Registry, quiet: bool) -> int | None:
+    """Load the user's plugins into `registry`; warn about failed ones. An exit code when that cannot run."""
+    from nanochat_cli.services.plugins import load_user_plugins
+
+    try:
+        report = load_user_plugins(registry)
+    except USER_ERRORS as e:
+        return fail(str(e))
+    if not quiet:
+        for name, error in report.failed:
+            warn(f"plugin {name} failed to load: {error} (nanochat-cli plugins list)")
+    return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    func: Any = getattr(args, "func", None)
+    if func is None:  # only a plugin command can get here: ours all set one
+        plugin = getattr(args, "_plugin", "?")
+        return fail(f"plugin {plugin}: command {args.command!r} has no handler: call parser.set_defaults(func=...) "
+                    "in its setup(parser)")
+    code = func(args)
+    return 0 if code is None else int(code)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    register_builtin_commands(REGISTRY)
+    if argv and argv[0] != "--version":  # bare: the TUI loads plugins itself and toasts failures
+        code = _load_plugins(REGISTRY, quiet=argv[0] == "plugins")
+        if code is not None:
+            return code
+    parser = build_parser(REGISTRY)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version and usage errors (argparse already printed them)
@@ -43,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_app()
     try:
-        return args.func(args)
-    except EngineError as e:
+        return _run(args)
+    except USER_ERRORS as e:
         for issue in getattr(e, "issues", None) or [e]:
             fail(getattr(issue, "message", str(issue)))
         return 2

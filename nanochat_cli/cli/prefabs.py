@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from engine.errors import EngineError
 from nanochat_cli.cli.common import (
     add_set_option,
     confirm,
@@ -22,6 +22,10 @@ from nanochat_cli.cli.common import (
     prefab_store,
     value,
 )
+from nanochat_cli.errors import USER_ERRORS
+
+if TYPE_CHECKING:
+    from nanochat_cli.services.registry import Registry
 
 
 def compat_rows(info) -> list[tuple[str, str]]:
@@ -60,7 +64,7 @@ def cmd_prefabs_list(args: argparse.Namespace) -> int:
             info = compat_matrix(store.resolve(p.name))
             cells = (info.hardware, count(info.params), count(info.tokens), hours(info.est_hours),
                      f"${info.est_cost_usd:,.2f}")
-        except EngineError as e:
+        except USER_ERRORS as e:
             cells = (f"[red]invalid: {e}[/red]", "", "", "", "")
         table.add_row(p.name, source, *cells, p.description)
     console().print(table)
@@ -174,8 +178,7 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
 
 # ---- parser
 
-def register(sub: argparse._SubParsersAction) -> None:
-    prefabs = sub.add_parser("prefabs", help="list, show, diff and save prefabs")
+def setup_prefabs(prefabs: argparse.ArgumentParser) -> None:
     psub = prefabs.add_subparsers(dest="action", metavar="ACTION", required=True)
     psub.add_parser("list", help="all prefabs with their estimated size, time and cost").set_defaults(
         func=cmd_prefabs_list)
@@ -199,8 +202,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     sp.set_defaults(func=cmd_prefabs_delete)
 
-    config = sub.add_parser("config", help="check config files")
+
+def setup_config(config: argparse.ArgumentParser) -> None:
     csub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
     sp = csub.add_parser("validate", help="validate a prefab-format YAML file (category sections, optional extends)")
     sp.add_argument("file")
     sp.set_defaults(func=cmd_config_validate)
+
+
+def register(registry: Registry) -> None:
+    registry.register_cli_command("prefabs", setup_prefabs, "list, show, diff and save prefabs", builtin=True)
+    registry.register_cli_command("config", setup_config, "check config files", builtin=True)

@@ -16,9 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nanochat_cli.cli.common import add_set_option, parse_sets, prefab_store
+
+if TYPE_CHECKING:
+    from nanochat_cli.services.registry import Registry
 
 
 def _orchestrator():
@@ -137,8 +140,7 @@ def cmd_runs_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    sp = sub.add_parser("train", help="launch training from a prefab (TUI on a terminal, --headless for scripts)")
+def setup_train(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--prefab", default="cpu-tiny", help="prefab to start from (default: cpu-tiny)")
     add_set_option(sp)
     sp.add_argument("--name", help="run name (a taken name gets a -2, -3 … suffix)")
@@ -146,7 +148,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--headless", action="store_true", help="no TUI: a progress bar (plain lines when piped)")
     sp.set_defaults(func=cmd_train)
 
-    runs = sub.add_parser("runs", help="list, follow and steer training runs")
+
+def setup_runs(runs: argparse.ArgumentParser) -> None:
     rsub = runs.add_subparsers(dest="action", metavar="ACTION", required=True)
     rsub.add_parser("list", help="past and running runs with status, loss and duration").set_defaults(
         func=cmd_runs_list)
@@ -167,3 +170,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prefab", default="cpu-tiny")
     add_set_option(p)
     p.set_defaults(func=cmd_runs_command, name=None)
+
+
+def register(registry: Registry) -> None:
+    registry.register_cli_command("train", setup_train, "launch training from a prefab (TUI on a terminal, "
+                                  "--headless for scripts)", builtin=True)
+    registry.register_cli_command("runs", setup_runs, "list, follow and steer training runs", builtin=True)

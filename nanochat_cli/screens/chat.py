@@ -23,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Input, Select, Static
 
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import log_event
 from nanochat_cli.screens.base import AppScreen
 from nanochat_cli.screens.checkpoints import run_device, screen_commands
@@ -67,7 +67,7 @@ class ChatScreen(AppScreen):
         Binding("ctrl+n", "new_chat", "New chat", tooltip="Save this conversation and start an empty one"),
         Binding("ctrl+o", "toggle_mode", "Mode", tooltip="Switch between chat (template) and continuation (raw)"),
         Binding("ctrl+l", "focus_path", "Load", tooltip="Type the path of a checkpoint to load"),
-        Binding("ctrl+g", "edit_presets", "Eval prompts", tooltip="Edit the prompts every evaluation completes"),
+        Binding("ctrl+g", "edit_prompts", "Eval prompts", tooltip="Edit the prompts every evaluation completes"),
     ]
 
     _pending: str | None = None  # a checkpoint asked for before the tab was built
@@ -120,7 +120,7 @@ class ChatScreen(AppScreen):
             return
         try:
             values = self.query_one(ChatControls).values()
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.napp._error(str(e))
             return
         self._save(quiet=True)
@@ -138,7 +138,7 @@ class ChatScreen(AppScreen):
         try:
             session = ChatSession.from_checkpoint(Path(path).expanduser(), device=run_device(resolved), mode=mode,
                                                   **values)
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.post_message(Loaded(None, str(e)))
         except (OSError, RuntimeError) as e:  # torch cannot read or build the weights
             self.post_message(Loaded(None, f"{path}: cannot load ({type(e).__name__}: {e}): the checkpoint is "
@@ -205,7 +205,7 @@ class ChatScreen(AppScreen):
             return
         try:
             values = self.query_one(ChatControls).values()
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.napp._error(str(e))
             return
         for attr, value in values.items():
@@ -225,7 +225,7 @@ class ChatScreen(AppScreen):
             for chunk in session.stream_reply(text):
                 with self._queue_lock:
                     self._queue.append(chunk)
-        except EngineError as e:
+        except USER_ERRORS as e:
             error = str(e)
         except RuntimeError as e:  # torch failing mid-reply (out of memory…)
             error = f"generation failed ({type(e).__name__}: {e})"
@@ -342,10 +342,10 @@ class ChatScreen(AppScreen):
             return
         self._restart(str(event.value), "Mode changed")
 
-    def action_edit_presets(self) -> None:
-        from nanochat_cli.widgets.checkpoints.presets import open_presets_editor
+    def action_edit_prompts(self) -> None:
+        from nanochat_cli.widgets.checkpoints.prompts import open_prompt_set_editor
 
-        open_presets_editor(self.napp)
+        open_prompt_set_editor(self.napp)
 
     # ---- leaving -------------------------------------------------------------------------------
     def on_screen_suspend(self) -> None:

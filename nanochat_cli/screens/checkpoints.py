@@ -24,7 +24,7 @@ from textual.message import Message
 from textual.reactive import var
 from textual.widgets import DataTable, Static
 
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import log_event
 from nanochat_cli.screens.base import AppScreen
 from nanochat_cli.services.checkpoints.compat import Compat, CompatReason
@@ -88,7 +88,7 @@ class CheckpointsScreen(AppScreen):
         Binding("a", "apply_remedy", "Apply fix", tooltip="Set the suggested overrides on the active config"),
         Binding("delete,x", "delete", "Delete", tooltip="Delete the selected checkpoint step (asks first)"),
         Binding("f", "cycle_filter", "Filter", tooltip="Show all / loadable / compatible checkpoints"),
-        Binding("p", "edit_presets", "Eval prompts", tooltip="Edit the prompts every evaluation completes"),
+        Binding("p", "edit_prompts", "Eval prompts", tooltip="Edit the prompts every evaluation completes"),
         Binding("r", "rescan", "Rescan", tooltip="Read the checkpoint dirs again"),
     ]
 
@@ -142,7 +142,7 @@ class CheckpointsScreen(AppScreen):
                 else:
                     rows = self._registry.with_compat(resolved)
             error = None
-        except EngineError as e:
+        except USER_ERRORS as e:
             rows, error = [], str(e)
         self.post_message(Scanned(scan, base, rows, error))
 
@@ -226,7 +226,7 @@ class CheckpointsScreen(AppScreen):
         try:
             with self._lock:
                 baseline = self._registry.baseline(entry, resolved, mode)
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.napp._error(str(e))
             return
         spec = baseline.spec
@@ -273,7 +273,7 @@ class CheckpointsScreen(AppScreen):
                               device=run_device(resolved))
             with self._lock:
                 self._registry.store_eval(entry, report)
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.post_message(Evaluated(entry, str(e)))
         except (OSError, RuntimeError) as e:  # torch failing to read or run the weights
             self.post_message(Evaluated(entry, f"{entry.model_file}: evaluation failed ({type(e).__name__}: {e})"))
@@ -355,7 +355,7 @@ class CheckpointsScreen(AppScreen):
         self.notify(f"Deleted {entry.label} step {entry.step} ({len(removed)} files)")
         self.action_rescan()
 
-    def action_edit_presets(self) -> None:
-        from nanochat_cli.widgets.checkpoints.presets import open_presets_editor
+    def action_edit_prompts(self) -> None:
+        from nanochat_cli.widgets.checkpoints.prompts import open_prompt_set_editor
 
-        open_presets_editor(self.napp)
+        open_prompt_set_editor(self.napp)

@@ -14,7 +14,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import ContentSwitcher, OptionList, Select, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.screens.base import AppScreen
 from nanochat_cli.services.config.schema import specs_by_category
 from nanochat_cli.widgets.config.compat_panel import CompatPanel
@@ -116,7 +116,7 @@ class ConfigScreen(AppScreen):
         try:
             compat, problem = s.compat(has_gpu=bool(machine.gpus) if machine else None), None
             guards = s.guardrails(machine) if machine is not None else []
-        except EngineError as e:
+        except USER_ERRORS as e:
             compat, problem, guards = None, str(e), []
         n = len(s.overrides)
         title = s.prefab + (f" + {n} override{'s' if n > 1 else ''}" if n else "")

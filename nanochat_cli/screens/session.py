@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.services.config.diff import DiffRow, diff
 from nanochat_cli.services.config.prefabs import NAME_RE, Prefab, PrefabStore, compat_matrix
 from nanochat_cli.services.config.schema import ConfigIssue, field_specs, validate_overrides
@@ -43,7 +43,7 @@ class ConfigSession:
             self.notices.append(f"dropped unknown fields from the last session: {', '.join(unknown)}")
         try:
             self.refresh()
-        except EngineError as e:  # the prefab file changed since last time and no longer validates
+        except USER_ERRORS as e:  # the prefab file changed since last time and no longer validates
             if self.state.prefab == UIState().prefab:
                 raise
             self.notices.append(f"{e}; loaded {UIState().prefab} instead")
@@ -84,9 +84,9 @@ class ConfigSession:
         return [i for i in self.issues if i.field == key]
 
     def compat(self, has_gpu: bool | None = None) -> Any:
-        """Compat matrix of the current config; raises EngineError while the config has problems."""
+        """Compat matrix of the current config; raises AppError while the config has problems."""
         if self.issues:
-            raise EngineError(f"config: {len(self.issues)} problem(s), first: {self.issues[0].message}: "
+            raise AppError(f"config: {len(self.issues)} problem(s), first: {self.issues[0].message}: "
                               "fix them to see the estimate")
         return compat_matrix(self.current, has_gpu=has_gpu)
 
@@ -108,7 +108,7 @@ class ConfigSession:
     # ---- edits (each returns whether anything changed, and saves) --------------------------------
     def set_value(self, key: str, value: Any) -> bool:
         if key not in self.specs:
-            raise EngineError(f"{key}: unknown config field: pick one of the fields on the Config screen")
+            raise AppError(f"{key}: unknown config field: pick one of the fields on the Config screen")
         before = self.overrides.get(key, self.base.get(key))
         if value == self.base.get(key):
             self.overrides.pop(key, None)

@@ -1,11 +1,11 @@
 """Train tab: launch a run, watch it live, steer it, edit the dashboard, and look back at past runs.
 
-The dashboard is a layout preset (services/panels.py): tabs of panel grids. Telemetry is ingested off
+The dashboard is a layout (services/panels.py): tabs of panel grids. Telemetry is ingested off
 the UI thread (services/ingest); the ingest thread only posts one coalesced `DataArrived` message, and
 each panel then repaints at its own rate and only when its data changed. Once a second the screen checks
 the job's process: hung (no telemetry for a while), ended (finished, stopped, failed, crashed); a failure
 seen while attached opens the crash modal. Run actions (save now, patch, stop, show command) and layout
-edits (widgets/train/editor.py: add, remove, move, refresh rate, save/open preset) are key bindings and
+edits (widgets/train/editor.py: add, remove, move, refresh rate, save/open layout) are key bindings and
 palette commands; none restarts the run. Everything is read back from the run dir, so reopening the app
 re-attaches.
 """
@@ -26,8 +26,8 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static, TabbedContent, TabPane
 
-from engine.errors import EngineError
 from nanochat_cli.commands import NanochatCommands
+from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.logging_setup import log_event
 from nanochat_cli.screens.base import AppScreen
 from nanochat_cli.services.config.schema import field_specs
@@ -50,7 +50,7 @@ from nanochat_cli.widgets.train.live import Liveness, LiveRun, newest_run
 if TYPE_CHECKING:
     from nanochat_cli.app import NanochatApp
 
-SMALL_TERMINAL_ROWS = 32  # below this the "compact" preset is picked until the user opens another
+SMALL_TERMINAL_ROWS = 32  # below this the "compact" layout is picked until the user opens another
 STATUS_STYLE = {"running": "success", "starting": "accent", "stopping": "accent", "ending": "accent",
                 "hung": "warning", "failed": "error", "crashed": "error", "finished": "primary",
                 "stopped": "primary", "unknown": "warning"}
@@ -67,7 +67,7 @@ def launch(app: NanochatApp, spec: LaunchSpec, resolved: dict[str, Any] | None =
         try:
             env = secret_env(spec.config, app.secrets)
             info = app.orchestrator.start(spec, resume=spec.config.resume, env=env)
-        except (EngineError, OSError) as e:
+        except (*USER_ERRORS, OSError) as e:
             app.call_from_thread(app._error, f"launch failed: {e}")
             return
         app.call_from_thread(started, info)
@@ -91,7 +91,7 @@ def launch_from_session(app: NanochatApp) -> None:
         return
     try:
         spec = spec_from_resolved(app.session.current)
-    except EngineError as e:
+    except USER_ERRORS as e:
         app._error(str(e))
         return
     launch(app, spec, dict(app.session.current))
@@ -146,7 +146,7 @@ class TrainScreen(LayoutEditor, AppScreen):
         Binding("v", "next_view", "View", tooltip="Next dashboard tab of the layout"),
         Binding("r", "runs", "Runs", tooltip="Past and running runs; Enter attaches"),
         Binding("a", "add_panel", "Add panel", tooltip="Add a panel to this dashboard tab"),
-        Binding("o", "open_layout", "Layout", tooltip="Open a layout preset"),
+        Binding("o", "open_layout", "Layout", tooltip="Open another layout"),
         Binding("d,delete", "remove_panel", "Remove panel", show=False),
         Binding("left_square_bracket", "move_panel(-1)", "Move panel back", show=False),
         Binding("right_square_bracket", "move_panel(1)", "Move panel on", show=False),
@@ -210,7 +210,7 @@ class TrainScreen(LayoutEditor, AppScreen):
             spec, resolved = app.launched.get(name, (None, None))
             live = LiveRun(app.orchestrator, name, on_data=self._on_data, launched_here=name in app.launched,
                            spec=spec, resolved=resolved)
-        except EngineError as e:
+        except USER_ERRORS as e:
             app._error(str(e))
             return
         if self.live is not None:
@@ -239,7 +239,7 @@ class TrainScreen(LayoutEditor, AppScreen):
         name = "compact" if self.app.size.height < SMALL_TERMINAL_ROWS else "default"
         try:
             return self.layouts.get(name)
-        except EngineError as e:  # e.g. a user preset naming a panel whose plugin failed
+        except USER_ERRORS as e:  # e.g. a user layout naming a panel whose plugin failed
             if name == "default":
                 raise
             self.napp._error(f"{e}; using the shipped default layout")
@@ -252,7 +252,7 @@ class TrainScreen(LayoutEditor, AppScreen):
         if self.preset is None:
             try:
                 self.preset = self._pick_layout()
-            except EngineError as e:
+            except USER_ERRORS as e:
                 self.napp._error(str(e))
                 return
         main = self.query_one("#train-main")
@@ -442,7 +442,7 @@ class TrainScreen(LayoutEditor, AppScreen):
     def _request(self, live: LiveRun, kind: str, changes: dict[str, Any] | None = None) -> str | None:
         try:
             return live.request(kind, changes)
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.napp._error(str(e))
             return None
 
@@ -486,7 +486,7 @@ class TrainScreen(LayoutEditor, AppScreen):
     def _stop(self, live: LiveRun) -> None:
         try:
             code = self.napp.orchestrator.stop(live.name)
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.app.call_from_thread(self.napp._error, str(e))
             return
         finally:
@@ -516,9 +516,9 @@ class TrainScreen(LayoutEditor, AppScreen):
         s = self.napp.session
         try:
             if s.issues:
-                raise EngineError(f"config: {s.issues[0].message}")
+                raise AppError(f"config: {s.issues[0].message}")
             spec = spec_from_resolved(s.current)
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.napp._error(str(e))
             return
         path = Path("runs") / spec.config.run / "config.yaml"
@@ -537,7 +537,7 @@ class TrainScreen(LayoutEditor, AppScreen):
         self._crash_due = None
         try:
             stderr = self.napp.orchestrator.stderr_tail(info.name, lines=30)
-        except EngineError:
+        except USER_ERRORS:
             stderr = ""
         self.app.push_screen(CrashScreen(info.name, info.status, info.exit_code, info.error, stderr, info.command))
 
@@ -579,6 +579,6 @@ class TrainScreen(LayoutEditor, AppScreen):
             ("Layout: move selected panel back", lambda: self.action_move_panel(-1), "earlier in reading order"),
             ("Layout: move selected panel on", lambda: self.action_move_panel(1), "later in reading order"),
             ("Layout: refresh rate of selected panel…", self.action_refresh_rate, "repaints per second"),
-            ("Layout: save as preset…", self.action_save_layout, "keep this layout as a YAML preset"),
-            ("Layout: open preset…", self.action_open_layout, "switch to another layout preset"),
+            ("Layout: save as…", self.action_save_layout, "keep this layout as a YAML file of yours"),
+            ("Layout: open…", self.action_open_layout, "switch to another layout"),
         ]

@@ -1,12 +1,12 @@
-"""Panel specs, screen layouts (YAML presets) and threshold alerts for the live training screens.
+"""Panel specs, layouts (YAML files) and threshold alerts for the live training screens.
 
 A `PanelSpec` says what a panel shows (its kind, the metrics it reads from the MetricStore), how often
-it repaints, and when to raise alerts. A `Layout` is a preset: screens, each an ordered grid of panel
+it repaints, and when to raise alerts. A `Layout` is named screens, each an ordered grid of panel
 placements that may override a panel's refresh rate and thresholds. Layouts are edited while a run
 trains (add/remove/move/resize a panel, change its refresh rate) through methods that return a new,
-validated layout, and saved as YAML. Built-in panels and the shipped presets (nanochat_cli/layouts/)
-are registered in the plugin registry at import, next to what plugins add; user presets live in
-<user config dir>/layouts/ and shadow a registered preset of the same name. No Textual here.
+validated layout, and saved as YAML. Built-in panels and the shipped layouts (nanochat_cli/layouts/)
+are registered in the plugin registry at import, next to what plugins add; user layouts live in
+<user config dir>/layouts/ and shadow a registered layout of the same name. No Textual here.
 """
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.ingest.store import DEFAULT_CAPACITY, MetricStore
 from nanochat_cli.services.ingest.system import SystemProbe
-from nanochat_cli.services.registry import REGISTRY, Registry
+from nanochat_cli.services.registry import MISSING, REGISTRY, Registry
 
-__all__ = ["KINDS", "Alert", "Layout", "LayoutStore", "PanelSpec", "Placement", "PresetInfo", "ScreenLayout",
+__all__ = ["KINDS", "Alert", "Layout", "LayoutStore", "PanelSpec", "Placement", "LayoutInfo", "ScreenLayout",
            "SystemProbe", "Thresholds", "check_thresholds", "load_layout", "register_builtins", "save_layout"]
 
 # how the UI draws each kind; a plugin panel picks one of these
@@ -42,7 +42,7 @@ _KEY_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")  # a config key, "ca
 SHIPPED_LAYOUTS_DIR = Path(__file__).resolve().parents[1] / "layouts"
 
 
-def _one_line(where: str, err: ValidationError, data: Any = None, model: type[BaseModel] | None = None) -> EngineError:
+def _one_line(where: str, err: ValidationError, data: Any = None, model: type[BaseModel] | None = None) -> AppError:
     """First pydantic error as one line; with the layout's `data`, screens and panels are named by id."""
     first = err.errors()[0]
     parts, node = [], data
@@ -58,7 +58,7 @@ def _one_line(where: str, err: ValidationError, data: Any = None, model: type[Ba
         known = f": use one of {', '.join(model.model_fields)}" if model else ": check the spelling"
         msg = f"unknown key{known}"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return EngineError(": ".join([*filter(None, [where]), *parts, msg]) + more)
+    return AppError(": ".join([*filter(None, [where]), *parts, msg]) + more)
 
 
 def _check_id(v: str) -> str:
@@ -125,8 +125,8 @@ class PanelSpec(BaseModel):
     def check_refs(self, registry: Registry) -> None:
         """Every config key named in the thresholds must be a field of a registered category."""
         for key in self.thresholds.config_refs():
-            if _config_default(key, registry) is _MISSING:
-                raise EngineError(f"panel {self.id}: thresholds name {key!r}, which is not a config key: register "
+            if registry.config_default(key) is MISSING:
+                raise AppError(f"panel {self.id}: thresholds name {key!r}, which is not a config key: register "
                                   "its category first, or fix the name")
 
 
@@ -207,11 +207,11 @@ class ScreenLayout(BaseModel):
             if p.panel == panel:
                 return p
         on = ", ".join(p.panel for p in self.panels) or "none"
-        raise EngineError(f"screen {self.id}: panel {panel!r} is not on it: panels on it: {on}")
+        raise AppError(f"screen {self.id}: panel {panel!r} is not on it: panels on it: {on}")
 
 
 class Layout(BaseModel):
-    """A preset: named screens of panels. Edit with the methods below; each returns a new validated Layout."""
+    """A layout: named screens of panels. Edit with the methods below; each returns a new validated Layout."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -251,7 +251,7 @@ class Layout(BaseModel):
         for s in self.screens:
             if s.id == screen:
                 return s
-        raise EngineError(f"layout {self.name}: no screen {screen!r}: use one of {', '.join(self.screen_ids())}")
+        raise AppError(f"layout {self.name}: no screen {screen!r}: use one of {', '.join(self.screen_ids())}")
 
     def screen_ids(self) -> list[str]:
         return [s.id for s in self.screens]
@@ -262,11 +262,11 @@ class Layout(BaseModel):
             for p in s.panels:
                 if registry.panel(p.panel) is None:
                     known = ", ".join(spec.id for spec in registry.panels())
-                    raise EngineError(f"layout {self.name}: screen {s.id}: unknown panel {p.panel!r}: use one of "
+                    raise AppError(f"layout {self.name}: screen {s.id}: unknown panel {p.panel!r}: use one of "
                                       f"{known}")
                 for key in Thresholds.model_validate(p.thresholds).config_refs():
-                    if _config_default(key, registry) is _MISSING:
-                        raise EngineError(f"layout {self.name}: screen {s.id}: panel {p.panel}: thresholds name "
+                    if registry.config_default(key) is MISSING:
+                        raise AppError(f"layout {self.name}: screen {s.id}: panel {p.panel}: thresholds name "
                                           f"{key!r}, which is not a config key: fix the name")
 
     def resolved(self, screen: str, panel: str, registry: Registry = REGISTRY) -> PanelSpec:
@@ -274,7 +274,7 @@ class Layout(BaseModel):
         p = self.screen(screen).placement(panel)
         spec = registry.panel(panel)
         if spec is None:
-            raise EngineError(f"layout {self.name}: panel {panel!r} is not registered (was its plugin disabled?)")
+            raise AppError(f"layout {self.name}: panel {panel!r} is not registered (was its plugin disabled?)")
         merged = spec.thresholds.model_dump() | p.thresholds
         return spec.model_copy(update={"refresh_hz": p.refresh_hz or spec.refresh_hz,
                                        "thresholds": Thresholds.model_validate(merged)})
@@ -322,7 +322,7 @@ class Layout(BaseModel):
         size = len(self.screens[ti].panels) - (1 if ti == si else 0)
         pos = index if index >= 0 else size + 1 + index
         if not 0 <= pos <= size:
-            raise EngineError(f"layout {self.name}: move {panel}: position {index} is out of range: use 0..{size}")
+            raise AppError(f"layout {self.name}: move {panel}: position {index} is out of range: use 0..{size}")
 
         def fn(d: dict) -> None:
             d["screens"][ti]["panels"].insert(pos, d["screens"][si]["panels"].pop(pi))
@@ -360,24 +360,24 @@ class Layout(BaseModel):
 
 
 # -----------------------------------------------------------------------------
-# YAML presets
+# YAML layout files
 
 
 def load_layout(path: str | Path, registry: Registry = REGISTRY) -> Layout:
-    """Read a preset file; its name is the file name without .yaml. One-line EngineError on any problem."""
+    """Read a layout file; its name is the file name without .yaml. One-line AppError on any problem."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise EngineError(f"{path}: cannot read layout: {e.strerror}") from None
+        raise AppError(f"{path}: cannot read layout: {e.strerror}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise EngineError(f"{path}: not valid YAML{where}: fix the file or delete it") from None
+        raise AppError(f"{path}: not valid YAML{where}: fix the file or delete it") from None
     if not isinstance(data, dict):
-        raise EngineError(f"{path}: a layout must be a mapping with a 'screens' list")
+        raise AppError(f"{path}: a layout must be a mapping with a 'screens' list")
     if data.setdefault("name", path.stem) != path.stem:
-        raise EngineError(f"{path}: name {data['name']!r} differs from the file name: make them the same")
+        raise AppError(f"{path}: name {data['name']!r} differs from the file name: make them the same")
     try:
         layout = Layout.model_validate(data)
     except ValidationError as e:
@@ -387,9 +387,9 @@ def load_layout(path: str | Path, registry: Registry = REGISTRY) -> Layout:
 
 
 def save_layout(layout: Layout, path: str | Path) -> Path:
-    """Write a preset atomically (the file is named after it, so the name is not repeated inside)."""
+    """Write a layout atomically (the file is named after it, so the name is not repeated inside)."""
     data = layout.model_dump(exclude={"name"})
-    for s in data["screens"]:  # only what differs from the defaults, so presets stay short and readable
+    for s in data["screens"]:  # only what differs from the defaults, so layout files stay short and readable
         s["panels"] = [{k: v for k, v in p.items() if v != Placement.model_fields[k].default
                         and not (k == "thresholds" and not v)} for p in s["panels"]]
     atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
@@ -397,15 +397,15 @@ def save_layout(layout: Layout, path: str | Path) -> Path:
 
 
 @dataclass(frozen=True)
-class PresetInfo:
+class LayoutInfo:
     name: str
     origin: str  # "user" | "registered" (shipped or from a plugin)
-    path: Path | None  # the user file, for user presets
-    shadows: bool = False  # a user preset hiding a registered one of the same name
+    path: Path | None  # the user file, for user layouts
+    shadows: bool = False  # a user layout hiding a registered one of the same name
 
 
 class LayoutStore:
-    """Registered presets (shipped + plugins, read-only) and the user's own (read-write, they win by name)."""
+    """Registered layouts (shipped + plugins, read-only) and the user's own (read-write, they win by name)."""
 
     def __init__(self, user_dir: Path | None = None, registry: Registry = REGISTRY):
         self.user_dir = Path(user_dir) if user_dir else paths.user_config_dir() / "layouts"
@@ -413,15 +413,15 @@ class LayoutStore:
 
     def _user_path(self, name: str) -> Path:
         if not _LAYOUT_NAME_RE.match(name):
-            raise EngineError(f"layout {name!r}: invalid name: use lowercase letters, digits, - and _")
+            raise AppError(f"layout {name!r}: invalid name: use lowercase letters, digits, - and _")
         return self.user_dir / f"{name}.yaml"
 
-    def list(self) -> list[PresetInfo]:
-        registered = self.registry.screen_presets()
+    def list(self) -> list[LayoutInfo]:
+        registered = self.registry.layouts()
         users = sorted(self.user_dir.glob("*.yaml")) if self.user_dir.is_dir() else []
-        out = [PresetInfo(p.stem, "user", p, p.stem in registered) for p in users]
+        out = [LayoutInfo(p.stem, "user", p, p.stem in registered) for p in users]
         user_names = {p.stem for p in users}
-        out += [PresetInfo(n, "registered", None) for n in registered if n not in user_names]
+        out += [LayoutInfo(n, "registered", None) for n in registered if n not in user_names]
         return sorted(out, key=lambda i: i.name)
 
     def names(self) -> list[str]:
@@ -431,23 +431,23 @@ class LayoutStore:
         path = self._user_path(name)
         if path.exists():
             return load_layout(path, self.registry)
-        layout = self.registry.screen_preset(name)
+        layout = self.registry.layout(name)
         if layout is None:
-            raise EngineError(f"layout {name!r}: not found: use one of {', '.join(self.names())}")
+            raise AppError(f"layout {name!r}: not found: use one of {', '.join(self.names())}")
         return layout
 
     def save(self, layout: Layout, name: str | None = None) -> Path:
-        """Save as a user preset (atomically); saving under a registered name shadows it until deleted."""
+        """Save as a user layout (atomically); saving under a registered name shadows it until deleted."""
         layout = layout.renamed(name) if name else layout
         layout.check_panels(self.registry)
         return save_layout(layout, self._user_path(layout.name))
 
     def delete(self, name: str) -> None:
-        """Delete a user preset (a shadowed registered preset shows again); registered ones are read-only."""
+        """Delete a user layout (a shadowed registered layout shows again); registered ones are read-only."""
         path = self._user_path(name)
         if not path.exists():
-            what = "is shipped or from a plugin, so read-only" if self.registry.screen_preset(name) else "not found"
-            raise EngineError(f"layout {name!r}: {what}: only user presets can be deleted")
+            what = "is shipped or from a plugin, so read-only" if self.registry.layout(name) else "not found"
+            raise AppError(f"layout {name!r}: {what}: only user layouts can be deleted")
         path.unlink()
 
 
@@ -463,22 +463,11 @@ class Alert:
     message: str  # one line
 
 
-_MISSING = object()
-
-
-def _config_default(key: str, registry: Registry) -> Any:
-    category, _, name = key.partition(".")
-    cat = registry.get(category)
-    if cat is None or name not in cat.model.model_fields:
-        return _MISSING
-    return cat.model.model_fields[name].get_default(call_default_factory=True)
-
-
 def _bound(value: float | str | None, config: dict[str, Any] | None, registry: Registry) -> float | None:
     """A threshold bound as a number; config keys take the run's value or the field's default; 0 means off."""
     if isinstance(value, str):
-        value = config[value] if config and value in config else _config_default(value, registry)
-        if value is _MISSING or not value:
+        value = config[value] if config and value in config else registry.config_default(value)
+        if value is MISSING or not value:
             return None
     return None if value is None else float(value)
 
@@ -523,11 +512,11 @@ def check_thresholds(panel: PanelSpec, store: MetricStore, *, config: dict[str, 
 
 
 def register_builtins(registry: Registry, layouts_dir: Path = SHIPPED_LAYOUTS_DIR) -> None:
-    """Register the built-in panels and the shipped presets (done for REGISTRY at import)."""
+    """Register the built-in panels and the shipped layouts (done for REGISTRY at import)."""
     for spec in BUILTIN_PANELS:
         registry.register_panel(spec, builtin=True)
     for path in sorted(layouts_dir.glob("*.yaml")):
-        registry.register_screen_preset(path.stem, load_layout(path, registry))
+        registry.register_layout(path.stem, load_layout(path, registry))
 
 
 if REGISTRY.panel("progress") is None:

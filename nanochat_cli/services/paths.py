@@ -43,6 +43,16 @@ def crash_dir() -> Path:
     return user_config_dir() / "crash"
 
 
+def user_plugins_dir() -> Path:
+    """Plugins of your own: one subpackage each (see docs/plugins.md)."""
+    return user_config_dir() / "plugins"
+
+
+def plugin_settings_path() -> Path:
+    """Which plugins the user switched off (`nanochat-cli plugins disable NAME`)."""
+    return user_config_dir() / "plugins.yaml"
+
+
 def secrets_path() -> Path:
     """The file secret store, used only when no system keyring is available."""
     return user_config_dir() / "secrets.json"

@@ -1,11 +1,16 @@
-"""The plugin registry: config categories, panels, screen presets and telemetry sources.
+"""The registry core code and plugins extend the app through: config categories, panels, layouts, telemetry
+sources, checkpoint fields and CLI commands.
 
 Core code and plugins register through the same calls, so a plugin's additions show up everywhere at
-once. The config schema registers its core categories here at import; `panels` registers the built-in
-panels and `ingest` the built-in telemetry sources. A plugin does e.g.
+once. Built-ins arrive when their module is imported: `services/config/schema.py` registers the core
+config categories, `services/panels.py` the built-in panels and shipped layouts, `services/ingest` the
+"jsonl" and "system" sources, and the CLI (`nanochat_cli/cli/`) its own commands. A plugin calls e.g.
 `registry.register_category("myplugin", MyPluginConfig)` from its `register(registry)` function (see
-docs/plugins.md); while the loader runs it, everything it adds is recorded under its name so a plugin
-that fails halfway is rolled back completely.
+docs/plugins.md); while the loader (`services/plugins.py`) runs it, everything it adds is recorded under
+its name so that a plugin failing halfway is rolled back completely.
+
+This module knows the things it stores only by the few methods it calls on them (`check_refs`,
+`check_panels`), so it imports neither pydantic nor `panels`: the CLI can build its parser from it cheaply.
 """
 
 from __future__ import annotations
@@ -14,17 +19,35 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
+from nanochat_cli.errors import AppError
 
-from engine.errors import EngineError
+if TYPE_CHECKING:
+    import argparse
 
-if TYPE_CHECKING:  # only for hints: panels and ingest import this module
-    from nanochat_cli.services.panels import Layout, PanelSpec
+    from pydantic import BaseModel
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
-_PRESET_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # like prefab names: file-name safe, dashes allowed
+_LAYOUT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # like prefab names: file-name safe, dashes allowed
+_COMMAND_RE = re.compile(r"^[a-z][a-z0-9-]*$")  # a word typed after `nanochat-cli`
+_KEY_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")  # a config key: category.field
+
+MISSING: Any = object()  # config_default() of a key no registered category has
+
+
+class PanelLike(Protocol):
+    """What the registry needs of a panel (a `panels.PanelSpec`)."""
+
+    id: str
+
+    def check_refs(self, registry: Registry) -> None: ...
+
+
+class LayoutLike(Protocol):
+    """What the registry needs of a layout (a `panels.Layout`)."""
+
+    def check_panels(self, registry: Registry) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -38,14 +61,46 @@ class Category:
 @dataclass(frozen=True)
 class SourceEntry:
     name: str
-    factory: Callable[..., Any]  # factory(run_dir: Path) -> TelemetrySource (see services/ingest.py)
+    factory: Callable[..., Any]  # factory(run_dir: Path) -> TelemetrySource (see services/ingest)
+    help: str = ""
+    builtin: bool = False
+
+
+@dataclass(frozen=True)
+class CheckpointField:
+    """A config value every checkpoint records (in its meta's user_config) and the Checkpoints views show.
+
+    `key` is a registered config key ("category.field"). A checkpoint whose value differs from the active
+    config's gets a compatibility reason at `level` ("warn": loadable; "error": incompatible) with the
+    remedy `set key=<the checkpoint's value>`. A checkpoint that does not record it has the field's default.
+    """
+
+    key: str
+    title: str  # in sentences: "MegaContext is on in the checkpoint, off in the config"
+    column: str = ""  # table header; the title when empty
+    level: str = "warn"
+    help: str = ""
+
+    @property
+    def header(self) -> str:
+        return self.column or self.title
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    """A `nanochat-cli NAME ...` command. `setup(parser)` adds its arguments to its own argparse parser and
+    names the handler with `parser.set_defaults(func=handler)` (or sub-parsers, each with its own func);
+    `handler(args)` returns the exit code (None means 0)."""
+
+    name: str
+    setup: Callable[[argparse.ArgumentParser], None]
     help: str = ""
     builtin: bool = False
 
 
 def check_name(kind: str, name: str) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise EngineError(f"{kind} {name!r}: invalid name: use lowercase letters, digits and _, starting with a letter")
+        raise AppError(f"{kind} {name!r}: invalid name: use lowercase letters, digits and _, starting with a letter")
 
 
 class Registry:
@@ -53,10 +108,12 @@ class Registry:
         self._categories: dict[str, Category] = {}
         self.order: list[str] = []  # live list of category names, core first then plugins
         self.version = 0  # bumped on every change so derived caches know to rebuild
-        self._panels: dict[str, PanelSpec] = {}
+        self._panels: dict[str, PanelLike] = {}
         self._builtin_panels: set[str] = set()
-        self._presets: dict[str, Layout] = {}
+        self._layouts: dict[str, LayoutLike] = {}
         self._sources: dict[str, SourceEntry] = {}
+        self._ckpt_fields: dict[str, CheckpointField] = {}
+        self._commands: dict[str, CliCommand] = {}
         self.plugins: dict[str, str | None] = {}  # plugin name -> None when loaded, else its one-line error
         self._owner: str | None = None  # the plugin whose register() is running
         self._owned: dict[str, list[tuple[str, str]]] = {}  # plugin -> [(kind, name)] it added
@@ -66,21 +123,30 @@ class Registry:
             self._owned.setdefault(self._owner, []).append((kind, name))
         self.version += 1
 
+    def owner(self, kind: str, name: str) -> str | None:
+        """The plugin that registered (kind, name); None for built-ins and things registered outside a plugin."""
+        return next((p for p, items in self._owned.items() if (kind, name) in items), None)
+
+    def _taken(self, kind: str, name: str) -> str:
+        """' (by plugin X)' or ' (built in)': who holds a name, for the 'already registered' errors."""
+        owner = self.owner(kind, name)
+        return f" (by plugin {owner})" if owner else " (built in)"
+
     # --- config categories
 
     def register_category(self, name: str, model: type[BaseModel], help: str = "", *, builtin: bool = False) -> None:
         """Add a config category. Its model must forbid extra keys and give every field a default."""
         if not _NAME_RE.match(name):
-            raise EngineError(f"category {name!r}: invalid name: use lowercase letters, digits and _")
+            raise AppError(f"category {name!r}: invalid name: use lowercase letters, digits and _")
         if name in self._categories:
-            raise EngineError(f"category {name!r}: already registered: pick another name for the plugin's category")
+            raise AppError(f"category {name!r}: already registered: pick another name for the plugin's category")
         if model.model_config.get("extra") != "forbid":
-            raise EngineError(f"category {name!r}: {model.__name__} must set extra='forbid' so typos in prefabs "
-                              "are caught")
+            raise AppError(f"category {name!r}: {model.__name__} must set extra='forbid' so typos in prefabs "
+                           "are caught")
         required = [f for f, info in model.model_fields.items() if info.is_required()]
         if required:
-            raise EngineError(f"category {name!r}: fields {', '.join(required)} have no default: give every field "
-                              "a default so a prefab can leave it out")
+            raise AppError(f"category {name!r}: fields {', '.join(required)} have no default: give every field "
+                           "a default so a prefab can leave it out")
         self._categories[name] = Category(name, model, help, builtin)
         self.order.append(name)
         self._added("category", name)
@@ -88,9 +154,9 @@ class Registry:
     def unregister_category(self, name: str) -> None:
         cat = self._categories.get(name)
         if cat is None:
-            raise EngineError(f"category {name!r}: not registered")
+            raise AppError(f"category {name!r}: not registered")
         if cat.builtin:
-            raise EngineError(f"category {name!r}: core categories cannot be removed")
+            raise AppError(f"category {name!r}: core categories cannot be removed")
         del self._categories[name]
         self.order.remove(name)
         self.version += 1
@@ -101,13 +167,21 @@ class Registry:
     def get(self, name: str) -> Category | None:
         return self._categories.get(name)
 
+    def config_default(self, key: str) -> Any:
+        """The default of config key "category.field", or MISSING when no registered category has it."""
+        category, _, name = key.partition(".")
+        cat = self._categories.get(category)
+        if cat is None or name not in cat.model.model_fields:
+            return MISSING
+        return cat.model.model_fields[name].get_default(call_default_factory=True)
+
     # --- panels
 
-    def register_panel(self, spec: PanelSpec, *, builtin: bool = False) -> None:
+    def register_panel(self, spec: PanelLike, *, builtin: bool = False) -> None:
         """Add a panel (a `panels.PanelSpec`); layouts place it by its id."""
         check_name("panel", spec.id)
         if spec.id in self._panels:
-            raise EngineError(f"panel {spec.id!r}: already registered: pick another id for the plugin's panel")
+            raise AppError(f"panel {spec.id!r}: already registered: pick another id for the plugin's panel")
         spec.check_refs(self)  # thresholds that name config keys must name registered ones
         self._panels[spec.id] = spec
         if builtin:
@@ -116,62 +190,65 @@ class Registry:
 
     def unregister_panel(self, panel_id: str) -> None:
         if panel_id not in self._panels:
-            raise EngineError(f"panel {panel_id!r}: not registered")
+            raise AppError(f"panel {panel_id!r}: not registered")
         if panel_id in self._builtin_panels:
-            raise EngineError(f"panel {panel_id!r}: built-in panels cannot be removed")
+            raise AppError(f"panel {panel_id!r}: built-in panels cannot be removed")
         del self._panels[panel_id]
         self.version += 1
 
-    def panels(self) -> list[PanelSpec]:
-        """Every panel in registration order: built-ins first, then plugins'."""
+    def panels(self) -> list[Any]:
+        """Every panel (`panels.PanelSpec`) in registration order: built-ins first, then plugins'."""
         return list(self._panels.values())
 
-    def panel(self, panel_id: str) -> PanelSpec | None:
+    def panel(self, panel_id: str) -> Any:
+        """The `panels.PanelSpec` with this id, or None."""
         return self._panels.get(panel_id)
 
-    # --- screen presets
+    # --- layouts (the Train screen's tabs of panels)
 
-    def register_screen_preset(self, name: str, layout: Layout) -> None:
-        """Add a read-only layout preset (a `panels.Layout`); every panel it places must be registered."""
-        if not isinstance(name, str) or not _PRESET_RE.match(name):
-            raise EngineError(f"screen preset {name!r}: invalid name: use lowercase letters, digits, - and _")
-        if name in self._presets:
-            raise EngineError(f"screen preset {name!r}: already registered: pick another name")
+    def register_layout(self, name: str, layout: LayoutLike) -> None:
+        """Add a read-only layout (a `panels.Layout`); every panel it places must be registered."""
+        if not isinstance(name, str) or not _LAYOUT_RE.match(name):
+            raise AppError(f"layout {name!r}: invalid name: use lowercase letters, digits, - and _")
+        if name in self._layouts:
+            raise AppError(f"layout {name!r}: already registered: pick another name")
         layout.check_panels(self)
-        self._presets[name] = layout
-        self._added("preset", name)
+        self._layouts[name] = layout
+        self._added("layout", name)
 
-    def unregister_screen_preset(self, name: str) -> None:
-        if self._presets.pop(name, None) is None:
-            raise EngineError(f"screen preset {name!r}: not registered")
+    def unregister_layout(self, name: str) -> None:
+        if self._layouts.pop(name, None) is None:
+            raise AppError(f"layout {name!r}: not registered")
         self.version += 1
 
-    def screen_presets(self) -> dict[str, Layout]:
-        return dict(self._presets)
+    def layouts(self) -> dict[str, Any]:
+        """Registered layouts (`panels.Layout`) by name: shipped ones, then plugins'."""
+        return dict(self._layouts)
 
-    def screen_preset(self, name: str) -> Layout | None:
-        return self._presets.get(name)
+    def layout(self, name: str) -> Any:
+        """The registered `panels.Layout` of this name, or None."""
+        return self._layouts.get(name)
 
     # --- telemetry sources
 
     def register_telemetry_source(self, name: str, factory: Callable[..., Any], help: str = "", *,
                                   builtin: bool = False) -> None:
-        """Add a telemetry source: `factory(run_dir: Path) -> TelemetrySource` (see services/ingest.py)."""
+        """Add a telemetry source: `factory(run_dir: Path) -> TelemetrySource` (see services/ingest)."""
         check_name("telemetry source", name)
         if name in self._sources:
-            raise EngineError(f"telemetry source {name!r}: already registered: pick another name")
+            raise AppError(f"telemetry source {name!r}: already registered: pick another name")
         if not callable(factory):
-            raise EngineError(f"telemetry source {name!r}: factory is not callable: pass a function "
-                              "run_dir -> TelemetrySource")
+            raise AppError(f"telemetry source {name!r}: factory is not callable: pass a function "
+                           "run_dir -> TelemetrySource")
         self._sources[name] = SourceEntry(name, factory, help, builtin)
         self._added("source", name)
 
     def unregister_telemetry_source(self, name: str) -> None:
         entry = self._sources.get(name)
         if entry is None:
-            raise EngineError(f"telemetry source {name!r}: not registered")
+            raise AppError(f"telemetry source {name!r}: not registered")
         if entry.builtin:
-            raise EngineError(f"telemetry source {name!r}: built-in sources cannot be removed")
+            raise AppError(f"telemetry source {name!r}: built-in sources cannot be removed")
         del self._sources[name]
         self.version += 1
 
@@ -180,6 +257,66 @@ class Registry:
 
     def telemetry_source(self, name: str) -> SourceEntry | None:
         return self._sources.get(name)
+
+    # --- checkpoint fields
+
+    def register_checkpoint_field(self, field: CheckpointField) -> None:
+        """Add a config value the checkpoint views show and compare (its category must be registered first)."""
+        key = field.key
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise AppError(f"checkpoint field {key!r}: not a config key: use 'category.field'")
+        if self.config_default(key) is MISSING:
+            raise AppError(f"checkpoint field {key!r}: no registered category has this field: register the "
+                           "category first, or fix the key")
+        if field.level not in ("warn", "error"):
+            raise AppError(f"checkpoint field {key!r}: level {field.level!r}: use 'warn' or 'error'")
+        if not field.title:
+            raise AppError(f"checkpoint field {key!r}: empty title: give it the name users know it by")
+        if key in self._ckpt_fields:
+            raise AppError(f"checkpoint field {key!r}: already registered{self._taken('checkpoint field', key)}")
+        self._ckpt_fields[key] = field
+        self._added("checkpoint field", key)
+
+    def unregister_checkpoint_field(self, key: str) -> None:
+        if self._ckpt_fields.pop(key, None) is None:
+            raise AppError(f"checkpoint field {key!r}: not registered")
+        self.version += 1
+
+    def checkpoint_fields(self) -> list[CheckpointField]:
+        return list(self._ckpt_fields.values())
+
+    # --- CLI commands
+
+    def register_cli_command(self, name: str, setup: Callable[[argparse.ArgumentParser], None], help: str = "",
+                             *, builtin: bool = False) -> None:
+        """Add `nanochat-cli NAME`: `setup(parser)` adds its arguments and sets `func` (see `CliCommand`)."""
+        if not isinstance(name, str) or not _COMMAND_RE.match(name):
+            raise AppError(f"CLI command {name!r}: invalid name: use lowercase letters, digits and -, starting "
+                           "with a letter")
+        if name in self._commands:
+            raise AppError(f"CLI command {name!r}: already registered{self._taken('cli command', name)}: pick "
+                           "another name")
+        if not callable(setup):
+            raise AppError(f"CLI command {name!r}: setup is not callable: pass a function that configures the "
+                           "command's argparse parser")
+        self._commands[name] = CliCommand(name, setup, help, builtin)
+        self._added("cli command", name)
+
+    def unregister_cli_command(self, name: str) -> None:
+        command = self._commands.get(name)
+        if command is None:
+            raise AppError(f"CLI command {name!r}: not registered")
+        if command.builtin:
+            raise AppError(f"CLI command {name!r}: built-in commands cannot be removed")
+        del self._commands[name]
+        self.version += 1
+
+    def cli_commands(self) -> list[CliCommand]:
+        """Every command in registration order: the built-ins first, then plugins'."""
+        return list(self._commands.values())
+
+    def cli_command(self, name: str) -> CliCommand | None:
+        return self._commands.get(name)
 
     # --- plugin bookkeeping (used by services/plugins.py)
 
@@ -193,15 +330,17 @@ class Registry:
             self._owner = prev
 
     def owned(self, plugin: str) -> list[tuple[str, str]]:
-        """What `plugin` registered, as (kind, name) pairs in order."""
+        """What `plugin` registered, as (kind, name) pairs in order. Kinds: category, panel, layout, source,
+        checkpoint field, cli command."""
         return list(self._owned.get(plugin, []))
 
     def remove_owned(self, plugin: str) -> None:
         """Unregister everything `plugin` added (a plugin that failed halfway leaves nothing behind)."""
         undo = {"category": self.unregister_category, "panel": self.unregister_panel,
-                "preset": self.unregister_screen_preset, "source": self.unregister_telemetry_source}
+                "layout": self.unregister_layout, "source": self.unregister_telemetry_source,
+                "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command}
         for kind, name in reversed(self._owned.pop(plugin, [])):
-            with suppress(EngineError):  # already unregistered by hand
+            with suppress(AppError):  # already unregistered by hand
                 undo[kind](name)
 
 

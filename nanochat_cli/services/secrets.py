@@ -27,7 +27,7 @@ from pathlib import Path
 from keyring.backend import KeyringBackend
 from keyring.errors import KeyringError, PasswordDeleteError
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
 
@@ -54,12 +54,12 @@ class FileKeyring(KeyringBackend):
         except FileNotFoundError:
             return {}
         if st.st_mode & 0o077:
-            raise EngineError(f"{self.path}: readable by other users (mode {stat.filemode(st.st_mode)}): run "
+            raise AppError(f"{self.path}: readable by other users (mode {stat.filemode(st.st_mode)}): run "
                               f"chmod 600 {self.path}")
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
-            raise EngineError(f"{self.path}: not valid JSON: delete it and set the secrets again "
+            raise AppError(f"{self.path}: not valid JSON: delete it and set the secrets again "
                               "(nanochat-cli auth wandb / auth hf)") from None
         return data if isinstance(data, dict) else {}
 
@@ -115,7 +115,7 @@ class SecretStore:
     @staticmethod
     def _check(name: str) -> None:
         if name not in SECRET_NAMES:
-            raise EngineError(f"secret {name!r}: unknown: use one of {', '.join(SECRET_NAMES)}")
+            raise AppError(f"secret {name!r}: unknown: use one of {', '.join(SECRET_NAMES)}")
 
     def backend_name(self) -> str:
         if isinstance(self._backend, FileKeyring):
@@ -125,11 +125,11 @@ class SecretStore:
     def set(self, name: str, value: str) -> None:
         self._check(name)
         if not value:
-            raise EngineError(f"secret {name}: empty value: paste the value, or use delete to remove it")
+            raise AppError(f"secret {name}: empty value: paste the value, or use delete to remove it")
         try:
             self._backend.set_password(self.service, name, value)
         except KeyringError as e:
-            raise EngineError(f"secret {name}: the keyring refused to store it ({type(e).__name__}): unlock the "
+            raise AppError(f"secret {name}: the keyring refused to store it ({type(e).__name__}): unlock the "
                               "system keyring and retry") from None
 
     def get(self, name: str) -> str | None:
@@ -137,7 +137,7 @@ class SecretStore:
         try:
             return self._backend.get_password(self.service, name)
         except KeyringError as e:
-            raise EngineError(f"secret {name}: the keyring could not be read ({type(e).__name__}): unlock the "
+            raise AppError(f"secret {name}: the keyring could not be read ({type(e).__name__}): unlock the "
                               "system keyring and retry") from None
 
     def delete(self, name: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
 
@@ -35,14 +35,14 @@ def load_state(path: Path | None = None) -> UIState:
     except FileNotFoundError:
         return UIState()
     except json.JSONDecodeError as e:
-        raise EngineError(f"{path}: not valid JSON ({e.msg}): delete the file to reset the UI state") from None
+        raise AppError(f"{path}: not valid JSON ({e.msg}): delete the file to reset the UI state") from None
     if not isinstance(raw, dict):
-        raise EngineError(f"{path}: expected a JSON object: delete the file to reset the UI state")
+        raise AppError(f"{path}: expected a JSON object: delete the file to reset the UI state")
     values = {}
     for f in fields(UIState):
         if f.name in raw:
             if not isinstance(raw[f.name], _TYPES[f.name]):
-                raise EngineError(f"{path}: {f.name}: {raw[f.name]!r} is not a {_TYPES[f.name].__name__}: "
+                raise AppError(f"{path}: {f.name}: {raw[f.name]!r} is not a {_TYPES[f.name].__name__}: "
                                   "delete the file to reset the UI state")
             values[f.name] = raw[f.name]
     return UIState(**values)

@@ -1,5 +1,5 @@
-"""Checkpoint evaluation (val bpb through engine.train.evaluate_bpb + preset completions, cached in the index)
-and the editable eval prompt presets."""
+"""Checkpoint evaluation (val bpb through engine.train.evaluate_bpb + the eval prompts' completions, cached in the
+index) and the editable eval prompt set."""
 
 import math
 import shutil
@@ -14,17 +14,18 @@ from engine.dataloader import make_loader
 from engine.errors import EngineError
 from engine.tokenizer import Tokenizer
 from engine.train import evaluate_bpb
-from nanochat_cli.services.checkpoints.presets import (
+from nanochat_cli.errors import AppError
+from nanochat_cli.services.checkpoints.prompts import (
     SHIPPED,
-    PromptPreset,
-    load_presets,
-    reset_presets,
-    save_presets,
-    user_presets_path,
+    EvalPrompt,
+    load_prompt_set,
+    reset_prompt_set,
+    save_prompt_set,
+    user_prompts_path,
 )
 from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
 
-PRESETS = [PromptPreset("code", "def main():", "continue"), PromptPreset("hi", "Hello!", "chat")]
+PROMPTS = [EvalPrompt("code", "def main():", "continue"), EvalPrompt("hi", "Hello!", "chat")]
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +41,11 @@ def setup(tmp_path, tok):
     return base, data
 
 
-def test_eval_report_measures_bpb_and_completes_presets(setup, tok):
+def test_eval_report_measures_bpb_and_completes_the_prompts(setup, tok):
     base, data = setup
     registry = CheckpointRegistry(base)
     entry = registry.find(checkpoint_dir(base, "tiny"))
-    report = registry.evaluate(entry, tokens=512, max_new_tokens=6, presets=PRESETS)
+    report = registry.evaluate(entry, tokens=512, max_new_tokens=6, prompts=PROMPTS)
     # the same number as the trainer's own evaluation of these weights on the same batches
     loader = make_loader(tok, 8, 64, "val", data)
     expected = evaluate_bpb(tiny_model(300), loader, 1, tok.token_bytes(), nullcontext())
@@ -64,8 +65,8 @@ def test_eval_is_deterministic_and_tokens_zero_skips_bpb(setup):
     base, _ = setup
     registry = CheckpointRegistry(base)
     entry = registry.find(checkpoint_dir(base, "tiny"))
-    a = registry.evaluate(entry, tokens=0, max_new_tokens=5, presets=PRESETS)
-    b = registry.evaluate(entry, tokens=0, max_new_tokens=5, presets=PRESETS)
+    a = registry.evaluate(entry, tokens=0, max_new_tokens=5, prompts=PROMPTS)
+    b = registry.evaluate(entry, tokens=0, max_new_tokens=5, prompts=PROMPTS)
     assert a.val_bpb is None and a.eval_tokens == 0
     assert [s.completion for s in a.samples] == [s.completion for s in b.samples]
 
@@ -86,20 +87,20 @@ def test_stock_checkpoint_needs_a_data_dir(tmp_path, setup):
     assert math.isfinite(report.val_bpb) and report.eval_tokens == 256 and report.samples == []
 
 
-def test_presets_default_edit_persist_reset():
-    shipped = load_presets()
-    assert not user_presets_path().exists() and SHIPPED.is_file()
+def test_prompt_set_default_edit_persist_reset():
+    shipped = load_prompt_set()
+    assert not user_prompts_path().exists() and SHIPPED.is_file()
     assert {p.mode for p in shipped} == {"continue", "chat"} and len({p.name for p in shipped}) == len(shipped)
-    edited = shipped[:1] + [PromptPreset("mine", "Tell me a story.", "chat")]
-    path = save_presets(edited)
-    assert path == user_presets_path() and load_presets() == edited
-    with pytest.raises(EngineError, match=r"prompts\[0\] \(x\): mode 'poem': use continue or chat"):
-        save_presets([PromptPreset("x", "y", "poem")])
-    with pytest.raises(EngineError, match="name 'mine' is used twice"):
-        save_presets(edited + [PromptPreset("mine", "z")])
-    assert load_presets() == edited  # a refused save leaves the file alone
-    user_presets_path().write_text("prompts: [oops")
-    with pytest.raises(EngineError, match="not valid YAML"):
-        load_presets()
-    reset_presets()
-    assert load_presets() == shipped
+    edited = shipped[:1] + [EvalPrompt("mine", "Tell me a story.", "chat")]
+    path = save_prompt_set(edited)
+    assert path == user_prompts_path() and load_prompt_set() == edited
+    with pytest.raises(AppError, match=r"prompts\[0\] \(x\): mode 'poem': use continue or chat"):
+        save_prompt_set([EvalPrompt("x", "y", "poem")])
+    with pytest.raises(AppError, match="name 'mine' is used twice"):
+        save_prompt_set(edited + [EvalPrompt("mine", "z")])
+    assert load_prompt_set() == edited  # a refused save leaves the file alone
+    user_prompts_path().write_text("prompts: [oops")
+    with pytest.raises(AppError, match="not valid YAML"):
+        load_prompt_set()
+    reset_prompt_set()
+    assert load_prompt_set() == shipped

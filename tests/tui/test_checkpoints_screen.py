@@ -23,9 +23,9 @@ from textual.widgets import Input
 from engine.checkpoint import checkpoint_dir
 from nanochat_cli.screens.confirm import ConfirmScreen
 from nanochat_cli.services import paths
-from nanochat_cli.services.checkpoints.presets import load_presets
+from nanochat_cli.services.checkpoints.prompts import load_prompt_set
 from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
-from nanochat_cli.widgets.checkpoints.presets import PresetRow, PresetsScreen, escape, unescape
+from nanochat_cli.widgets.checkpoints.prompts import PromptRow, PromptSetScreen, escape, unescape
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ async def test_evaluate_runs_in_a_worker_and_shows_val_bpb_inline(world, tmp_pat
         assert cached is not None and cached.eval_tokens == 512
         text = detail(app)
         assert f"val bpb {cached.val_bpb:.4f} over 512 tokens of {app.show_path(world['data'])}" in text
-        assert [s.name for s in cached.samples] == [p.name for p in load_presets()]
+        assert [s.name for s in cached.samples] == [p.name for p in load_prompt_set()]
         for s in cached.samples:
             assert f"{s.name} ({s.mode}, {s.tokens} tokens)" in text
         assert any("val bpb" in str(n.message) for n in app._notifications)
@@ -212,18 +212,18 @@ async def test_eval_prompts_editor_saves_and_validates(world, tmp_path):
         await settle(pilot)
         await pilot.press("p")
         await pilot.pause()
-        assert isinstance(app.screen, PresetsScreen)
-        rows = list(app.screen.query(PresetRow))
-        assert [r.value() for r in rows] == load_presets()
-        rows[0].query_one(".preset-name", Input).value = ""
+        assert isinstance(app.screen, PromptSetScreen)
+        rows = list(app.screen.query(PromptRow))
+        assert [r.value() for r in rows] == load_prompt_set()
+        rows[0].query_one(".prompt-name", Input).value = ""
         await pilot.click("#save")
-        assert "needs a name and a prompt" in str(app.screen.query_one("#presets-error").content)
-        rows[0].query_one(".preset-name", Input).value = "fn"
-        rows[0].query_one(".preset-prompt", Input).value = "def add(a, b):\\n    return"
+        assert "needs a name and a prompt" in str(app.screen.query_one("#prompt-set-error").content)
+        rows[0].query_one(".prompt-name", Input).value = "fn"
+        rows[0].query_one(".prompt-text", Input).value = "def add(a, b):\\n    return"
         for row in rows[1:]:
-            await pilot.click(row.query_one(".preset-remove"))
+            await pilot.click(row.query_one(".prompt-remove"))
         await pilot.click("#save")
         await pilot.pause()
-        assert not isinstance(app.screen, PresetsScreen)
-    saved = load_presets()
+        assert not isinstance(app.screen, PromptSetScreen)
+    saved = load_prompt_set()
     assert [(p.name, p.prompt, p.mode) for p in saved] == [("fn", "def add(a, b):\n    return", "continue")]

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.logging_setup import format_line, log_event, setup_logging
 from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services.config.prefabs import PrefabExists, PrefabStore
@@ -30,11 +30,11 @@ def test_edits_are_saved_at_once_and_diffed(tmp_path, store):
     assert s.set_value("model.depth", s.base["model.depth"]) and s.overrides == {}  # back to the prefab value
     s.set_value("training.total_batch_size", 1000)
     assert [i.field for i in s.issues] == ["training.total_batch_size"]
-    with pytest.raises(EngineError, match="problem"):
+    with pytest.raises(AppError, match="problem"):
         s.compat()
     assert s.reset("training.total_batch_size") and not s.reset("training.total_batch_size")
     assert s.compat().params > 0
-    with pytest.raises(EngineError, match="unknown config field"):
+    with pytest.raises(AppError, match="unknown config field"):
         s.set_value("model.nope", 1)
 
 

@@ -4,7 +4,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.config import HOT_PATCHABLE, TrainConfig
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services.config import schema
 from nanochat_cli.services.config.schema import (
     CATEGORY_ORDER,
@@ -192,10 +192,10 @@ def test_plugin_registration_rules():
     class Loose(BaseModel):
         x: int = 1
 
-    with pytest.raises(EngineError, match="extra='forbid'"):
+    with pytest.raises(AppError, match="extra='forbid'"):
         REGISTRY.register_category("loose", Loose)
-    with pytest.raises(EngineError, match="already registered"):
+    with pytest.raises(AppError, match="already registered"):
         REGISTRY.register_category("model", _Sweep)
-    with pytest.raises(EngineError, match="core categories cannot be removed"):
+    with pytest.raises(AppError, match="core categories cannot be removed"):
         REGISTRY.unregister_category("model")
     assert "sweep" not in CATEGORY_ORDER  # the fixture above cleaned up

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.state import UIState, load_state, save_state
@@ -36,10 +36,10 @@ def test_state_defaults_round_trip_and_atomic_write():
 def test_broken_state_says_how_to_reset():
     paths.state_path().parent.mkdir(parents=True)
     paths.state_path().write_text("{not json")
-    with pytest.raises(EngineError, match="state.json: not valid JSON .*delete the file"):
+    with pytest.raises(AppError, match="state.json: not valid JSON .*delete the file"):
         load_state()
     paths.state_path().write_text(json.dumps({"screen": 3}))
-    with pytest.raises(EngineError, match="screen: 3 is not a str"):
+    with pytest.raises(AppError, match="screen: 3 is not a str"):
         load_state()
 
 

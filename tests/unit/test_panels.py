@@ -1,4 +1,4 @@
-"""Panel specs, layout presets (edit, save, load) and threshold alerts."""
+"""Panel specs, layouts (edit, save, load) and threshold alerts."""
 
 import math
 from types import SimpleNamespace
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services.ingest import MetricPoint, MetricStore
 from nanochat_cli.services.panels import (
     BUILTIN_PANELS,
@@ -23,13 +23,13 @@ from nanochat_cli.services.panels import (
 from nanochat_cli.services.registry import REGISTRY, Registry
 
 
-def test_builtin_panels_and_shipped_presets_are_registered():
+def test_builtin_panels_and_shipped_layouts_are_registered():
     ids = [p.id for p in REGISTRY.panels()]
     assert ids[:8] == ["progress", "loss", "val_bpb", "lr", "samples", "system", "step_time", "events"]
     assert all(p.kind in KINDS for p in BUILTIN_PANELS)
     shipped = sorted(p.stem for p in SHIPPED_LAYOUTS_DIR.glob("*.yaml"))
-    assert shipped == ["compact", "default"] and set(shipped) <= set(REGISTRY.screen_presets())
-    default = REGISTRY.screen_preset("default")
+    assert shipped == ["compact", "default"] and set(shipped) <= set(REGISTRY.layouts())
+    default = REGISTRY.layout("default")
     assert default.screen_ids() == ["overview", "details", "text"]
     placed = {p.panel for s in default.screens for p in s.panels}
     assert placed == {p.id for p in BUILTIN_PANELS}  # the default layout shows every built-in panel
@@ -71,7 +71,7 @@ def test_layout_edits_then_save_and_load_round_trip(tmp_path):
     assert back.resolved("overview", "step_time").refresh_hz == 2  # no override: the panel's own
 
 
-def test_user_preset_shadows_a_shipped_one_until_deleted(tmp_path):
+def test_user_layout_shadows_a_shipped_one_until_deleted(tmp_path):
     store = LayoutStore(user_dir=tmp_path)
     shipped = store.get("default")
     store.save(shipped.set_refresh("overview", "loss", 1))
@@ -81,9 +81,9 @@ def test_user_preset_shadows_a_shipped_one_until_deleted(tmp_path):
     assert store.get("default").resolved("overview", "loss").refresh_hz == 1
     store.delete("default")
     assert store.get("default") == shipped
-    with pytest.raises(EngineError, match="layout 'default': is shipped or from a plugin, so read-only"):
+    with pytest.raises(AppError, match="layout 'default': is shipped or from a plugin, so read-only"):
         store.delete("default")
-    with pytest.raises(EngineError, match="layout 'nope': not found: use one of compact, default"):
+    with pytest.raises(AppError, match="layout 'nope': not found: use one of compact, default"):
         store.get("nope")
 
 
@@ -103,34 +103,34 @@ def test_user_preset_shadows_a_shipped_one_until_deleted(tmp_path):
     (lambda L: L.renamed("Bad Name"), "layout 'Bad Name': name: invalid name: use lowercase letters"),
 ])
 def test_layout_edits_are_validated_with_one_line_errors(edit, message):
-    layout = REGISTRY.screen_preset("default")
-    with pytest.raises(EngineError) as e:
+    layout = REGISTRY.layout("default")
+    with pytest.raises(AppError) as e:
         edit(layout)
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_the_last_screen_cannot_be_removed():
-    compact = REGISTRY.screen_preset("compact")
-    with pytest.raises(EngineError, match="layout compact: screens: List should have at least 1 item"):
+    compact = REGISTRY.layout("compact")
+    with pytest.raises(AppError, match="layout compact: screens: List should have at least 1 item"):
         compact.remove_screen("main")
 
 
-def test_bad_preset_files_give_one_line_errors(tmp_path):
+def test_bad_layout_files_give_one_line_errors(tmp_path):
     bad_yaml = tmp_path / "a.yaml"
     bad_yaml.write_text("screens: [\n")
-    with pytest.raises(EngineError, match=r"a.yaml: not valid YAML at line \d+"):
+    with pytest.raises(AppError, match=r"a.yaml: not valid YAML at line \d+"):
         load_layout(bad_yaml)
     renamed = tmp_path / "b.yaml"
     renamed.write_text("name: c\nscreens: [{id: s, title: S}]\n")
-    with pytest.raises(EngineError, match="name 'c' differs from the file name"):
+    with pytest.raises(AppError, match="name 'c' differs from the file name"):
         load_layout(renamed)
     unknown = tmp_path / "d.yaml"
     unknown.write_text("screens: [{id: s, title: S, panels: [{panel: loss, colour: red}]}]\n")
-    with pytest.raises(EngineError, match="d.yaml: screen s: panel loss: colour: unknown key"):
+    with pytest.raises(AppError, match="d.yaml: screen s: panel loss: colour: unknown key"):
         load_layout(unknown)
     store = LayoutStore(user_dir=tmp_path)
-    with pytest.raises(EngineError, match="invalid name"):
-        store.save(REGISTRY.screen_preset("compact"), "../escape")
+    with pytest.raises(AppError, match="invalid name"):
+        store.save(REGISTRY.layout("compact"), "../escape")
 
 
 def _store_with_loss(values, status_time=None):
@@ -182,7 +182,7 @@ def test_bounds_from_config_keys():
 
     reg = Registry()
     register_builtins(reg)
-    with pytest.raises(EngineError, match="thresholds name 'floors.min_tps', which is not a config key"):
+    with pytest.raises(AppError, match="thresholds name 'floors.min_tps', which is not a config key"):
         reg.register_panel(PanelSpec(id="tps", title="t", kind="stats", metrics=["tokens_per_sec"],
                                      thresholds=Thresholds(min={"tokens_per_sec": "floors.min_tps"})))
     reg.register_category("floors", Floors)
@@ -198,18 +198,18 @@ def test_bounds_from_config_keys():
     assert [a.message for a in check_thresholds(panel, store, registry=reg)] == ["tokens_per_sec is 6e+05, above 5e+05"]
 
 
-def test_registry_rules_for_panels_and_presets():
+def test_registry_rules_for_panels_and_layouts():
     reg = Registry()
     register_builtins(reg)
-    with pytest.raises(EngineError, match="panel 'loss': already registered"):
+    with pytest.raises(AppError, match="panel 'loss': already registered"):
         reg.register_panel(REGISTRY.panel("loss"))
-    with pytest.raises(EngineError, match="built-in panels cannot be removed"):
+    with pytest.raises(AppError, match="built-in panels cannot be removed"):
         reg.unregister_panel("loss")
-    with pytest.raises(EngineError, match="screen preset 'default': already registered"):
-        reg.register_screen_preset("default", reg.screen_preset("compact"))
-    with pytest.raises(EngineError, match="screen preset 'No Way': invalid name"):
-        reg.register_screen_preset("No Way", reg.screen_preset("compact"))
-    with pytest.raises(EngineError, match="unknown panel 'ghost'"):
+    with pytest.raises(AppError, match="layout 'default': already registered"):
+        reg.register_layout("default", reg.layout("compact"))
+    with pytest.raises(AppError, match="layout 'No Way': invalid name"):
+        reg.register_layout("No Way", reg.layout("compact"))
+    with pytest.raises(AppError, match="unknown panel 'ghost'"):
         Layout.parse({"name": "g", "screens": [{"id": "s", "title": "S", "panels": [{"panel": "ghost"}]}]}, reg)
     with pytest.raises(ValueError, match="invalid id: use lowercase letters"):
         PanelSpec(id="Bad-Id", title="x", kind="chart")

@@ -84,7 +84,7 @@ def plugin_dir(tmp_path):
     write_plugin(root, "exits", "import sys\nsys.exit(3)\n")
     (root / "not_a_package").mkdir()
     yield root
-    for name in [n for n in sys.modules if n.startswith("nanochat_cli_plugins.")]:
+    for name in [n for n in sys.modules if n.startswith("nanochat_user_plugins.")]:
         del sys.modules[name]
 
 
@@ -121,7 +121,7 @@ def test_broken_plugins_are_disabled_and_good_ones_load(registry, plugin_dir):
     # logged, with the traceback for the log file
     warn = [r for r in seen.records if r.levelno == logging.WARNING and "raises" in r.getMessage()]
     assert warn and warn[0].exc_info is not None
-    assert "nanochat_cli_plugins.broken_import" not in sys.modules  # no half-imported module kept
+    assert "nanochat_user_plugins.broken_import" not in sys.modules  # no half-imported module kept
 
 
 def test_loading_twice_is_idempotent(registry, plugin_dir):
@@ -129,7 +129,7 @@ def test_loading_twice_is_idempotent(registry, plugin_dir):
     version = registry.version
     second = load_plugins(registry, [plugin_dir], repo=False, entry_points=False)
     assert second == first and registry.version == version
-    assert sys.modules["nanochat_cli_plugins.good.helper"].CALLS == [1]  # register ran once
+    assert sys.modules["nanochat_user_plugins.good.helper"].CALLS == [1]  # register ran once
 
 
 def test_two_plugins_with_one_name(registry, tmp_path):
@@ -139,13 +139,13 @@ def test_two_plugins_with_one_name(registry, tmp_path):
     report = load_plugins(registry, [a, b], repo=False, entry_points=False)
     assert report.loaded == ["dup"]
     assert report.failed[0][0] == "dup" and "another plugin named 'dup' is already loaded" in report.failed[0][1]
-    del sys.modules["nanochat_cli_plugins.dup"]
+    del sys.modules["nanochat_user_plugins.dup"]
 
 
 def test_entry_point_plugins(registry, tmp_path, monkeypatch):
     site = tmp_path / "site"
-    write_plugin(site, "ep_good", "def setup(registry):\n    registry.register_screen_preset('ep-preset', "
-                                  "registry.screen_preset('compact'))\n")
+    write_plugin(site, "ep_good", "def setup(registry):\n    registry.register_layout('ep-layout', "
+                                  "registry.layout('compact'))\n")
     dist = site / "ep_demo-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-demo\nVersion: 1.0\n")
@@ -155,15 +155,15 @@ def test_entry_point_plugins(registry, tmp_path, monkeypatch):
     report = load_plugins(registry, repo=False)
     assert report.loaded == ["ep_good"]
     assert report.failed == [("ep_missing", "ModuleNotFoundError: No module named 'ep_not_installed'")]
-    assert registry.screen_preset("ep-preset") is not None
-    assert registry.owned("ep_good") == [("preset", "ep-preset")]
+    assert registry.layout("ep-layout") is not None
+    assert registry.owned("ep_good") == [("layout", "ep-layout")]
     sys.modules.pop("ep_good", None)
 
 
 def test_repo_throughput_plugin(registry, tmp_path):
     report = load_plugins(registry, entry_points=False)
     assert "throughput" in report.loaded and report.failed == []
-    assert [k for k, _ in registry.owned("throughput")] == ["category", "panel", "panel", "preset"]
+    assert [k for k, _ in registry.owned("throughput")] == ["category", "panel", "panel", "layout"]
     layout = LayoutStore(user_dir=tmp_path, registry=registry).get("throughput")
     assert [p.panel for p in layout.screen("throughput").panels] == [
         "progress", "throughput", "efficiency", "step_time", "system"]
@@ -204,4 +204,4 @@ def test_the_worked_example_in_the_docs_runs(registry, tmp_path):
     assert feed.store.latest("csv.grad_norm") == 99.0
     assert check_thresholds(registry.panel("grad_norm"), feed.store, registry=registry)[0].message.startswith(
         "csv.grad_norm spiked to 99")
-    del sys.modules["nanochat_cli_plugins.csvmetrics"]
+    del sys.modules["nanochat_user_plugins.csvmetrics"]

@@ -11,8 +11,8 @@ import keyring
 import pytest
 from keyring.backends import fail
 
-from engine.errors import EngineError
 from nanochat_cli import cli
+from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.secrets import (
@@ -40,9 +40,9 @@ def test_file_store_round_trip_with_mode_0600(tmp_path):
     store.delete("wandb_api_key")
     store.delete("wandb_api_key")  # idempotent
     assert not store.is_set("wandb_api_key")
-    with pytest.raises(EngineError, match="unknown"):
+    with pytest.raises(AppError, match="unknown"):
         store.set("aws_key", "x")
-    with pytest.raises(EngineError, match="empty value"):
+    with pytest.raises(AppError, match="empty value"):
         store.set("hf_token", "")
 
 
@@ -50,7 +50,7 @@ def test_loose_file_permissions_are_refused(tmp_path):
     store = SecretStore(file_dir=tmp_path)
     store.set("hf_token", HF_TOKEN)
     (tmp_path / "secrets.json").chmod(0o644)
-    with pytest.raises(EngineError, match="readable by other users.*chmod 600"):
+    with pytest.raises(AppError, match="readable by other users.*chmod 600"):
         store.get("hf_token")
 
 

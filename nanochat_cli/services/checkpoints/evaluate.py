@@ -1,8 +1,8 @@
-"""Evaluate a checkpoint: bits per byte on held-out data and greedy completions of the preset prompts.
+"""Evaluate a checkpoint: bits per byte on held-out data and greedy completions of the eval prompt set.
 
 Val bpb is the trainer's own measure (engine.train.evaluate_bpb) on the val split (the last parquet
 shard) of the data the checkpoint was trained on, or of a data dir given here; the prompts come from
-the editable presets (presets.py) and are completed greedily, so a report is reproducible.
+the editable prompt set (prompts.py) and are completed greedily, so a report is reproducible.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from engine.errors import EngineError
-from nanochat_cli.services.checkpoints.presets import PromptPreset, load_presets
+from nanochat_cli.services.checkpoints.prompts import EvalPrompt, load_prompt_set
 from nanochat_cli.services.checkpoints.reports import EvalReport, SampleResult
 
 MAX_BATCH_ROWS = 8  # rows per eval batch: enough to keep a CPU busy, small enough for any model on a GPU
@@ -39,12 +39,12 @@ def val_bpb(model, tokenizer, data_dir: str | Path, tokens: int, device: str = "
     return bpb, steps * B * T
 
 
-def complete_presets(model, tokenizer, presets: list[PromptPreset], max_new_tokens: int) -> list[SampleResult]:
-    """Greedy completion of each preset: continue mode continues the text, chat mode answers it."""
+def complete_prompts(model, tokenizer, prompts: list[EvalPrompt], max_new_tokens: int) -> list[SampleResult]:
+    """Greedy completion of each prompt: continue mode continues the text, chat mode answers it."""
     from nanochat_cli.services.checkpoints.chat import ChatSession, render_segments
 
     out = []
-    for p in presets:
+    for p in prompts:
         session = ChatSession(model, tokenizer, mode=p.mode, temperature=0.0, top_k=None, max_tokens=max_new_tokens)
         segments, stats = session.reply(p.prompt)
         out.append(SampleResult(p.name, p.mode, p.prompt, render_segments(segments), stats.tokens, stats.seconds))
@@ -52,7 +52,7 @@ def complete_presets(model, tokenizer, presets: list[PromptPreset], max_new_toke
 
 
 def evaluate(ckpt: str | Path, tokens: int = 65536, max_new_tokens: int = 64, data_dir: str | Path | None = None,
-             device: str = "cpu", presets: list[PromptPreset] | None = None, step: int | None = None,
+             device: str = "cpu", prompts: list[EvalPrompt] | None = None, step: int | None = None,
              tokenizer_dir: str | Path | None = None) -> EvalReport:
     """Load `ckpt` (a dir: latest step; or a model_XXXXXX.pt) and measure it. tokens=0 skips val bpb;
     data_dir defaults to the one the checkpoint was trained on."""
@@ -68,8 +68,8 @@ def evaluate(ckpt: str | Path, tokens: int = 65536, max_new_tokens: int = 64, da
             raise EngineError(f"{ckpt_dir}: no held-out data known (its meta records no data_dir): pass a data dir "
                               "of parquet shards (--data-dir), or --tokens 0 to skip val bpb")
         bpb, measured = val_bpb(model, tok, data_dir, tokens, device)
-    presets = load_presets() if presets is None else presets
-    samples = complete_presets(model, tok, presets, max_new_tokens) if max_new_tokens > 0 else []
+    prompts = load_prompt_set() if prompts is None else prompts
+    samples = complete_prompts(model, tok, prompts, max_new_tokens) if max_new_tokens > 0 else []
     return EvalReport(checkpoint=str(ckpt_dir / f"model_{step:06d}.pt"), step=step, val_bpb=bpb,
                       eval_tokens=measured, data_dir=str(data_dir) if data_dir else None, samples=samples,
                       seconds=time.time() - t0, created=time.time(), device=str(device))

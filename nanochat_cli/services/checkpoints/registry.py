@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services import paths
 from nanochat_cli.services.checkpoints.compat import (
     ActiveConfig,
@@ -203,7 +204,7 @@ class CheckpointRegistry:
 
                 try:
                     tok_dir = str(cache_dir(base, resolved["model.vocab_size"], data_id(Path(data_dir))))
-                except EngineError as e:
+                except USER_ERRORS as e:
                     note = str(e)
             else:
                 note = f"data dir {data_dir} not built yet; a tokenizer is trained on first run"
@@ -211,7 +212,7 @@ class CheckpointRegistry:
             if (Path(tok_dir) / "tokenizer.pkl").is_file():
                 try:
                     tok_hash, vocab = self._tokenizer_info(Path(tok_dir))
-                except EngineError as e:
+                except USER_ERRORS as e:
                     note = str(e)
             else:
                 note = f"no tokenizer at {tok_dir} yet; the first run trains it"
@@ -302,13 +303,13 @@ class CheckpointRegistry:
         entry.eval = report
 
     def evaluate(self, entry: CheckpointEntry, tokens: int = 65536, max_new_tokens: int = 64,
-                 data_dir: str | Path | None = None, device: str = "cpu", presets: list | None = None) -> EvalReport:
-        """Evaluate (val bpb + preset prompts) and cache the report in the index."""
+                 data_dir: str | Path | None = None, device: str = "cpu", prompts: list | None = None) -> EvalReport:
+        """Evaluate (val bpb + the eval prompt set) and cache the report in the index."""
         from nanochat_cli.services.checkpoints.evaluate import evaluate
 
         if not entry.complete:
             raise EngineError(f"{entry.ckpt_dir} step {entry.step}: {entry.status} ({entry.problem}): pick another")
         report = evaluate(entry.model_file, tokens=tokens, max_new_tokens=max_new_tokens,
-                          data_dir=data_dir or entry.data_dir, device=device, presets=presets)
+                          data_dir=data_dir or entry.data_dir, device=device, prompts=prompts)
         self.store_eval(entry, report)
         return report

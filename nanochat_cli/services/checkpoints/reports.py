@@ -1,4 +1,4 @@
-"""What an evaluation of a checkpoint produced: val bpb and the preset prompts' completions.
+"""What an evaluation of a checkpoint produced: val bpb and the eval prompt set's completions.
 
 Plain dataclasses (no torch) so the registry can keep reports in its JSON index and screens can show them.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 @dataclass
 class SampleResult:
-    name: str  # the preset's name
+    name: str  # the eval prompt's name
     mode: str  # "chat" | "continue"
     prompt: str
     completion: str

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.estimate import CompatInfo, compat_matrix
 from nanochat_cli.services.config.schema import (
@@ -37,7 +37,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9$][A-Za-z0-9$._-]{0,63}$")
 _TOP_KEYS = {"name", "description", "extends"}
 
 
-class PrefabError(EngineError):
+class PrefabError(AppError):
     """A prefab that cannot be found, read or written."""
 
 

@@ -20,11 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.fields import FieldInfo
 
 from engine.config import TrainConfig, explain
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services.registry import REGISTRY
 
 
-class ConfigError(EngineError):
+class ConfigError(AppError):
     """A config that does not validate; `issues` holds every problem, the message the first one."""
 
     def __init__(self, issues: list[ConfigIssue]) -> None:
@@ -164,7 +164,7 @@ def _spec(category: str, name: str, info: FieldInfo) -> FieldSpec:
     elif ann in (int, float, bool, str):
         type_name = ann.__name__
     else:
-        raise EngineError(f"{category}.{name}: unsupported field type {ann!r}: use int, float, bool, str or Literal")
+        raise AppError(f"{category}.{name}: unsupported field type {ann!r}: use int, float, bool, str or Literal")
     lo = hi = pattern = None
     lo_x = hi_x = False
     for m in info.metadata:
@@ -462,7 +462,7 @@ def to_engine_config(resolved: dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig(**values)
     except ValidationError as e:
-        raise EngineError(explain(e, "config")) from None
+        raise AppError(explain(e, "config")) from None
 
 
 def nest(values: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Input, Label, Select, Static
 
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS, AppError
 
 MODE_LABELS = {"chat": "chat (template)", "continue": "continuation (raw)"}
 
@@ -23,9 +23,9 @@ def _number(name: str, text: str, cast: Callable[[str], Any], what: str, low: fl
     try:
         value = cast(text.strip())
     except ValueError:
-        raise EngineError(f"{name}: {text.strip()!r} is not {what}: {hint}") from None
+        raise AppError(f"{name}: {text.strip()!r} is not {what}: {hint}") from None
     if value < low:
-        raise EngineError(f"{name}: {value} is below {low:g}: {hint}")
+        raise AppError(f"{name}: {value} is below {low:g}: {hint}")
     return value
 
 
@@ -74,7 +74,7 @@ class ChatControls(Vertical):
         self.query_one("#chat-mode", Select).value = mode
 
     def values(self) -> dict[str, Any]:
-        """Session settings from the boxes: {temperature, top_k, max_tokens, seed}; EngineError on a bad one."""
+        """Session settings from the boxes: {temperature, top_k, max_tokens, seed}; AppError on a bad one."""
         out = {}
         for input_id, (_label, attr, parse, _default) in FIELDS.items():
             out[attr] = parse(self.query_one(f"#{input_id}", Input).value)
@@ -88,7 +88,7 @@ class ChatControls(Vertical):
             try:
                 parse(box.value)
                 box.remove_class("-invalid")
-            except EngineError as e:
+            except USER_ERRORS as e:
                 box.add_class("-invalid")
                 problems.append(str(e))
         error = self.query_one("#chat-controls-error", Static)

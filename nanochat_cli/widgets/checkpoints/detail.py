@@ -1,5 +1,5 @@
 """The selected checkpoint in full: where it is, why it does or does not fit the active config (each reason with
-its remedy), and its latest evaluation (val bpb and the preset prompts' completions), or the evaluation running.
+its remedy), and its latest evaluation (val bpb and the eval prompts' completions), or the evaluation running.
 """
 
 from __future__ import annotations

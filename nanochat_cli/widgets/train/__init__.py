@@ -1,2 +1,3 @@
-"""Widgets of the Train screen: one panel widget per panel kind, the grid that lays them out from a layout
-preset, the run table and header, and the live-run handle they all read from."""
+"""Widgets of the Train screen: one panel widget per panel kind (progress, chart, stats, bars, samples,
+events, system) on a shared frame (base.py), the dashboard grid that places them from a layout, the layout
+editor, and their number formatting (fmt.py)."""

@@ -1,4 +1,4 @@
-"""One screen of a layout preset as a grid of panel widgets.
+"""One screen of a layout as a grid of panel widgets.
 
 Each placement spans `width` columns and `height` rows, in reading order, like Textual's grid places
 cells. Textual's grid does not wrap a cell that is wider than what is left of a row, so `plan` walks the
@@ -15,7 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual.widget import Widget
 
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services.panels import Layout
 from nanochat_cli.services.registry import REGISTRY
 from nanochat_cli.widgets.train.bars import BarsPanel
@@ -112,7 +112,7 @@ class Dashboard(Container):
     def _widget(self, panel: str) -> Widget:
         try:
             spec = self.preset.resolved(self.screen_id, panel, REGISTRY)
-        except EngineError as e:
+        except USER_ERRORS as e:
             return MessagePanel(panel, str(e))
         cls = PANEL_WIDGETS.get(spec.kind)
         if cls is None:

@@ -1,5 +1,5 @@
 """Layout editing on the Train screen, while a run trains: select a panel, add, remove, move it, change its
-refresh rate, save the layout as a preset or open another. Each edit returns a new validated Layout
+refresh rate, save the layout under a name or open another. Each edit returns a new validated Layout
 (services/panels.py) and the dashboard tabs are rebuilt from it; the run and its data are untouched.
 
 A mixin for TrainScreen: it uses the screen's `preset`, `active_view`, `selected`, `layouts`, `live`,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from engine.errors import EngineError
+from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import log_event
 from nanochat_cli.services.panels import MAX_HZ, Layout, LayoutStore
 from nanochat_cli.services.registry import REGISTRY
@@ -69,7 +69,7 @@ class LayoutEditor:
     async def _apply_layout(self, make: Any, select: str | None, what: str) -> None:
         try:
             layout = make()
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.napp._error(str(e))
             return
         self.preset, self.preset_edited = layout, True
@@ -159,7 +159,7 @@ class LayoutEditor:
                 return "enter a name"
             try:
                 layout.renamed(name)
-            except EngineError as e:
+            except USER_ERRORS as e:
                 return str(e)
             return None
 
@@ -168,16 +168,16 @@ class LayoutEditor:
                 return
             try:
                 path = self.layouts.save(layout, name)
-            except EngineError as e:
+            except USER_ERRORS as e:
                 self.napp._error(str(e))
                 return
             self.preset, self.preset_edited = self.layouts.get(name), False
-            shadows = " (it takes the place of the shipped one)" if REGISTRY.screen_preset(name) else ""
+            shadows = " (it takes the place of the shipped one)" if REGISTRY.layout(name) else ""
             self.notify(f"Saved layout {name}{shadows}: {self.napp.show_path(path)}")
             log_event("layout saved", layout=name, path=str(path))
             self._show_header()
 
-        self.app.push_screen(AskScreen("Save layout as", "a user preset in the config dir's layouts/",
+        self.app.push_screen(AskScreen("Save layout as", "a user layout in the config dir's layouts/",
                                        layout.name, check), save)
 
     def action_open_layout(self) -> None:
@@ -185,7 +185,7 @@ class LayoutEditor:
 
         try:
             presets = self.layouts.list()
-        except EngineError as e:
+        except USER_ERRORS as e:
             self.napp._error(str(e))
             return
         choices = [(p.name, f"{p.name} ({'yours' if p.origin == 'user' else 'shipped/plugin'})") for p in presets]
@@ -195,7 +195,7 @@ class LayoutEditor:
                 return
             try:
                 layout = self.layouts.get(name)
-            except EngineError as e:
+            except USER_ERRORS as e:
                 self.napp._error(str(e))
                 return
             self.preset, self.preset_edited, self.active_view = layout, False, None
@@ -204,4 +204,4 @@ class LayoutEditor:
                 return
             await self._rebuild()
 
-        self.app.push_screen(PickScreen("Open a layout preset", choices), open_)
+        self.app.push_screen(PickScreen("Open a layout", choices), open_)

@@ -1,7 +1,7 @@
 """Eval prompts editor (a modal): the prompts every checkpoint evaluation completes, edited and persisted.
 
 One row per prompt (name, mode, text); a line break in a prompt is typed as \\n. Save validates through
-`save_presets` (the error shows inline and nothing is written); Defaults refills the rows with the shipped list.
+`save_prompt_set` (the error shows inline and nothing is written); Defaults refills the rows with the shipped list.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Select, Static
 
-from engine.errors import EngineError
-from nanochat_cli.services.checkpoints.presets import MODES, SHIPPED, PromptPreset, load_presets, save_presets
+from nanochat_cli.errors import USER_ERRORS, AppError
+from nanochat_cli.services.checkpoints.prompts import MODES, SHIPPED, EvalPrompt, load_prompt_set, save_prompt_set
 
 
 def escape(prompt: str) -> str:
@@ -36,26 +36,26 @@ def unescape(text: str) -> str:
     return "".join(out)
 
 
-class PresetRow(Horizontal):
-    def __init__(self, preset: PromptPreset) -> None:
-        super().__init__(classes="preset-row")
-        self.preset = preset
+class PromptRow(Horizontal):
+    def __init__(self, prompt: EvalPrompt) -> None:
+        super().__init__(classes="prompt-row")
+        self.prompt = prompt
 
     def compose(self) -> ComposeResult:
-        yield Input(self.preset.name, placeholder="name", classes="preset-name", compact=True)
-        yield Select([(m, m) for m in MODES], value=self.preset.mode, allow_blank=False, compact=True,
-                     classes="preset-mode")
-        yield Input(escape(self.preset.prompt), placeholder="prompt (\\n = line break)", classes="preset-prompt",
+        yield Input(self.prompt.name, placeholder="name", classes="prompt-name", compact=True)
+        yield Select([(m, m) for m in MODES], value=self.prompt.mode, allow_blank=False, compact=True,
+                     classes="prompt-mode")
+        yield Input(escape(self.prompt.prompt), placeholder="prompt (\\n = line break)", classes="prompt-text",
                     compact=True)
-        yield Button("✕", classes="preset-remove", compact=True, tooltip="remove this prompt")
+        yield Button("✕", classes="prompt-remove", compact=True, tooltip="remove this prompt")
 
-    def value(self) -> PromptPreset:
-        return PromptPreset(self.query_one(".preset-name", Input).value.strip(),
-                            unescape(self.query_one(".preset-prompt", Input).value),
-                            str(self.query_one(".preset-mode", Select).value))
+    def value(self) -> EvalPrompt:
+        return EvalPrompt(self.query_one(".prompt-name", Input).value.strip(),
+                            unescape(self.query_one(".prompt-text", Input).value),
+                            str(self.query_one(".prompt-mode", Select).value))
 
 
-class PresetsScreen(ModalScreen[str | None]):
+class PromptSetScreen(ModalScreen[str | None]):
     """Dismissed with the saved file's path, or None when cancelled."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
@@ -65,12 +65,12 @@ class PresetsScreen(ModalScreen[str | None]):
         self.where = where
 
     def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog", id="presets"):
+        with Vertical(classes="dialog", id="prompt-set"):
             yield Static("Eval prompts", classes="dialog-title")
             yield Static(f"Every evaluation completes these greedily. continue = the model continues the text; "
                          f"chat = it answers it. Saved to {self.where}.", classes="dialog-text", markup=False)
-            yield VerticalScroll(id="preset-rows")
-            yield Static("", id="presets-error", classes="field-error", markup=False)
+            yield VerticalScroll(id="prompt-rows")
+            yield Static("", id="prompt-set-error", classes="field-error", markup=False)
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Add", id="add", compact=True)
                 yield Button("Defaults", id="defaults", compact=True, tooltip="the shipped prompts (saved on Save)")
@@ -79,19 +79,19 @@ class PresetsScreen(ModalScreen[str | None]):
 
     def on_mount(self) -> None:
         try:
-            presets = load_presets()
-        except EngineError as e:  # a hand-broken file: say so, start from the defaults
-            self.query_one("#presets-error", Static).update(f"{e} (showing the defaults)")
-            presets = load_presets(SHIPPED)
-        self._fill(presets)
+            prompts = load_prompt_set()
+        except USER_ERRORS as e:  # a hand-broken file: say so, start from the defaults
+            self.query_one("#prompt-set-error", Static).update(f"{e} (showing the defaults)")
+            prompts = load_prompt_set(SHIPPED)
+        self._fill(prompts)
 
-    def _fill(self, presets: list[PromptPreset]) -> None:
-        rows = self.query_one("#preset-rows")
+    def _fill(self, prompts: list[EvalPrompt]) -> None:
+        rows = self.query_one("#prompt-rows")
         rows.remove_children()
-        rows.mount_all(PresetRow(p) for p in presets)
+        rows.mount_all(PromptRow(p) for p in prompts)
 
-    def values(self) -> list[PromptPreset]:
-        return [row.value() for row in self.query(PresetRow)]
+    def values(self) -> list[EvalPrompt]:
+        return [row.value() for row in self.query(PromptRow)]
 
     @on(Button.Pressed, "#add")
     def _add(self) -> None:
@@ -99,28 +99,28 @@ class PresetsScreen(ModalScreen[str | None]):
         n = len(names) + 1
         while f"prompt-{n}" in names:
             n += 1
-        row = PresetRow(PromptPreset(f"prompt-{n}", "", "continue"))
-        self.query_one("#preset-rows").mount(row)
-        self.call_after_refresh(lambda: row.query_one(".preset-prompt", Input).focus())
+        row = PromptRow(EvalPrompt(f"prompt-{n}", "", "continue"))
+        self.query_one("#prompt-rows").mount(row)
+        self.call_after_refresh(lambda: row.query_one(".prompt-text", Input).focus())
 
-    @on(Button.Pressed, ".preset-remove")
+    @on(Button.Pressed, ".prompt-remove")
     def _remove(self, event: Button.Pressed) -> None:
         event.button.parent.remove()
 
     @on(Button.Pressed, "#defaults")
     def _defaults(self) -> None:
-        self._fill(load_presets(SHIPPED))
+        self._fill(load_prompt_set(SHIPPED))
 
     @on(Button.Pressed, "#save")
     def _save(self) -> None:
-        presets = self.values()
-        empty = [p.name or "(unnamed)" for p in presets if not p.name or not p.prompt]
+        prompts = self.values()
+        empty = [p.name or "(unnamed)" for p in prompts if not p.name or not p.prompt]
         try:
             if empty:
-                raise EngineError(f"eval prompts: {empty[0]} needs a name and a prompt: fill it in or remove it")
-            path = save_presets(presets)
-        except EngineError as e:
-            self.query_one("#presets-error", Static).update(str(e))
+                raise AppError(f"eval prompts: {empty[0]} needs a name and a prompt: fill it in or remove it")
+            path = save_prompt_set(prompts)
+        except USER_ERRORS as e:
+            self.query_one("#prompt-set-error", Static).update(str(e))
             return
         self.dismiss(str(path))
 
@@ -129,14 +129,14 @@ class PresetsScreen(ModalScreen[str | None]):
         self.dismiss(None)
 
 
-def open_presets_editor(app: Any) -> None:
+def open_prompt_set_editor(app: Any) -> None:
     """Open the editor over the current screen; a save is logged and confirmed with a toast."""
     from nanochat_cli.logging_setup import log_event
-    from nanochat_cli.services.checkpoints.presets import user_presets_path
+    from nanochat_cli.services.checkpoints.prompts import user_prompts_path
 
     def saved(path: str | None) -> None:
         if path:
             log_event("eval prompts saved", path=path)
             app.notify(f"Eval prompts saved to {app.show_path(Path(path))}")
 
-    app.push_screen(PresetsScreen(app.show_path(user_presets_path())), saved)
+    app.push_screen(PromptSetScreen(app.show_path(user_prompts_path())), saved)

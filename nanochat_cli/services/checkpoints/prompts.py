@@ -1,4 +1,4 @@
-"""Eval prompt presets: the prompts every checkpoint evaluation completes, editable and persisted.
+"""The eval prompt set: the prompts every checkpoint evaluation completes, editable and persisted.
 
 Shipped defaults live beside this module (eval_prompts.yaml); the user's edited list lives in the
 user config dir under the same name and, once saved, replaces the defaults. Written atomically.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from engine.errors import EngineError
+from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
 
@@ -21,53 +21,53 @@ MODES = ("continue", "chat")
 
 
 @dataclass
-class PromptPreset:
+class EvalPrompt:
     name: str
     prompt: str
     mode: str = "continue"  # "continue": the model continues the text; "chat": it answers a user turn
 
 
-def user_presets_path() -> Path:
+def user_prompts_path() -> Path:
     return paths.user_config_dir() / FILE_NAME
 
 
-def _parse(path: Path) -> list[PromptPreset]:
+def _parse(path: Path) -> list[EvalPrompt]:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise EngineError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix it or delete it for the "
+        raise AppError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix it or delete it for the "
                           "defaults") from None
     return _from_raw(raw, path)
 
 
-def _from_raw(raw: object, path: Path) -> list[PromptPreset]:
+def _from_raw(raw: object, path: Path) -> list[EvalPrompt]:
     items = raw.get("prompts") if isinstance(raw, dict) else None
     if not isinstance(items, list):
-        raise EngineError(f"{path}: expected a 'prompts:' list of {{name, prompt, mode}}: fix it or delete it")
+        raise AppError(f"{path}: expected a 'prompts:' list of {{name, prompt, mode}}: fix it or delete it")
     out, names = [], set()
     for i, item in enumerate(items):
         if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("prompt"), str)):
-            raise EngineError(f"{path}: prompts[{i}]: needs a text name and prompt: fix that entry")
+            raise AppError(f"{path}: prompts[{i}]: needs a text name and prompt: fix that entry")
         mode = item.get("mode", "continue")
         if mode not in MODES:
-            raise EngineError(f"{path}: prompts[{i}] ({item['name']}): mode {mode!r}: use continue or chat")
+            raise AppError(f"{path}: prompts[{i}] ({item['name']}): mode {mode!r}: use continue or chat")
         if item["name"] in names:
-            raise EngineError(f"{path}: prompts[{i}]: name {item['name']!r} is used twice: rename one")
+            raise AppError(f"{path}: prompts[{i}]: name {item['name']!r} is used twice: rename one")
         names.add(item["name"])
-        out.append(PromptPreset(item["name"], item["prompt"], mode))
+        out.append(EvalPrompt(item["name"], item["prompt"], mode))
     return out
 
 
-def load_presets(path: Path | None = None) -> list[PromptPreset]:
-    """The user's presets if saved, else the shipped defaults."""
-    path = Path(path) if path else user_presets_path()
+def load_prompt_set(path: Path | None = None) -> list[EvalPrompt]:
+    """The user's prompt set if saved, else the shipped defaults."""
+    path = Path(path) if path else user_prompts_path()
     return _parse(path if path.is_file() else SHIPPED)
 
 
-def save_presets(presets: list[PromptPreset], path: Path | None = None) -> Path:
+def save_prompt_set(prompts: list[EvalPrompt], path: Path | None = None) -> Path:
     """Persist an edited list (validated the same way it is read back)."""
-    path = Path(path) if path else user_presets_path()
-    raw = {"prompts": [asdict(p) for p in presets]}
+    path = Path(path) if path else user_prompts_path()
+    raw = {"prompts": [asdict(p) for p in prompts]}
     _from_raw(raw, path)  # refuse to write a list that would not load back
     text = "# Eval prompts (nanochat-cli). mode: continue | chat. Delete this file to get the defaults back.\n"
     text += yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
@@ -75,6 +75,6 @@ def save_presets(presets: list[PromptPreset], path: Path | None = None) -> Path:
     return path
 
 
-def reset_presets(path: Path | None = None) -> None:
+def reset_prompt_set(path: Path | None = None) -> None:
     """Drop the user's list so the shipped defaults apply again."""
-    (Path(path) if path else user_presets_path()).unlink(missing_ok=True)
+    (Path(path) if path else user_prompts_path()).unlink(missing_ok=True)

@@ -1,16 +1,15 @@
 """Throughput plugin: watch tokens/s and MFU, and warn when they fall below floors set in the run config.
 
 It adds a "throughput" config category (so the floors live in prefabs and `--set throughput.min_mfu=0.3`),
-two panels that read metrics the engine already reports in its step events, and a "throughput" screen
-preset. The panels' thresholds name the config keys, so the TUI compares against the run's own values.
+two panels that read metrics the engine already reports in its step events, and a "throughput" layout.
+The panels' thresholds name the config keys, so the TUI compares against the run's own values.
 """
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from nanochat_cli.services.panels import Layout, PanelSpec, Thresholds
-from nanochat_cli.services.registry import Registry
+from nanochat_cli.plugin_api import Layout, PanelSpec, Registry, Thresholds
 
 
 class ThroughputConfig(BaseModel):
@@ -31,7 +30,7 @@ PANELS = [
               help="latest MFU, tokens/s, step time and peak memory; warns below throughput.min_mfu"),
 ]
 
-PRESET = {
+LAYOUT = {
     "name": "throughput",
     "description": "where the time goes: throughput, efficiency, step-time breakdown, machine",
     "screens": [{"id": "throughput", "title": "Throughput", "columns": 2, "panels": [
@@ -48,4 +47,4 @@ def register(registry: Registry) -> None:
     registry.register_category("throughput", ThroughputConfig, "throughput and MFU alert floors")
     for spec in PANELS:
         registry.register_panel(spec)
-    registry.register_screen_preset("throughput", Layout.parse(PRESET, registry))
+    registry.register_layout("throughput", Layout.parse(LAYOUT, registry))
