@@ -19,3 +19,10 @@ def param_count(n: int | None) -> str:
         if n >= div:
             return f"{n / div:.1f}{unit}"
     return str(n)
+
+
+def setting(value: object) -> str:
+    """A config value in a table or a sentence: on/off for booleans, '-' for none."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return "-" if value is None else str(value)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nanochat_cli.cli.common import add_set_option, confirm, fail, parse_sets, prefab_store
-from nanochat_cli.formatting import file_size, param_count
+from nanochat_cli.formatting import file_size, param_count, setting
 
 if TYPE_CHECKING:
     from nanochat_cli.services.registry import Registry
@@ -45,9 +45,10 @@ def _active_config(args: argparse.Namespace) -> dict[str, Any]:
     return prefab_store().resolve(state.prefab, {**state.overrides, **overrides})
 
 
-def _row(e, compat) -> dict[str, Any]:
+def _row(e, compat, fields) -> dict[str, Any]:
     d = e.to_dict()
     d.pop("user_config")
+    d["fields"] = {f.key: e.setting(f.key) for f in fields}  # what plugins show as checkpoint fields
     d["label"] = e.label
     d["resumable"] = e.resumable
     d["compat"] = {"level": compat.level, "reasons": [vars(r) for r in compat.reasons]}
@@ -59,12 +60,15 @@ def cmd_checkpoints_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from nanochat_cli.services.registry import REGISTRY
+
     resolved = _active_config(args)
     rows = _registry(args.base_dir, resolved).with_compat(resolved)
+    fields = REGISTRY.checkpoint_fields()
     if args.compatible:
         rows = [(e, c) for e, c in rows if c.loadable]
     if args.json:
-        print(json.dumps([_row(e, c) for e, c in rows], indent=1, default=str))
+        print(json.dumps([_row(e, c, fields) for e, c in rows], indent=1, default=str))
         return 0
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     if not rows:
@@ -74,13 +78,13 @@ def cmd_checkpoints_list(args: argparse.Namespace) -> int:
         return 0
     colour = {"compatible": "green", "warnings": "yellow", "incompatible": "red"}
     table = Table("checkpoint", "phase", "step", "status", "val bpb", "params", "depth", "vocab", "seq", "window",
-                  "tokenizer", "MC", "date", "size")
+                  "tokenizer", *(f.header for f in fields), "date", "size")
     for e, c in rows:
         status = c.level if e.complete else e.status
         table.add_row(e.label, e.phase, str(e.step), f"[{colour.get(c.level, 'red')}]{status}[/]",
                       f"{e.val_bpb:.4f}" if e.val_bpb is not None else "-", param_count(e.params),
                       str(e.depth or "-"), str(e.vocab_size or "-"), str(e.sequence_len or "-"),
-                      e.window_pattern or "-", e.tokenizer_hash or "-", "on" if e.mc else "off",
+                      e.window_pattern or "-", e.tokenizer_hash or "-", *(setting(e.setting(f.key)) for f in fields),
                       time.strftime("%Y-%m-%d %H:%M", time.localtime(e.date)), file_size(e.size_bytes))
     console.print(table)
     for e, c in rows:

@@ -212,6 +212,11 @@ def load_plugins(registry: Registry, extra_dirs: Iterable[str | Path] | None = N
 def load_user_plugins(registry: Registry) -> PluginReport:
     """What the app and the CLI load: in-repo plugins, the user plugin folder and entry points, minus the
     ones the user disabled. Raises AppError when the settings file is broken."""
+    # the built-ins first: plugins may name core config keys, panels and sources
+    import nanochat_cli.services.config.schema  # noqa: F401
+    import nanochat_cli.services.ingest  # noqa: F401
+    import nanochat_cli.services.panels  # noqa: F401
+
     return load_plugins(registry, extra_dirs=[paths.user_plugins_dir()], disabled=disabled_plugins())
 
 

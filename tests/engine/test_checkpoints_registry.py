@@ -16,6 +16,7 @@ from ckpt_helpers import (
     train_tokenizer,
     write_data_dir,
 )
+from plugin_helpers import plugin_registered, register_megacontext
 
 from engine.checkpoint import PHASE_DIRS as ENGINE_PHASE_DIRS
 from engine.checkpoint import checkpoint_dir
@@ -28,6 +29,15 @@ from nanochat_cli.services.checkpoints.compat import arch_overrides
 from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.config.schema import model_dim
+
+MC = "megacontext.enabled"
+
+
+@pytest.fixture
+def megacontext():
+    """A plugin that makes MegaContext's on/off a checkpoint field (no such plugin ships yet)."""
+    with plugin_registered("megacontext", register_megacontext):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +86,7 @@ def test_phase_dirs_match_the_engine():
     assert entries.PHASE_DIRS == ENGINE_PHASE_DIRS
 
 
-def test_listing_statuses_fields_and_compat(base, resolved, shared):
+def test_listing_statuses_fields_and_compat(base, resolved, shared, megacontext):
     tok, data, _ = shared
     rows = {(e.tag, e.step): (e, c) for e, c in CheckpointRegistry(base).with_compat(resolved)}
     expected = {("tiny", 5), ("tiny", 10), ("trunc", 3), ("deep", 7), ("badmeta", 1)}
@@ -88,7 +98,7 @@ def test_listing_statuses_fields_and_compat(base, resolved, shared):
     assert (ours.status, ours.origin, ours.phase, ours.run, ours.val_bpb) == ("complete", "ours", "base", "tiny", 2.5)
     assert ours.params == tiny_model(300).num_params()
     assert (ours.depth, ours.vocab_size, ours.sequence_len, ours.window_pattern) == (2, 300, 64, "SL")
-    assert ours.tokenizer_hash == tok.fingerprint and ours.mc is False and ours.resumable
+    assert ours.tokenizer_hash == tok.fingerprint and ours.setting(MC) is False and ours.resumable
     assert ours.size_bytes == sum(p.stat().st_size for p in ours.files()) and ours.date > 0
     assert compat.level == "compatible" and compat.reasons == []
 
@@ -114,7 +124,7 @@ def test_listing_statuses_fields_and_compat(base, resolved, shared):
         meta = json.loads((STOCK_FIXTURE / "meta_000000.json").read_text())
         assert (stock.origin, stock.run, stock.label, stock.status) == ("stock", None, "d4", "complete")
         assert stock.params == GPT(GPTConfig(**meta["model_config"])).num_params()
-        assert stock.mc is False and stock.tokenizer_hash is None and not stock.resumable
+        assert stock.setting(MC) is False and stock.tokenizer_hash is None and not stock.resumable
         messages = " | ".join(r.message for r in compat.reasons)
         remedies = " | ".join(r.remedy for r in compat.reasons)
         assert compat.level == "incompatible"
@@ -133,7 +143,7 @@ def test_arch_overrides_rebuild_the_shape():
         assert o["model.n_kv_head"] == (None if mc["n_kv_head"] == mc["n_head"] else mc["n_kv_head"])
 
 
-def test_tokenizer_mc_and_data_differences(tmp_path, shared, resolved, base):
+def test_tokenizer_mc_and_data_differences(tmp_path, shared, resolved, base, megacontext):
     tok, data, root = shared
     other_tok = train_tokenizer(tmp_path / "other-tok")  # same texts: same tokens…
     assert other_tok.fingerprint == tok.fingerprint
@@ -151,7 +161,7 @@ def test_tokenizer_mc_and_data_differences(tmp_path, shared, resolved, base):
     assert reason.remedy == f"use its tokenizer: set data.tokenizer_dir={rev.directory}"
 
     entry, compat = rows["mc"]
-    assert entry.mc is True and compat.level == "warnings"
+    assert entry.setting(MC) is True and compat.level == "warnings"
     text = [(r.message, r.remedy) for r in compat.reasons]
     assert ("MegaContext is on in the checkpoint, off in the config", "set megacontext.enabled=true") in text
     assert any("trained on other data" in m and f"data.data_dir={other_data}" in r for m, r in text)

@@ -18,6 +18,7 @@ from ckpt_screen_helpers import (
     select,
     settle,
 )
+from plugin_helpers import plugin_registered, register_megacontext
 from textual.widgets import Input
 
 from engine.checkpoint import checkpoint_dir
@@ -63,7 +64,14 @@ def detail(app) -> str:
     return str(app.screen.query_one("#detail-text").content)
 
 
-async def test_listing_shows_each_status_and_the_filter(world, tmp_path):
+@pytest.fixture
+def megacontext():
+    """A plugin's checkpoint field (a MegaContext stand-in): the listing gets its MC column."""
+    with plugin_registered("megacontext", register_megacontext):
+        yield
+
+
+async def test_listing_shows_each_status_and_the_filter(world, tmp_path, megacontext):
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)

@@ -1,5 +1,6 @@
 """SVG snapshot of the Checkpoints tab over real tiny checkpoints (compatible, corrupt, incompatible), the
-compatible one selected with a cached evaluation. Deterministic: fixed file dates in UTC, labelled dirs, a
+compatible one selected with a cached evaluation, and a plugin's checkpoint field (the MC column of a
+MegaContext stand-in). Deterministic: fixed file dates in UTC, labelled dirs, a
 stored eval report with fixed figures, no clock in the picture.
 
 Update after an intended UI change: pytest tests/tui/test_checkpoints_screen_snapshots.py --snapshot-update
@@ -11,6 +12,7 @@ import time
 
 import pytest
 from ckpt_screen_helpers import build_world, make_app, select, settle, synthetic_tokenizer
+from plugin_helpers import plugin_registered, register_megacontext
 
 from engine.checkpoint import checkpoint_dir
 from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
@@ -34,8 +36,9 @@ def app(tmp_path, tok_src, monkeypatch):
         samples=[SampleResult("python-function", "continue", "def fibonacci(n):", " return n", 3, 0.01),
                  SampleResult("chat-greeting", "chat", "Hello! Who are you?", "I am a tiny model.", 6, 0.02)],
         seconds=1.5, created=0.0, device="cpu"))
-    yield make_app(tmp_path, base_dir_label="~/.cache/nanochat", config_dir_label="~/.config/nanochat-cli",
-                   clock=lambda: 0.0)
+    with plugin_registered("megacontext", register_megacontext):
+        yield make_app(tmp_path, base_dir_label="~/.cache/nanochat", config_dir_label="~/.config/nanochat-cli",
+                       clock=lambda: 0.0)
     monkeypatch.undo()
     time.tzset()
 

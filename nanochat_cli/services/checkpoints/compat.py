@@ -11,7 +11,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from nanochat_cli.services.checkpoints.entries import MC_KEY, CheckpointEntry
+from nanochat_cli.formatting import setting
+from nanochat_cli.services.checkpoints.entries import CheckpointEntry
+from nanochat_cli.services.registry import REGISTRY, Registry
 
 
 @dataclass
@@ -44,7 +46,6 @@ class ActiveConfig:
     tokenizer_note: str
     explicit_tokenizer: bool  # data.tokenizer_dir is set
     data_dir: str | None
-    mc: bool
 
 
 def arch_overrides(model_config: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +92,13 @@ _ARCH_NAMES = {"n_layer": "depth", "n_embd": "model_dim", "n_head": "heads", "n_
                "sequence_len": "max_seq_len", "window_pattern": "window_pattern"}
 
 
-def compatibility(entry: CheckpointEntry, active: ActiveConfig) -> Compat:
-    """Can `entry` seed a run of the active config (and be evaluated/chatted with)? Reasons carry remedies."""
+def _cli_value(v: Any) -> str:
+    return "none" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def compatibility(entry: CheckpointEntry, active: ActiveConfig, registry: Registry = REGISTRY) -> Compat:
+    """Can `entry` seed a run of the active config (and be evaluated/chatted with)? Reasons carry remedies.
+    Besides the model, tokenizer and data, each checkpoint field a plugin registered is compared."""
     reasons: list[CompatReason] = []
 
     def add(level: str, message: str, remedy: str, overrides: dict[str, Any] | None = None) -> None:
@@ -135,9 +141,12 @@ def compatibility(entry: CheckpointEntry, active: ActiveConfig) -> Compat:
             "start from its weights (init_from)")
     elif not entry.resumable:
         add("warn", "no optimizer state for every rank: it cannot be resumed exactly", "start from its weights")
-    if entry.mc != active.mc:
-        add("warn", f"MegaContext is {'on' if entry.mc else 'off'} in the checkpoint, {'on' if active.mc else 'off'} "
-                    "in the config", f"set {MC_KEY}={'true' if entry.mc else 'false'}", {MC_KEY: entry.mc})
+    for f in registry.checkpoint_fields():
+        in_ckpt = entry.setting(f.key, registry)
+        in_config = active.resolved.get(f.key, registry.config_default(f.key))
+        if in_ckpt != in_config:
+            add(f.level, f"{f.title} is {setting(in_ckpt)} in the checkpoint, {setting(in_config)} in the config",
+                f"set {f.key}={_cli_value(in_ckpt)}", {f.key: in_ckpt})
     level = ("incompatible" if any(r.level == "error" for r in reasons)
              else "warnings" if reasons else "compatible")
     return Compat(level, reasons)

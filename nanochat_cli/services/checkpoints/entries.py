@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from nanochat_cli.services.checkpoints.reports import EvalReport
+from nanochat_cli.services.registry import MISSING, REGISTRY, Registry
 
 # engine.checkpoint.PHASE_DIRS (importing that module would load torch); a test keeps them equal
 PHASE_DIRS = {"base": "base_checkpoints", "sft": "chatsft_checkpoints", "rl": "chatrl_checkpoints"}
 PHASE_OF_DIR = {v: k for k, v in PHASE_DIRS.items()}
 _FILE_RE = re.compile(r"^(?:meta_(\d{6})\.json|model_(\d{6})\.pt|optim_(\d{6})_rank(\d+)\.pt)$")
 MODEL_CONFIG_KEYS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "window_pattern")
-MC_KEY = "megacontext.enabled"  # the MegaContext plugin's on/off field (category "megacontext", field "enabled")
 
 
 @dataclass
@@ -48,7 +48,6 @@ class CheckpointEntry:
     tokenizer_hash: str | None = None
     tokenizer_dir: str | None = None  # as recorded in the meta
     data_dir: str | None = None
-    mc: bool = False  # MegaContext plugin on (user_config), False when absent
     date: float = 0.0  # mtime of the newest file of this step
     size_bytes: int = 0
     optim_ranks: list[int] = field(default_factory=list)
@@ -98,6 +97,12 @@ class CheckpointEntry:
         optims = [self.path / f"optim_{self.step:06d}_rank{r}.pt" for r in sorted(self.optim_ranks)]
         return [p for p in (self.meta_file, self.model_file, *optims) if p.exists()]
 
+    def setting(self, key: str, registry: Registry = REGISTRY) -> Any:
+        """The value of config key `key` this checkpoint was trained with: as its meta recorded it, else the
+        field's default (stock nanochat records none). Plugins name such keys as checkpoint fields."""
+        value = recorded_value(self.user_config, key)
+        return registry.config_default(key) if value is MISSING else value
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("eval")
@@ -109,13 +114,15 @@ class CheckpointEntry:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def mc_enabled(user_config: dict[str, Any] | None) -> bool:
-    """The MegaContext flag: `megacontext.enabled` flat, or {"megacontext": {"enabled": ...}} nested."""
+def recorded_value(user_config: dict[str, Any] | None, key: str) -> Any:
+    """Config key "category.field" as a meta's user_config holds it: flat, or nested as {category: {field: ...}}.
+    MISSING when it is not there."""
     uc = user_config or {}
-    if MC_KEY in uc:
-        return bool(uc[MC_KEY])
-    section = uc.get("megacontext")
-    return bool(section.get("enabled", False)) if isinstance(section, dict) else False
+    if key in uc:
+        return uc[key]
+    category, _, name = key.partition(".")
+    section = uc.get(category)
+    return section.get(name, MISSING) if isinstance(section, dict) else MISSING
 
 
 def param_count(model_config: dict[str, Any]) -> int:
@@ -227,7 +234,6 @@ def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> 
     entry.tokenizer_dir = meta.get("tokenizer_dir") or None
     entry.data_dir = meta.get("data_dir") or None
     entry.world_size = meta.get("world_size") if isinstance(meta.get("world_size"), int) else None
-    entry.mc = mc_enabled(uc)
     if entry.status == "complete":
         problem = check_model_file(files["model"])
         if problem:

@@ -33,7 +33,6 @@ from nanochat_cli.services.checkpoints.compat import (
     stock_tokenizer_dir,
 )
 from nanochat_cli.services.checkpoints.entries import (
-    MC_KEY,
     PHASE_DIRS,
     PHASE_OF_DIR,
     CheckpointEntry,
@@ -219,7 +218,7 @@ class CheckpointRegistry:
         self._save_index()
         return ActiveConfig(resolved=resolved, base=base, model_config=config_model_config(resolved, vocab),
                             tokenizer_dir=tok_dir, tokenizer_hash=tok_hash, tokenizer_note=note,
-                            explicit_tokenizer=explicit, data_dir=data_dir, mc=bool(resolved.get(MC_KEY, False)))
+                            explicit_tokenizer=explicit, data_dir=data_dir)
 
     def with_compat(self, resolved: dict[str, Any]) -> list[tuple[CheckpointEntry, Compat]]:
         active = self.active(resolved)

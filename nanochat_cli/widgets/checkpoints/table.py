@@ -10,12 +10,13 @@ import time
 from rich.text import Text
 from textual.widgets import DataTable
 
-from nanochat_cli.formatting import file_size, param_count
+from nanochat_cli.formatting import file_size, param_count, setting
 from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
+from nanochat_cli.services.registry import REGISTRY
 
 COLUMNS = ("checkpoint", "phase", "step", "status", "val bpb", "params", "depth", "vocab", "seq", "window",
-           "tokenizer", "MC", "date", "size")
+           "tokenizer", "date", "size")  # each checkpoint field a plugin registered goes before "date"
 FILTERS = ("all", "loadable", "compatible")
 # status -> theme variable for its colour
 STATUS_COLOUR = {"compatible": "success", "warnings": "warning", "incompatible": "error", "incomplete": "error",
@@ -45,7 +46,8 @@ def cells(entry: CheckpointEntry, compat: Compat, colours: dict[str, str]) -> li
     return [entry.label, entry.phase, str(entry.step), Text(status, style=colours.get(STATUS_COLOUR[status], "")),
             f"{entry.val_bpb:.4f}" if entry.val_bpb is not None else "-", param_count(entry.params), num(entry.depth),
             num(entry.vocab_size), num(entry.sequence_len), entry.window_pattern or "-", entry.tokenizer_hash or "-",
-            "on" if entry.mc else "off", time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.date)),
+            *(setting(entry.setting(f.key)) for f in REGISTRY.checkpoint_fields()),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.date)),
             file_size(entry.size_bytes)]
 
 
@@ -54,7 +56,8 @@ class CheckpointTable(DataTable):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        for name in COLUMNS:
+        fields = [f.header for f in REGISTRY.checkpoint_fields()]
+        for name in (*COLUMNS[:-2], *fields, *COLUMNS[-2:]):
             self.add_column(name, key=name)
 
     def show(self, rows: list[tuple[CheckpointEntry, Compat]]) -> None:
