@@ -17,6 +17,7 @@ Importing this module stays cheap (no torch, no textual, no pydantic): each comm
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -88,8 +89,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if code is None else int(code)
 
 
+def _quiet_logs() -> None:
+    """No log records on the terminal (a plugin's traceback, say): the CLI says what matters in one line.
+    NANOCHAT_CLI_DEBUG=1 lets warnings and their tracebacks through to stderr."""
+    logger = logging.getLogger("nanochat_cli")
+    if not os.environ.get("NANOCHAT_CLI_DEBUG") and not any(isinstance(h, logging.NullHandler)
+                                                             for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    _quiet_logs()
     register_builtin_commands(REGISTRY)
     if argv and argv[0] != "--version":  # bare: the TUI loads plugins itself and toasts failures
         code = _load_plugins(REGISTRY, quiet=argv[0] == "plugins")
