@@ -31,7 +31,6 @@ from textual.theme import Theme
 from engine import __version__
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
-from nanochat_cli.screens.names import SCREENS
 from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.prefabs import PrefabStore
@@ -40,6 +39,7 @@ from nanochat_cli.services.plugins import load_user_plugins
 from nanochat_cli.services.registry import REGISTRY
 from nanochat_cli.services.secrets import SecretStore
 from nanochat_cli.services.state import load_state
+from nanochat_cli.tabs import SCREENS
 from nanochat_cli.widgets.shell.status_bar import StatusInfo
 
 GC_GEN0_THRESHOLD = 7000  # allocations between young collections (CPython's default is 700)
@@ -144,9 +144,7 @@ class NanochatApp(App[None]):
         for name, error in self.plugin_report.failed:
             self._error(f"plugin {name} disabled: {error}")
         if self.start_run is not None:
-            from nanochat_cli.screens.train import launch
-
-            launch(self, self.start_run, self.start_config)
+            self.launch_run(self.start_run, self.start_config)
         self._update_status(screen=self.current_mode, debug=self.app_log.debug,
                             mode=self.session.launch_mode(),
                             machine=machine_summary(self.machine) if self.machine else "…")
@@ -308,7 +306,7 @@ class NanochatApp(App[None]):
         self._config_changed("prefab saved", name=name, path=str(path), overwrite=overwrite)
         self.notify(f"Saved prefab {name} ({self.show_path(path)})")
 
-    # ---- training runs (the Train screen module does the work) -------------------------------------
+    # ---- training runs -----------------------------------------------------------------------------
     @property
     def orchestrator(self) -> Any:
         """The RunOrchestrator for <base>/runs (made on first use: start-up stays light)."""
@@ -319,9 +317,45 @@ class NanochatApp(App[None]):
         return self._orchestrator
 
     def action_launch_run(self) -> None:
-        from nanochat_cli.screens.train import launch_from_session
+        """Launch the Config tab's current config (prefab + overrides), if it validates."""
+        problems = self.session.problems()
+        if problems:
+            self._error(f"Fix {len(problems)} problem(s) before launching: {problems[0]}")
+            return
+        from nanochat_cli.services.orchestrator import spec_from_resolved
 
-        launch_from_session(self)
+        try:
+            spec = spec_from_resolved(self.session.current)
+        except USER_ERRORS as e:
+            self._error(str(e))
+            return
+        self.launch_run(spec, dict(self.session.current))
+
+    def launch_run(self, spec: Any, resolved: dict[str, Any] | None = None) -> None:
+        """Start `spec` (a LaunchSpec) off the UI thread, then show it on the Train tab; the final run name is
+        toasted. The Config tab, the palette, the Checkpoints tab and `nanochat-cli train` all launch here."""
+        from nanochat_cli.services.orchestrator import secret_env
+
+        wanted = spec.config.run
+
+        def start() -> None:
+            try:
+                env = secret_env(spec.config, self.secrets)
+                info = self.orchestrator.start(spec, resume=spec.config.resume, env=env)
+            except (*USER_ERRORS, OSError) as e:
+                self.call_from_thread(self._error, f"launch failed: {e}")
+                return
+            self.call_from_thread(started, info)
+
+        def started(info: Any) -> None:
+            self.launched[info.name] = (spec, resolved)
+            log_event("run launched", run=info.name, command=info.command)
+            taken = f" ({wanted} was taken)" if info.name != wanted else ""
+            self.notify(f"Started run {info.name}{taken}")
+            self.active_run = info.name
+            self.action_show_screen("train")
+
+        self.run_worker(start, thread=True, group="launch")
 
     # ---- tokens ----------------------------------------------------------------------------------
     def action_auth(self) -> None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from nanochat_cli.screens.names import SCREENS
+from nanochat_cli.tabs import SCREENS
 
 if TYPE_CHECKING:
     from nanochat_cli.app import NanochatApp

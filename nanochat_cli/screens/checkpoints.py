@@ -243,11 +243,9 @@ class CheckpointsScreen(AppScreen):
 
     def _launch(self, entry: CheckpointEntry, baseline: Any) -> None:
         """Start it the way the Train tab launches runs (off the UI thread), which then shows it live."""
-        from nanochat_cli.screens.train import launch
-
         log_event("run from checkpoint", mode=baseline.mode, checkpoint=str(entry.model_file),
                   run=baseline.spec.config.run)
-        launch(self.napp, baseline.spec, baseline.resolved)
+        self.napp.launch_run(baseline.spec, baseline.resolved)
 
     def action_evaluate(self) -> None:
         if self._evaluating is not None:

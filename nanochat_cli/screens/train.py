@@ -33,10 +33,8 @@ from nanochat_cli.screens.base import AppScreen
 from nanochat_cli.services.config.schema import field_specs
 from nanochat_cli.services.orchestrator import (
     HUNG_AFTER_S,
-    LaunchSpec,
     RunInfo,
     per_node_commands,
-    secret_env,
     spec_from_resolved,
 )
 from nanochat_cli.services.panels import Layout, LayoutStore
@@ -55,46 +53,6 @@ STATUS_STYLE = {"running": "success", "starting": "accent", "stopping": "accent"
                 "hung": "warning", "failed": "error", "crashed": "error", "finished": "primary",
                 "stopped": "primary", "unknown": "warning"}
 STATUS_MIN_S = 0.25  # new data re-checks the run's status at most this often (else once a second)
-
-
-# ---- launching (from the Config tab, the palette, or `nanochat-cli train` on a terminal) ---------------
-
-def launch(app: NanochatApp, spec: LaunchSpec, resolved: dict[str, Any] | None = None) -> None:
-    """Start `spec` off the UI thread, then show it on the Train tab; the final run name is toasted."""
-    wanted = spec.config.run
-
-    def start() -> None:
-        try:
-            env = secret_env(spec.config, app.secrets)
-            info = app.orchestrator.start(spec, resume=spec.config.resume, env=env)
-        except (*USER_ERRORS, OSError) as e:
-            app.call_from_thread(app._error, f"launch failed: {e}")
-            return
-        app.call_from_thread(started, info)
-
-    def started(info: RunInfo) -> None:
-        app.launched[info.name] = (spec, resolved)
-        log_event("run launched", run=info.name, command=info.command)
-        taken = f" ({wanted} was taken)" if info.name != wanted else ""
-        app.notify(f"Started run {info.name}{taken}")
-        app.active_run = info.name
-        app.action_show_screen("train")
-
-    app.run_worker(start, thread=True, group="launch")
-
-
-def launch_from_session(app: NanochatApp) -> None:
-    """Launch the Config tab's current config (prefab + overrides), if it validates."""
-    problems = app.session.problems()
-    if problems:
-        app._error(f"Fix {len(problems)} problem(s) before launching: {problems[0]}")
-        return
-    try:
-        spec = spec_from_resolved(app.session.current)
-    except USER_ERRORS as e:
-        app._error(str(e))
-        return
-    launch(app, spec, dict(app.session.current))
 
 
 def dotted_config(engine_config: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from textual.containers import Horizontal
 from textual.events import Click
 from textual.widgets import Static
 
-from nanochat_cli.screens.names import SCREENS
+from nanochat_cli.tabs import SCREENS
 
 
 class NavItem(Static):
