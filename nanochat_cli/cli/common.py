@@ -31,9 +31,39 @@ def console(pipe_width: int = 120) -> Any:
     return Console(width=None if sys.stdout.isatty() else pipe_width, highlight=False)
 
 
+class Plugins:
+    """Loads the user's plugins into the registry at most once per command, and only for commands that use
+    what plugins add (config categories, checkpoint fields, their own commands): `auth` or `runs list` stay
+    quick. A plugin that failed is named in one warning line per command."""
+
+    def __init__(self) -> None:
+        self.loaded = False
+
+    def reset(self) -> None:
+        """A new command starts (main() calls this; tests run many commands in one process)."""
+        self.loaded = False
+
+    def ensure(self, quiet: bool = False) -> None:
+        if self.loaded:
+            return
+        from nanochat_cli.services.plugins import load_user_plugins
+        from nanochat_cli.services.registry import REGISTRY
+
+        report = load_user_plugins(REGISTRY)
+        self.loaded = True
+        if not quiet:
+            for name, error in report.failed:
+                warn(f"plugin {name} failed to load: {error} (nanochat-cli plugins list)")
+
+
+PLUGINS = Plugins()
+
+
 def prefab_store() -> Any:
+    """The prefab store, with plugins loaded first: their config categories are part of every prefab."""
     from nanochat_cli.services.config.prefabs import PrefabStore
 
+    PLUGINS.ensure()
     return PrefabStore()
 
 

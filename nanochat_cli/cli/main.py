@@ -8,8 +8,9 @@
     nanochat-cli <a plugin's command> ...                 (docs/plugins.md: registry.register_cli_command)
 
 Every command, built in or from a plugin, is a `CliCommand` in the registry; the parser is built from
-there. Plugins are loaded before parsing (their config categories and commands must exist by then),
-except for a bare start (the TUI loads them itself) and `--version`.
+there. Plugins are loaded before parsing for `--help` and for a command that is not built in (it may be a
+plugin's); a built-in command loads them when it needs what they add (`common.PLUGINS`, e.g. through
+`prefab_store()`), so `auth` or `runs list` stay quick. A bare start leaves them to the TUI.
 Errors are one line on stderr, `nanochat-cli: error: <field/file>: <problem>: <fix>`, exit code 2.
 Importing this module stays cheap (no torch, no textual, no pydantic): each command imports what it uses.
 """
@@ -25,7 +26,7 @@ from typing import Any
 
 from engine import __version__
 from nanochat_cli.cli import auth, checkpoints, plugins, prefabs, runs
-from nanochat_cli.cli.common import PROG, fail, warn
+from nanochat_cli.cli.common import PLUGINS, PROG, fail
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services.registry import REGISTRY, Registry
 
@@ -65,20 +66,6 @@ def build_parser(registry: Registry = REGISTRY) -> argparse.ArgumentParser:
     return p
 
 
-def _load_plugins(registry: Registry, quiet: bool) -> int | None:
-    """Load the user's plugins into `registry`; warn about failed ones. An exit code when that cannot run."""
-    from nanochat_cli.services.plugins import load_user_plugins
-
-    try:
-        report = load_user_plugins(registry)
-    except USER_ERRORS as e:
-        return fail(str(e))
-    if not quiet:
-        for name, error in report.failed:
-            warn(f"plugin {name} failed to load: {error} (nanochat-cli plugins list)")
-    return None
-
-
 def _run(args: argparse.Namespace) -> int:
     func: Any = getattr(args, "func", None)
     if func is None:  # only a plugin command can get here: ours all set one
@@ -102,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     _quiet_logs()
     register_builtin_commands(REGISTRY)
-    if argv and argv[0] != "--version":  # bare: the TUI loads plugins itself and toasts failures
-        code = _load_plugins(REGISTRY, quiet=argv[0] == "plugins")
-        if code is not None:
-            return code
+    PLUGINS.reset()
+    builtin = bool(argv) and (argv[0] == "--version" or REGISTRY.cli_command(argv[0]) is not None)
+    if argv and not builtin:  # --help or a plugin's command: the parser needs every plugin's commands
+        try:
+            PLUGINS.ensure()
+        except USER_ERRORS as e:
+            return fail(str(e))
     parser = build_parser(REGISTRY)
     try:
         args = parser.parse_args(argv)

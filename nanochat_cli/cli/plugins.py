@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from nanochat_cli.cli.common import console
+from nanochat_cli.cli.common import PLUGINS, console
 
 if TYPE_CHECKING:
     from nanochat_cli.services.plugins import PluginInfo
@@ -48,7 +48,8 @@ def cmd_plugins_list(args: argparse.Namespace) -> int:
     from nanochat_cli.services.plugins import load_user_plugins
     from nanochat_cli.services.registry import REGISTRY
 
-    report = load_user_plugins(REGISTRY)  # already loaded by main(): this only reads the outcome back
+    PLUGINS.ensure(quiet=True)  # the table says what failed: no warning lines on top
+    report = load_user_plugins(REGISTRY)  # loaded already: this only reads the outcome back
     if args.json:
         print(json.dumps([{"name": p.name, "source": p.source, "origin": p.origin, "status": p.status,
                            "error": p.error, "registered": [list(r) for r in p.registered]}
