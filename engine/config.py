@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from engine.errors import EngineError
+from engine.errors import EngineError, short_repr
+from engine.safe_yaml import load_yaml_file
 
 
 def _f(default: Any, help: str, hot: bool = False, **kw: Any) -> Any:
@@ -120,7 +120,7 @@ def explain(err: ValidationError, source: str = "config") -> str:
     e = err.errors()[0]
     field = ".".join(str(p) for p in e["loc"]) or "config"
     value = e.get("input")
-    value_s = "" if isinstance(value, dict) else f" (got {value!r})"
+    value_s = "" if isinstance(value, dict) else f" (got {short_repr(value)})"
     return f"{source}: {field}: {e['msg']}{value_s}"
 
 
@@ -130,12 +130,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     Sections named in `LAUNCHER_SECTIONS` belong to the launcher (e.g. hardware: nproc, nodes) and are dropped.
     """
     p = Path(path)
-    try:
-        raw = yaml.safe_load(p.read_text()) or {}
-    except FileNotFoundError:
-        raise EngineError(f"{p}: config file not found: check the path") from None
-    except yaml.YAMLError as e:
-        raise EngineError(f"{p}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax") from None
+    raw = load_yaml_file(p) or {}
     if not isinstance(raw, dict):
         raise EngineError(f"{p}: expected a mapping of config keys at the top level")
     flat: dict[str, Any] = {}

@@ -16,12 +16,12 @@ import logging
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import var
@@ -34,7 +34,8 @@ from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
 from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.prefabs import PrefabStore
-from nanochat_cli.services.fileio import atomic_write_text
+from nanochat_cli.services.crash import write_crash_dump
+from nanochat_cli.services.masking import MaskingStream, mask, mask_data, remember_secret
 from nanochat_cli.services.plugins import load_user_plugins
 from nanochat_cli.services.registry import REGISTRY
 from nanochat_cli.services.secrets import SecretStore
@@ -123,6 +124,8 @@ class NanochatApp(App[None]):
         self._orchestrator: Any = None
         self.launched: dict[str, Any] = {}  # run name -> (LaunchSpec, resolved config) for runs started here
         super().__init__()
+        # what Textual prints on exit (the crash traceback, panics) goes through the secret mask
+        self.error_console = Console(markup=False, highlight=False, file=MaskingStream(lambda: sys.stderr))
         self._labels = {self.base_dir: base_dir_label, self.config_dir: config_dir_label}
         self.machine = machine  # MachineInfo once known (given, or probed after the first paint)
         self.wandb_key_set: bool | None = None  # known after the first paint (the keyring can be slow)
@@ -131,6 +134,7 @@ class NanochatApp(App[None]):
         self.theme = "nanochat"  # before the first screen is styled: a later switch restyles every widget
         self.app_log: AppLog = setup_logging(paths.logs_dir(), debug=state.debug, clock=clock)
         self.crash_path: Path | None = None
+        self._crash_error: BaseException | None = None  # what _fatal_error prints (masked)
         self.secrets = secrets or SecretStore()
         self.session = ConfigSession(state, self.state_path, PrefabStore(auth_flags=self.secrets.auth_flags))
 
@@ -377,6 +381,8 @@ class NanochatApp(App[None]):
         """Validate and store each entered token (the W&B check may go online: off the UI thread)."""
         from nanochat_cli.services.secrets import validate_hf_token, validate_wandb_key
 
+        for value in entered.values():  # masked everywhere from now on, even if it is refused below
+            remember_secret(value)
         for name, value in entered.items():
             if name == "wandb_api_key":
                 status, message = validate_wandb_key(value, online_check=self.online_checks)
@@ -418,31 +424,36 @@ class NanochatApp(App[None]):
 
     def _handle_exception(self, error: Exception) -> None:
         # Textual's hook for uncaught exceptions: leave a crash dump before it shuts the app down
+        self._crash_error = error
         try:
-            self.crash_path = write_crash_dump(error, self.session.state, self.app_log.path, self._secret_values())
+            self._learn_secrets()
+            self.crash_path = write_crash_dump(error, self.session.state, self.app_log.path)
             log_event("crashed", level=logging.CRITICAL, error=repr(error), dump=str(self.crash_path))
         except Exception as dump_error:  # the crash report must never hide the crash itself
-            print(f"nanochat-cli: could not write a crash dump: {dump_error}", file=sys.stderr)
+            print(f"nanochat-cli: could not write a crash dump: {mask(str(dump_error))}", file=sys.stderr)
         super()._handle_exception(error)
 
     def _fatal_error(self) -> None:
-        # Textual prints a traceback with local variables after exit; locals may hold a token, so print
-        # the plain traceback instead
+        # Textual prints a traceback with local variables after exit. Locals and the exception's message may
+        # hold a token: print the plain traceback, built from a copy with the known secrets masked.
+        import rich
         from rich.segment import Segments
         from rich.traceback import Traceback
 
         self.bell()
-        tb = Traceback(show_locals=False, width=None)
+        error = self._crash_error or sys.exc_info()[1]
+        trace = Traceback.extract(type(error), error, error.__traceback__, show_locals=False) if error else None
+        tb = Traceback(mask_data(trace) if trace else None, show_locals=False, width=None, suppress=[rich])
         self._exit_renderables.append(Segments(self.console.render(tb, self.console.options)))
         self._close_messages_no_wait()
 
-    def _secret_values(self) -> list[str]:
-        values = [os.environ.get(k, "") for k in ("WANDB_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
+    def _learn_secrets(self) -> None:
+        """Read the stored secrets so the masker knows them (it knows those read earlier, and the env's)."""
         try:
-            values += [self.secrets.get(n) or "" for n in ("wandb_api_key", "hf_token")]
-        except Exception:  # a broken keyring must not stop the crash dump; env values are still redacted
+            for name in ("wandb_api_key", "hf_token"):
+                self.secrets.get(name)
+        except Exception:  # a broken keyring must not stop the crash dump; known and env values are still masked
             pass
-        return [v for v in values if len(v) >= 4]
 
 
 def machine_summary(machine: Any) -> str:
@@ -451,29 +462,6 @@ def machine_summary(machine: Any) -> str:
         names = {g.name for g in machine.gpus}
         return f"{len(machine.gpus)}× {names.pop()}" if len(names) == 1 else f"{len(machine.gpus)} GPUs (mixed)"
     return f"CPU ×{machine.cpu_count}"
-
-
-def write_crash_dump(error: BaseException, state: Any, log_path: Path, secrets: list[str]) -> Path:
-    """Traceback + UI state + versions to <config>/crash/crash-<time>.txt, with secret values masked."""
-    import textual
-
-    crash_dir = paths.crash_dir()
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    body = "\n".join([
-        f"nanochat-cli {__version__} crashed at {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
-        f"python {sys.version.split()[0]}, textual {textual.__version__}, platform {sys.platform}",
-        f"app log: {log_path}",
-        "",
-        "".join(traceback.format_exception(error)),
-        "UI state:",
-        json.dumps(asdict(state), indent=2, default=str),
-        "",
-    ])
-    for secret in secrets:
-        body = body.replace(secret, "***")
-    path = crash_dir / f"crash-{stamp}-{os.getpid()}.txt"
-    atomic_write_text(path, body, mode=0o600)
-    return path
 
 
 def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None) -> int:

@@ -2,7 +2,10 @@
 
 One logger ("nanochat_cli") for everything the TUI does. Each line is a JSON object
 (ts, level, logger, msg and any extra fields), so it can be grepped or loaded with pandas.
-The debug toggle flips the level between INFO and DEBUG at run time. Never log secret values.
+The debug toggle flips the level between INFO and DEBUG at run time. Never log secret values; should one
+slip into a message, a field or an exception, the known ones are masked (services/masking.py) before a
+record reaches the file or the Logs screen. The log dir is 0700 and its files 0600: records quote
+paths, prompts and errors that are nobody else's business.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import os
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from nanochat_cli.services.fileio import private_dir
+from nanochat_cli.services.masking import mask_data
 
 LOGGER_NAME = "nanochat_cli"
 LOG_FILE = "app.jsonl"
@@ -27,7 +34,7 @@ def log_event(msg: str, level: int = logging.INFO, **fields: Any) -> None:
 
 
 def record_to_dict(record: logging.LogRecord, clock: Callable[[], float] | None = None) -> dict[str, Any]:
-    """The JSON shape of one record; `clock` replaces the record time (tests freeze it for snapshots)."""
+    """The JSON shape of one record, known secrets masked; `clock` replaces the record time (tests freeze it)."""
     out: dict[str, Any] = {
         "ts": round(clock() if clock else record.created, 3),
         "level": record.levelname,
@@ -37,7 +44,16 @@ def record_to_dict(record: logging.LogRecord, clock: Callable[[], float] | None 
     out.update(getattr(record, "fields", None) or {})
     if record.exc_info:
         out["exc"] = logging.Formatter().formatException(record.exc_info)
-    return out
+    return mask_data(out)
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log whose files are created 0600 (and tightened to 0600 if an older one was not)."""
+
+    def _open(self) -> Any:  # logging's hook: the first file and each file after a rollover
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
 
 class JsonFormatter(logging.Formatter):
@@ -97,10 +113,12 @@ def setup_logging(log_dir: Path, debug: bool = False, clock: Callable[[], float]
     for h in list(logger.handlers):  # a second app in the same process (tests) starts clean
         logger.removeHandler(h)
         h.close()
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir)
     path = log_dir / LOG_FILE
-    file_handler = logging.handlers.RotatingFileHandler(path, maxBytes=5_000_000, backupCount=3,
-                                                        encoding="utf-8")
+    for old in log_dir.glob(f"{LOG_FILE}*"):  # rotated files from before logs were private
+        if old.is_file() and old.stat().st_mode & 0o077:
+            old.chmod(0o600)
+    file_handler = PrivateRotatingFileHandler(path, maxBytes=5_000_000, backupCount=3, encoding="utf-8")
     file_handler.setFormatter(JsonFormatter(clock))
     tail = TailHandler(clock=clock)
     for h in (file_handler, tail):

@@ -19,6 +19,9 @@ def _read_secret(prompt: str, from_stdin: bool) -> str:
     value = value.strip()
     if not value:
         raise AppError("no value entered: paste it at the prompt (input is hidden), or pipe it with --stdin")
+    from nanochat_cli.services.masking import remember_secret
+
+    remember_secret(value)  # masked in anything printed from here on, even if it is refused
     return value
 
 
@@ -31,7 +34,8 @@ def cmd_auth_wandb(args: argparse.Namespace) -> int:
         return fail(message)
     store = SecretStore()
     store.set("wandb_api_key", key)
-    print(f"W&B key {'saved and ' + message if status == 'verified' else message}; stored in {store.backend_name()}")
+    print(f"W&B key {'saved and ' + message if status == 'verified' else message}")
+    print("\n".join(store.backend_info().lines()))
     return 0
 
 
@@ -45,7 +49,8 @@ def cmd_auth_hf(args: argparse.Namespace) -> int:
         return fail(message)
     store = SecretStore()
     store.set("hf_token", token)
-    print(f"HF token {message}; stored in {store.backend_name()}")
+    print(f"HF token {message}")
+    print("\n".join(store.backend_info().lines()))
     return 0
 
 
@@ -55,13 +60,16 @@ def cmd_auth_status(args: argparse.Namespace) -> int:
     from nanochat_cli.services.secrets import SecretStore
 
     store = SecretStore()
-    table = Table(title=f"secrets (values are never shown) — {store.backend_name()}")
+    table = Table(title="secrets (values are never shown)")
     table.add_column("secret")
     table.add_column("stored")
     table.add_column("set it with")
     for name, cmd in (("wandb_api_key", "nanochat-cli auth wandb"), ("hf_token", "nanochat-cli auth hf")):
         table.add_row(name, "yes" if store.is_set(name) else "no", cmd)
-    console().print(table)
+    con = console()
+    con.print(table)
+    for line in store.backend_info().lines():  # which backend, why, and how to get a system keyring
+        con.print(line, markup=False)
     return 0
 
 
@@ -86,12 +94,13 @@ def setup_auth(auth: argparse.ArgumentParser) -> None:
     sp = asub.add_parser("hf", help="store a Hugging Face token")
     sp.add_argument("--stdin", action="store_true", help="read the token from stdin instead of a hidden prompt")
     sp.set_defaults(func=cmd_auth_hf)
-    asub.add_parser("status", help="which secrets are stored, and where").set_defaults(func=cmd_auth_status)
+    asub.add_parser("status", help="which secrets are stored, where, and why there").set_defaults(
+        func=cmd_auth_status)
     sp = asub.add_parser("forget", help="remove a stored secret")
     sp.add_argument("which", choices=["wandb", "hf"])
     sp.set_defaults(func=cmd_auth_forget)
 
 
 def register(registry: Registry) -> None:
-    registry.register_cli_command("auth", setup_auth, "store secrets in the keyring (never shown or written to "
-                                  "configs)", builtin=True)
+    registry.register_cli_command("auth", setup_auth, "store secrets in the system keyring, or a 0600 file where "
+                                  "there is none (never shown or written to configs)", builtin=True)

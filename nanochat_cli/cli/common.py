@@ -15,8 +15,11 @@ PROG = "nanochat-cli"
 
 
 def fail(message: str) -> int:
-    """Print `nanochat-cli: error: <message>` on stderr; returns the usage-error exit code (2)."""
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    """Print `nanochat-cli: error: <message>` on stderr, known secrets masked (an error may quote a bad key or
+    an exception); returns the usage-error exit code (2)."""
+    from nanochat_cli.services.masking import mask
+
+    print(f"{PROG}: error: {mask(message)}", file=sys.stderr)
     return 2
 
 

@@ -21,6 +21,7 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -105,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         from nanochat_cli.app import run_app
 
         return run_app()
+    from nanochat_cli.services.masking import masked_std_streams
+
+    with masked_std_streams():  # known secrets never reach the terminal, tracebacks included
+        return _run_reporting(args)
+
+
+def _run_reporting(args: argparse.Namespace) -> int:
+    """Run the command; a user error or a bug becomes one line on stderr (a masked traceback when debugging)."""
     try:
         return _run(args)
     except USER_ERRORS as e:
@@ -118,5 +127,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # a bug: one line by default, the traceback with NANOCHAT_CLI_DEBUG=1
         if os.environ.get("NANOCHAT_CLI_DEBUG"):
-            raise
+            traceback.print_exc()  # into the masked stderr (a re-raise would print it after the mask is gone)
+            return 1
         return fail(f"internal error ({type(e).__name__}: {e}): rerun with NANOCHAT_CLI_DEBUG=1 and report it")

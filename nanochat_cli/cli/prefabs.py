@@ -51,6 +51,7 @@ def compat_rows(info) -> list[tuple[str, str]]:
 
 def cmd_prefabs_list(args: argparse.Namespace) -> int:
     from rich.table import Table
+    from rich.text import Text
 
     from nanochat_cli.services.config.estimate import compat_matrix
 
@@ -65,13 +66,17 @@ def cmd_prefabs_list(args: argparse.Namespace) -> int:
             cells = (info.hardware, count(info.params), count(info.tokens), hours(info.est_hours),
                      f"${info.est_cost_usd:,.2f}")
         except USER_ERRORS as e:
-            cells = (f"[red]invalid: {e}[/red]", "", "", "", "")
-        table.add_row(p.name, source, *cells, p.description)
+            cells = (Text(f"invalid: {e}", style="red"), "", "", "", "")
+        table.add_row(p.name, source, *cells, Text(p.description))  # file text is data, never markup
+    for b in store.broken():  # files that cannot be used: listed with why, the others still work
+        table.add_row(b.label, "shipped" if b.shipped else "user", Text(f"broken: {b.error}", style="red"),
+                      "", "", "", "", "")
     console().print(table)
     return 0
 
 
 def cmd_prefabs_show(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from nanochat_cli.services.config.estimate import compat_matrix
@@ -86,7 +91,7 @@ def cmd_prefabs_show(args: argparse.Namespace) -> int:
     set_by = {k: p.name for p in chain for k in p.values} | {k: "--set" for k in overrides}
     con = console()
     kind = "shipped, read-only" if prefab.shipped else "user prefab"
-    con.print(f"[bold]{prefab.name}[/bold]: {prefab.description}\n{prefab.path} ({kind})"
+    con.print(f"[bold]{prefab.name}[/bold]: {escape(prefab.description)}\n{escape(str(prefab.path))} ({kind})"
               + (f"; extends {' → '.join(p.name for p in chain[:-1][::-1])}" if len(chain) > 1 else ""))
     for category, specs in specs_by_category().items():
         table = Table(title=category, title_justify="left")

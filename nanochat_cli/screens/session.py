@@ -31,6 +31,7 @@ class ConfigSession:
     # ---- restore -------------------------------------------------------------------------------
     def _restore(self) -> None:
         names = [p.name for p in self.prefabs()]
+        self.notices += [f"prefab skipped: {b.error}" for b in self.store.broken()]
         if self.state.prefab not in names:
             fallback = UIState().prefab if UIState().prefab in names else names[0]
             self.notices.append(f"prefab {self.state.prefab!r} from the last session no longer exists; "

@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from engine.safe_yaml import YamlError, load_yaml_file
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
@@ -367,13 +368,9 @@ def load_layout(path: str | Path, registry: Registry = REGISTRY) -> Layout:
     """Read a layout file; its name is the file name without .yaml. One-line AppError on any problem."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise AppError(f"{path}: cannot read layout: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise AppError(f"{path}: not valid YAML{where}: fix the file or delete it") from None
+        data = load_yaml_file(path, what="layout file")
+    except YamlError as e:  # bounded read: size, UTF-8, nesting, aliases; one line naming the file
+        raise AppError(str(e)) from None
     if not isinstance(data, dict):
         raise AppError(f"{path}: a layout must be a mapping with a 'screens' list")
     if data.setdefault("name", path.stem) != path.stem:

@@ -1,11 +1,16 @@
 """Secrets (W&B API key, Hugging Face token): stored with `keyring`, never shown, logged or written elsewhere.
 
-The system keyring (Secret Service, KWallet, macOS Keychain, Windows Credential Locker) is used when
-keyring finds one. Headless Linux usually has none: keyring then offers its "fail" backend, a chainer
-with nothing in it, or keyrings.alt's plaintext file in a shared location. In those cases (or with
-NANOCHAT_CLI_KEYRING=file) secrets go to FileKeyring instead: one JSON file, mode 0600, in the user
-config dir. Only flags ("is a W&B key set") ever leave this module; values go from the store to the
-engine's environment and nowhere else.
+Two backends, and `auth status` says which one is in use and why:
+- the system keyring (Secret Service, KWallet, macOS Keychain, Windows Credential Locker) when keyring
+  finds one;
+- otherwise a file: one JSON file, mode 0600, in the user config dir (FileKeyring). Headless Linux
+  usually has no system keyring (Secret Service needs a D-Bus session and a keyring daemon); keyring then
+  offers its "fail" backend, an empty chainer, or keyrings.alt's plaintext file (one file that every
+  Python program of the user reads and writes), which this app never uses. NANOCHAT_CLI_KEYRING=file
+  picks the file on purpose (CI, tests, servers where a keyring prompt would hang).
+Only flags ("is a W&B key set") ever leave this module; values go from the store to the engine's
+environment and nowhere else, and every value that passes through is handed to the masker
+(services/masking.py), so logs, crash dumps and tracebacks print *** in its place.
 
 W&B keys: the classic format is 40 hex characters; newer and self-hosted keys are longer and carry a
 prefix (e.g. "local-..."), so the format check accepts 40-200 characters of [A-Za-z0-9_-]. A real check
@@ -20,8 +25,10 @@ import json
 import os
 import re
 import stat
+import sys
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from keyring.backend import KeyringBackend
@@ -30,6 +37,7 @@ from keyring.errors import KeyringError, PasswordDeleteError
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
+from nanochat_cli.services.masking import remember_secret
 
 SECRET_NAMES = ("wandb_api_key", "hf_token")
 AUTH_FLAGS = {"wandb_api_key": "auth.wandb_key_set", "hf_token": "auth.hf_token_set"}
@@ -86,19 +94,68 @@ def _is_system_backend(backend: KeyringBackend) -> bool:
     return module.startswith("keyring.backends.") and module.rsplit(".", 1)[-1] not in ("fail", "null", "chainer")
 
 
-def system_keyring() -> KeyringBackend | None:
-    """The OS keyring keyring would use, or None when only fail/plaintext backends are on offer.
+def _backend_label(backend: KeyringBackend) -> str:
+    return f"{type(backend).__module__}.{type(backend).__name__}"
 
-    NANOCHAT_CLI_KEYRING=file skips the OS keyring (CI, tests, servers where a keyring prompt would hang).
-    """
+
+def _pick_backend() -> tuple[KeyringBackend | None, str]:
+    """(the OS keyring keyring would use, or None when only fail/plaintext backends are on offer; why)."""
     if os.environ.get("NANOCHAT_CLI_KEYRING") == "file":
-        return None
+        return None, "NANOCHAT_CLI_KEYRING=file asks for the file store"
     import keyring
     from keyring.backends.chainer import ChainerBackend
 
     backend = keyring.get_keyring()
     candidates = backend.backends if isinstance(backend, ChainerBackend) else [backend]
-    return next((b for b in candidates if _is_system_backend(b)), None)
+    system = next((b for b in candidates if _is_system_backend(b)), None)
+    if system is not None:
+        return system, "keyring found this system's keyring"
+    offered = ", ".join(_backend_label(b) for b in candidates) or "nothing"
+    return None, f"no system keyring found (keyring offers {offered}, which this app does not use)"
+
+
+def _secret_service_problem() -> str | None:
+    """Why Secret Service (the Linux system keyring) is unusable here, in keyring's words; None if usable.
+    Only asked for when explaining (it may open a D-Bus connection)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        from keyring.backends import SecretService
+
+        SecretService.Keyring.priority  # noqa: B018 - raises with the reason when Secret Service is unusable
+    except Exception as e:  # RuntimeError from keyring; any other failure is as good a reason
+        return str(e) or type(e).__name__
+    return None
+
+
+def system_keyring() -> KeyringBackend | None:
+    """The OS keyring keyring would use, or None when only fail/plaintext backends are on offer.
+
+    NANOCHAT_CLI_KEYRING=file skips the OS keyring (CI, tests, servers where a keyring prompt would hang).
+    """
+    return _pick_backend()[0]
+
+
+GET_SYSTEM_KEYRING = (
+    "to use a system keyring instead: on a Linux desktop install and unlock a Secret Service provider (GNOME "
+    "Keyring, KWallet or KeePassXC; e.g. `sudo apt install gnome-keyring`, then log in again); on a server without "
+    "a desktop, start one in a D-Bus session (`dbus-run-session -- bash`, then `echo -n PASSWORD | "
+    "gnome-keyring-daemon --unlock`) and run nanochat-cli from that shell; macOS and Windows have one built in. "
+    "Then run `nanochat-cli auth status` to check, and enter the secrets again (auth wandb / auth hf): they are "
+    "not moved from the file")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """Where secrets are stored, why there, and (for the file) how to get a system keyring instead."""
+
+    name: str  # "system keyring (SecretService)" | "file /path/secrets.json (mode 0600)"
+    system: bool
+    why: str
+    advice: str | None = None
+
+    def lines(self) -> list[str]:
+        return [f"stored in: {self.name}", f"why: {self.why}"] + ([self.advice] if self.advice else [])
 
 
 class SecretStore:
@@ -106,8 +163,13 @@ class SecretStore:
 
     def __init__(self, service: str = "nanochat-cli", file_dir: Path | None = None) -> None:
         self.service = service
-        self._backend = FileKeyring(Path(file_dir) / "secrets.json") if file_dir else system_keyring() \
-            or FileKeyring()
+        self._file_asked_for = bool(file_dir) or os.environ.get("NANOCHAT_CLI_KEYRING") == "file"
+        if file_dir:
+            self._backend: KeyringBackend = FileKeyring(Path(file_dir) / "secrets.json")
+            self._why = "a file store was asked for (file_dir)"
+        else:
+            system, self._why = _pick_backend()
+            self._backend = system or FileKeyring()
 
     def __repr__(self) -> str:  # no values, ever
         return f"SecretStore({self.backend_name()})"
@@ -122,10 +184,21 @@ class SecretStore:
             return f"file {self._backend.path} (mode 0600)"
         return f"system keyring ({type(self._backend).__module__.rsplit('.', 1)[-1]})"
 
+    def backend_info(self) -> BackendInfo:
+        if isinstance(self._backend, FileKeyring):
+            why = self._why
+            problem = None if self._file_asked_for else _secret_service_problem()
+            if problem:
+                why += f"; Secret Service: {problem}"
+            return BackendInfo(self.backend_name(), False, f"{why}; only you can read the file (mode 0600)",
+                               GET_SYSTEM_KEYRING)
+        return BackendInfo(self.backend_name(), True, self._why)
+
     def set(self, name: str, value: str) -> None:
         self._check(name)
         if not value:
             raise AppError(f"secret {name}: empty value: paste the value, or use delete to remove it")
+        remember_secret(value)
         try:
             self._backend.set_password(self.service, name, value)
         except KeyringError as e:
@@ -135,10 +208,12 @@ class SecretStore:
     def get(self, name: str) -> str | None:
         self._check(name)
         try:
-            return self._backend.get_password(self.service, name)
+            value = self._backend.get_password(self.service, name)
         except KeyringError as e:
             raise AppError(f"secret {name}: the keyring could not be read ({type(e).__name__}): unlock the "
                               "system keyring and retry") from None
+        remember_secret(value)
+        return value
 
     def delete(self, name: str) -> None:
         self._check(name)

@@ -118,7 +118,7 @@ def test_the_last_screen_cannot_be_removed():
 def test_bad_layout_files_give_one_line_errors(tmp_path):
     bad_yaml = tmp_path / "a.yaml"
     bad_yaml.write_text("screens: [\n")
-    with pytest.raises(AppError, match=r"a.yaml: not valid YAML at line \d+"):
+    with pytest.raises(AppError, match=r"a.yaml: not valid YAML \(line \d+, column \d+: "):
         load_layout(bad_yaml)
     renamed = tmp_path / "b.yaml"
     renamed.write_text("name: c\nscreens: [{id: s, title: S}]\n")

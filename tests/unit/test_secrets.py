@@ -163,3 +163,68 @@ def test_secrets_never_reach_any_other_file(tmp_path, monkeypatch, capsys, fake_
     for secret in (WANDB_KEY, HF_TOKEN):
         assert secret not in out.out and secret not in out.err
         assert secret in secret_file.read_text()
+
+
+# ---- which backend, and why (issue 13: the README and `auth` must say so)
+
+
+def test_auth_status_says_the_file_backend_is_used_and_why(capsys):
+    assert cli.main(["auth", "status"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"stored in: file {paths.secrets_path()} (mode 0600)" in out
+    assert "why: NANOCHAT_CLI_KEYRING=file asks for the file store; only you can read the file (mode 0600)" in out
+    assert "to use a system keyring instead:" in out and "gnome-keyring" in out and "auth status" in out
+
+
+def test_without_a_system_keyring_the_reason_names_what_keyring_offered(monkeypatch):
+    monkeypatch.delenv("NANOCHAT_CLI_KEYRING")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        info = SecretStore().backend_info()
+    finally:
+        keyring.set_keyring(previous)
+    assert not info.system and info.name.startswith("file ")
+    assert info.why.startswith("no system keyring found (keyring offers keyring.backends.fail.Keyring, which this "
+                               "app does not use)")
+    assert info.advice and "Secret Service" in info.advice
+
+
+def test_a_system_keyring_is_named_with_no_advice(monkeypatch):
+    from keyring.backend import KeyringBackend
+
+    class Memory(KeyringBackend):  # stands in for an OS keyring: a backend module under keyring.backends
+        priority = 1
+        values: dict = {}
+
+        def get_password(self, service, username):
+            return self.values.get((service, username))
+
+        def set_password(self, service, username, password):
+            self.values[(service, username)] = password
+
+        def delete_password(self, service, username):
+            self.values.pop((service, username), None)
+
+    Memory.__module__ = "keyring.backends.SecretService"
+    monkeypatch.delenv("NANOCHAT_CLI_KEYRING")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(Memory())
+    try:
+        store = SecretStore()
+        store.set("hf_token", HF_TOKEN)
+        info = store.backend_info()
+    finally:
+        keyring.set_keyring(previous)
+    assert info.system and info.name == "system keyring (SecretService)" and info.advice is None
+    assert info.lines() == ["stored in: system keyring (SecretService)", "why: keyring found this system's keyring"]
+    assert not paths.secrets_path().exists()
+
+
+def test_auth_wandb_says_where_it_stored_the_key(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO(WANDB_KEY + "\n"))
+    assert cli.main(["auth", "wandb", "--stdin", "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "W&B key saved, not verified (online check skipped)"
+    assert f"stored in: file {paths.secrets_path()} (mode 0600)" in out and "why: " in out
+    assert WANDB_KEY not in out

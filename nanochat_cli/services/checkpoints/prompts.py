@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from engine.safe_yaml import YamlError, load_yaml_file
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
@@ -33,10 +34,9 @@ def user_prompts_path() -> Path:
 
 def _parse(path: Path) -> list[EvalPrompt]:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise AppError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix it or delete it for the "
-                          "defaults") from None
+        raw = load_yaml_file(path, what="prompt list")
+    except YamlError as e:
+        raise AppError(f"{e}; or delete the file for the defaults") from None
     return _from_raw(raw, path)
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from nanochat_cli.errors import AppError
+from engine.safe_yaml import YamlError, load_yaml_file
+from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.estimate import CompatInfo, compat_matrix
 from nanochat_cli.services.config.schema import (
@@ -31,7 +32,8 @@ from nanochat_cli.services.config.schema import (
 )
 from nanochat_cli.services.fileio import atomic_write_text
 
-__all__ = ["Prefab", "PrefabError", "PrefabExists", "PrefabStore", "CompatInfo", "compat_matrix", "file_stem"]
+__all__ = ["BrokenPrefab", "Prefab", "PrefabError", "PrefabExists", "PrefabStore", "CompatInfo", "compat_matrix",
+           "file_stem"]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9$][A-Za-z0-9$._-]{0,63}$")
 _TOP_KEYS = {"name", "description", "extends"}
@@ -55,6 +57,20 @@ class Prefab:
     values: dict[str, Any] = field(default_factory=dict)  # dotted keys, only what this prefab sets
 
 
+@dataclass(frozen=True)
+class BrokenPrefab:
+    """A prefab file that cannot be used; `error` is the one-line reason (it names the file and the fix)."""
+
+    path: Path
+    shipped: bool
+    error: str
+    name: str | None = None  # known when the file parsed (a duplicate name); else the file name stands for it
+
+    @property
+    def label(self) -> str:
+        return self.name or self.path.stem
+
+
 def file_stem(name: str) -> str:
     """File name for a prefab name: '$10' -> 'usd10' (no '$' in file names)."""
     return name.replace("$", "usd")
@@ -70,11 +86,9 @@ def _check_name(name: str) -> None:
 def read_prefab_file(path: Path, shipped: bool = False, require_name: bool = True) -> Prefab:
     """Parse one prefab YAML; unknown or read-only fields are errors that name the file and the field."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PrefabError(f"{path}: file not found: check the path") from None
-    except yaml.YAMLError as e:
-        raise PrefabError(f"{path}: not valid YAML ({str(e).splitlines()[0]}): fix the syntax") from None
+        raw = load_yaml_file(path, what="prefab file")
+    except YamlError as e:
+        raise PrefabError(str(e)) from None
     if not isinstance(raw, dict):
         raise PrefabError(f"{path}: expected a mapping with name:, description: and category sections")
     if "name" in raw:
@@ -119,21 +133,48 @@ class PrefabStore:
         self.shipped_dir = Path(shipped_dir) if shipped_dir else paths.shipped_prefabs_dir()
         self.user_dir = Path(user_dir) if user_dir else paths.user_prefabs_dir()
         self._auth_flags = auth_flags  # None: ask the secret store (lazily: it imports keyring)
+        self._broken: list[BrokenPrefab] | None = None  # from the last scan
 
     # ---- reading
 
-    def _load(self) -> tuple[list[Prefab], list[Prefab]]:
+    def _scan(self) -> tuple[list[Prefab], list[Prefab], list[BrokenPrefab]]:
+        """Read every prefab file. A file that cannot be used is set aside as broken, with why, so one bad
+        user file never hides the others."""
         if not self.shipped_dir.is_dir():
             raise PrefabError(f"{self.shipped_dir}: shipped prefabs not found: run from a source checkout or an "
                               "editable install (pip install -e .)")
-        shipped = [read_prefab_file(p, shipped=True) for p in sorted(self.shipped_dir.glob("*.yaml"))]
-        user = [read_prefab_file(p) for p in sorted(self.user_dir.glob("*.yaml"))] if self.user_dir.is_dir() else []
+        files = [(p, True) for p in sorted(self.shipped_dir.glob("*.yaml"))]
+        if self.user_dir.is_dir():
+            files += [(p, False) for p in sorted(self.user_dir.glob("*.yaml"))]
+        shipped: list[Prefab] = []
+        user: list[Prefab] = []
+        broken: list[BrokenPrefab] = []
         seen: dict[str, Path] = {}
-        for p in shipped + user:
-            if p.name in seen:
-                raise PrefabError(f"{p.path}: name {p.name!r} is already used by {seen[p.name]}: rename one of them")
-            seen[p.name] = p.path
+        for path, is_shipped in files:
+            try:
+                prefab = read_prefab_file(path, shipped=is_shipped)
+            except USER_ERRORS as e:
+                broken.append(BrokenPrefab(path, is_shipped, str(e)))
+                continue
+            if prefab.name in seen:
+                broken.append(BrokenPrefab(path, is_shipped, f"{path}: name {prefab.name!r} is already used by "
+                                                             f"{seen[prefab.name]}: rename one of them", prefab.name))
+                continue
+            seen[prefab.name] = path
+            (shipped if is_shipped else user).append(prefab)
+        return shipped, user, broken
+
+    def _load(self) -> tuple[list[Prefab], list[Prefab]]:
+        shipped, user, broken = self._scan()
+        self._broken = broken  # _find names them when asked for one
         return shipped, user
+
+    def broken(self) -> list[BrokenPrefab]:
+        """Prefab files that cannot be used (unreadable, invalid, a duplicate name), each with a one-line why,
+        as the last read of the prefab dirs found them (list(), get(), resolve() ... read them)."""
+        if self._broken is None:
+            self._load()
+        return list(self._broken or [])
 
     def list(self) -> list[Prefab]:
         """Shipped prefabs, cheapest first, then the user's, by name."""
@@ -149,11 +190,13 @@ class PrefabStore:
         """By name, or by file name without .yaml ('usd10' for '$10')."""
         return self._find(name, sum(self._load(), []))
 
-    @staticmethod
-    def _find(name: str, prefabs: list[Prefab]) -> Prefab:
+    def _find(self, name: str, prefabs: list[Prefab]) -> Prefab:
         for p in prefabs:
             if name in (p.name, p.path.stem):
                 return p
+        for b in self._broken or []:
+            if name == b.name or b.path.stem in (name, file_stem(name)):
+                raise PrefabError(f"prefab {name!r}: cannot be used: {b.error}")
         hint = " (in a shell, quote names with $: '$10')" if not name or name.isdigit() else ""
         raise PrefabError(f"prefab {name!r}: not found: choose one of {', '.join(p.name for p in prefabs)}{hint}")
 
@@ -227,6 +270,9 @@ class PrefabStore:
         existing = next((p for p in user if new_name in (p.name, p.path.stem) or p.path == target), None)
         if existing is not None and not overwrite:
             raise PrefabExists(f"prefab {existing.name!r}: already exists ({existing.path}): confirm to overwrite "
+                               "(--yes) or choose another name")
+        if existing is None and not overwrite and target.exists():  # a broken file of that name: still the user's
+            raise PrefabExists(f"prefab {new_name!r}: {target} exists (and cannot be read): confirm to overwrite "
                                "(--yes) or choose another name")
         resolved, chain = self._resolve_chain(source, overrides or {}, all_prefabs)
         if source.name != new_name and any(p.name == new_name for p in chain):

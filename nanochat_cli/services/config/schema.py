@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.fields import FieldInfo
 
 from engine.config import TrainConfig, explain
+from engine.errors import short_repr
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.registry import REGISTRY
 
@@ -290,13 +291,13 @@ def _explain(spec: FieldSpec, value: Any, err: dict) -> str:
         problem, fix = err["msg"].lower(), f"give a valid {spec.type_name}"
     if spec.nullable:
         fix += ", or none"
-    return f"{spec.key}: {value!r} is {problem}: {fix}"
+    return f"{spec.key}: {short_repr(value)} is {problem}: {fix}"
 
 
 def _check_value(spec: FieldSpec, value: Any) -> tuple[Any, str | None]:
     """(typed value, None) or (value, one-line message)."""
     if spec.type_name in ("int", "float") and isinstance(value, bool):  # YAML `yes` must not become 1
-        return value, f"{spec.key}: {value!r} is not a number: use a number" + (
+        return value, f"{spec.key}: {short_repr(value)} is not a number: use a number" + (
             f" {range_text(spec)}" if range_text(spec) else "")
     try:
         return _catalog().adapters[spec.key].validate_python(value), None

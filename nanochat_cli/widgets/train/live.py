@@ -131,11 +131,11 @@ class LiveRun:
         config = self.store.run_state().config
         if config:
             return dict(config)
-        import yaml
+        from engine.safe_yaml import YamlError, load_yaml_file
 
         try:
-            data = yaml.safe_load((self.run_dir / "config.yaml").read_text())
-        except (OSError, yaml.YAMLError):
+            data = load_yaml_file(self.run_dir / "config.yaml")
+        except YamlError:  # missing or damaged: the panel shows no hot values rather than failing
             return {}
         return data if isinstance(data, dict) else {}
 
