@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from engine.safe_yaml import YamlError, load_yaml_file
 from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.fileio import atomic_write_text
@@ -225,13 +226,13 @@ def load_user_plugins(registry: Registry) -> PluginReport:
 def disabled_plugins(path: Path | None = None) -> set[str]:
     """Names the user turned off; empty when the settings file does not exist."""
     path = Path(path) if path else paths.plugin_settings_path()
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists():
         return set()
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise AppError(f"{path}: unreadable ({type(e).__name__}): fix it, or delete it to enable every "
-                       "plugin") from None
+    try:
+        raw = load_yaml_file(path, what="plugin settings file")
+    except YamlError as e:  # bounded read: size, UTF-8, nesting, aliases
+        why = str(e).removeprefix(f"{path}: ")
+        raise AppError(f"{path}: unreadable ({why}); or delete it to enable every plugin") from None
     names = (raw or {}).get("disabled", []) if isinstance(raw, dict | None) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise AppError(f"{path}: expected 'disabled: [plugin names]': fix it, or delete it to enable every plugin")
