@@ -194,3 +194,14 @@ def test_diff_rows_in_display_order(store):
         ("telemetry.eval_every", "telemetry", "eval_every", 50, 25),
         ("run.name", "run", "name", "cpu-tiny", "x")]
     assert diff(base, base) == []
+
+
+def test_saving_over_a_broken_user_file_asks_first(store):
+    store.user_dir.mkdir(parents=True)
+    broken = store.user_dir / "mine.yaml"
+    broken.write_bytes(b"name: mine\ndescription: caf\xe9\n")  # not UTF-8: listed as broken, still the user's file
+    with pytest.raises(PrefabExists, match=r"mine.yaml exists \(and cannot be read\): confirm to overwrite"):
+        store.save_as("mine", "cpu-tiny", {"model.depth": 3})
+    assert broken.read_bytes().endswith(b"caf\xe9\n")
+    store.save_as("mine", "cpu-tiny", {"model.depth": 3}, overwrite=True)
+    assert store.resolve("mine")["model.depth"] == 3 and store.broken() == []
