@@ -179,7 +179,8 @@ async def test_restart_restores_screen_prefab_and_overrides(dirs):
 async def test_number_and_function_keys_switch_tabs_and_status_follows(dirs):
     app = make_app(dirs)
     async with app.run_test(size=(80, 24)) as pilot:
-        for key, name in (("2", "train"), ("3", "checkpoints"), ("f4", "chat"), ("f5", "logs"), ("1", "config")):
+        for key, name in (("2", "train"), ("3", "checkpoints"), ("f4", "chat"), ("f5", "logs"), ("1", "config"),
+                          ("f2", "train")):
             await pilot.press(key)
             await pilot.pause()
             assert app.current_mode == name and app.status.screen == name
@@ -311,3 +312,64 @@ async def test_reset_all_asks_first(dirs):
         await pilot.pause()
         assert app.session.overrides == {}
         assert app.screen.query_one("#f-model--max_seq_len", Input).value == str(app.session.base["model.max_seq_len"])
+
+
+def help_shown(app) -> bool:
+    return bool(app.screen.query("HelpPanel"))
+
+
+async def test_help_panel_toggles_with_question_mark_and_f1_and_closes_with_escape(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")  # the Logs tab: no text box has focus
+        await pilot.pause()
+        for key in ("question_mark", "f1"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert help_shown(app), key
+            await pilot.press(key)
+            await pilot.pause()
+            assert not help_shown(app), key
+        assert app.current_mode == "logs"  # F1 is help, not the Config tab
+        await pilot.press("ctrl+p")  # the palette's "Keys" opens the same panel
+        await pilot.press(*"keys")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert help_shown(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not help_shown(app) and app.current_mode == "logs"
+
+
+async def test_help_panel_does_not_linger_on_a_tab_left_with_it_open(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2", "f1")
+        await pilot.pause()
+        assert app.current_mode == "train" and help_shown(app)
+        await pilot.press("5")
+        await pilot.pause()
+        assert not help_shown(app)
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.current_mode == "train" and not help_shown(app)
+
+
+async def test_question_mark_types_into_a_text_box_and_escape_closes_help_before_the_screen_sees_it(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        box = app.screen.query_one("#chat-input", Input)
+        box.focus()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert box.value == "?" and not help_shown(app)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert help_shown(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not help_shown(app)
+        assert not any("Nothing is being generated" in str(n.message) for n in app._notifications)

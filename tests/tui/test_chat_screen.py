@@ -185,7 +185,7 @@ async def test_transcripts_on_a_key_on_leaving_and_on_exit(world, tmp_path):
         assert header["step"] == 5 and header["max_tokens"] == 8 and [m["role"] for m in messages] == [
             "user", "assistant"]
         await send(pilot, "two")
-        await pilot.press("f1")  # leaving the tab saves
+        await pilot.press("f5")  # leaving the tab saves
         await pilot.pause()
         assert len(load_transcript(jsonl)[1]) == 4
         await pilot.press("f4")
