@@ -22,6 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import var
@@ -202,6 +203,14 @@ class NanochatApp(App[None]):
 
     def _update_status(self, **changes: Any) -> None:
         self.status = replace(self.status, **changes)
+
+    async def on_event(self, event: events.Event) -> None:
+        top = self.screen_stack[-1] if isinstance(event, events.Key) and self.screen_stack else None
+        typed_before_shown = getattr(top, "typed_before_shown", None)
+        if typed_before_shown is not None and typed_before_shown(event):
+            log_event("key typed before the dialog showed: dropped", level=logging.DEBUG, key=event.key)
+            return  # on a busy machine a dialog shows late; keys typed meanwhile are not answers to it
+        await super().on_event(event)
 
     # ---- navigation ------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -18,6 +18,7 @@ from ckpt_screen_helpers import (
     select,
     settle,
 )
+from dialog_helpers import answer
 from plugin_helpers import plugin_registered, register_megacontext
 from textual.widgets import Input
 
@@ -139,7 +140,8 @@ async def test_delete_asks_first(world, tmp_path):
         await pilot.press("n")
         await settle(pilot)
         assert (trunc / "meta_000003.json").exists() and "trunc@3" in listing(app)
-        await pilot.press("x", "y")
+        await pilot.press("x")
+        await answer(pilot, "y")
         await settle(pilot)
         assert not trunc.exists() and "trunc@3" not in listing(app)
         assert "tiny@5" in listing(app)
@@ -174,7 +176,7 @@ async def test_resume_starts_the_run_and_shows_train(world, tmp_path):
         await pilot.press("t")
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.question == "Resume run tiny from step 5 (1 process on cpu)?"
-        await pilot.press("y")
+        await answer(pilot, "y")
         await app.workers.wait_for_complete()
         await pilot.pause()
         run_dir = world["base"] / "runs" / "tiny"
