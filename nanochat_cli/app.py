@@ -32,9 +32,9 @@ from textual.theme import Theme
 from engine import __version__
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
-from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.prefabs import PrefabStore
+from nanochat_cli.services.config.session import ConfigSession
 from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.plugins import load_user_plugins
 from nanochat_cli.services.registry import REGISTRY

@@ -25,8 +25,8 @@ from textual.widgets import Input, Select, Static
 
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import log_event
-from nanochat_cli.screens.base import AppScreen
-from nanochat_cli.screens.checkpoints import run_device, screen_commands
+from nanochat_cli.screens.base import AppScreen, screen_commands
+from nanochat_cli.services.compute import config_device
 from nanochat_cli.widgets.chat.controls import MODE_LABELS, ChatControls
 from nanochat_cli.widgets.chat.transcript import ChatView, ReplyView
 
@@ -136,7 +136,7 @@ class ChatScreen(AppScreen):
         from nanochat_cli.services.checkpoints.chat import ChatSession
 
         try:
-            session = ChatSession.from_checkpoint(Path(path).expanduser(), device=run_device(resolved), mode=mode,
+            session = ChatSession.from_checkpoint(Path(path).expanduser(), device=config_device(resolved), mode=mode,
                                                   **values)
         except USER_ERRORS as e:
             self.post_message(Loaded(None, str(e)))

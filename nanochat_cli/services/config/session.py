@@ -1,5 +1,5 @@
-"""The config edit session behind the Config screen: the loaded prefab, the user's overrides, and what follows
-from them (resolved config, validation issues, diff, compat matrix, guardrails).
+"""The config edit session behind the Config screen and the command palette: the loaded prefab, the user's
+overrides, and what follows from them (resolved config, validation issues, diff, compat matrix, guardrails).
 
 Textual-free so it can be tested directly. Every change is written to the UI state file at once (one small
 atomic write), so a restart or a crash brings back the same screen, prefab and overrides.
