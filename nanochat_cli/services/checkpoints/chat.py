@@ -48,6 +48,16 @@ class ReplyStats:
     threads: int = 0  # torch CPU threads the reply ran with
 
 
+def default_mode(path: str | Path) -> str:
+    """The mode a checkpoint opens in: continuation for a base (pretrained) checkpoint, which continues text and
+    never learned the chat template; chat for SFT and RL ones. A dir outside the phase layout counts as base."""
+    from nanochat_cli.services.checkpoints.entries import PHASE_OF_DIR
+
+    p = Path(path).expanduser()
+    ckpt_dir = p.parent if p.suffix == ".pt" else p
+    return "continue" if PHASE_OF_DIR.get(ckpt_dir.resolve().parent.name, "base") == "base" else "chat"
+
+
 def render_segments(segments: list[Chunk]) -> str:
     """A reply's segments as one string, tool calls and outputs marked by their special tokens."""
     return "".join(c.text if c.kind == "text" else SPECIAL_TEXT[c.kind][0] + c.text + SPECIAL_TEXT[c.kind][1]

@@ -172,6 +172,12 @@ class ConfigSession:
         self.state.debug = on
         self.save()
 
+    def set_chat(self, checkpoint: str, mode: str) -> None:
+        """The Chat tab's model and mode, loaded again after a restart."""
+        if (self.state.chat_checkpoint, self.state.chat_mode) != (checkpoint, mode):
+            self.state.chat_checkpoint, self.state.chat_mode = checkpoint, mode
+            self.save()
+
     def save(self) -> None:
         save_state(self.state, self.state_path)
 
