@@ -46,12 +46,26 @@ def test_a_gpu_that_cannot_be_read_gets_a_hint_instead(monkeypatch):
     assert note == "no GPU readings: NVML unavailable (RuntimeError: NVML Shared Library Not Found)"
 
 
-def test_the_note_is_logged_once_per_process(monkeypatch, caplog):
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_the_note_is_logged_once_per_process(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
-    with caplog.at_level(logging.INFO, logger=system.log.name):
+    records = Records()  # on the probe's own logger: the app's logger does not pass records up to pytest's
+    system.log.addHandler(records)
+    monkeypatch.setattr(system.log, "level", logging.INFO)
+    try:
         for _ in range(3):  # a probe per watched run
             SystemProbe(gpu_present=lambda: False)
-    assert [r.getMessage() for r in caplog.records] == [f"system probe: {CPU_ONLY}"]
+    finally:
+        system.log.removeHandler(records)
+    assert records.messages == [f"system probe: {CPU_ONLY}"]
 
 
 def test_gpu_presence_is_read_from_the_driver_files(monkeypatch, tmp_path):
