@@ -205,11 +205,17 @@ class NanochatApp(App[None]):
         self.status = replace(self.status, **changes)
 
     async def on_event(self, event: events.Event) -> None:
+        # on a busy machine a dialog shows late: keys typed before it was drawn are not answers to it
         top = self.screen_stack[-1] if isinstance(event, events.Key) and self.screen_stack else None
         typed_before_shown = getattr(top, "typed_before_shown", None)
-        if typed_before_shown is not None and typed_before_shown(event):
-            log_event("key typed before the dialog showed: dropped", level=logging.DEBUG, key=event.key)
-            return  # on a busy machine a dialog shows late; keys typed meanwhile are not answers to it
+        if typed_before_shown is not None:
+            before = typed_before_shown(event)
+            if before is None and not event.is_forwarded:  # drawn or not? ask again after the next frame
+                self.call_after_refresh(self.post_message, event)
+                return
+            if before is not False:  # (a key coming back from the screen below was typed before the dialog)
+                log_event("key typed before the dialog showed: dropped", level=logging.DEBUG, key=event.key)
+                return
         await super().on_event(event)
 
     # ---- navigation ------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ which time the dialog is on top, so only the app sees every key at the moment it
 from __future__ import annotations
 
 from textual import events, on
-from textual._time import get_time  # the clock that stamps every event's `time`
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -24,7 +23,7 @@ class ConfirmScreen(ModalScreen[bool]):
     def __init__(self, question: str, yes_label: str = "Yes") -> None:
         super().__init__(classes="modal")
         self.question, self.yes_label = question, yes_label
-        self.shown_at: float | None = None  # event time of the first paint; earlier keys are not answers
+        self.shown_at: float | None = None  # when it was first drawn (event clock); earlier keys are dropped
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -36,14 +35,16 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()  # the safe choice is the default
-        self.call_after_refresh(self._shown)
 
-    def _shown(self) -> None:
-        self.shown_at = get_time()
+    def on_show(self, event: events.Show) -> None:
+        # stamped when the dialog is laid out for the frame that draws it (handled a little later)
+        if self.shown_at is None:
+            self.shown_at = event.time
 
-    def typed_before_shown(self, event: events.Key) -> bool:
-        """True for a key pressed before the question was painted: the app drops it (NanochatApp.on_event)."""
-        return self.shown_at is None or event.time < self.shown_at
+    def typed_before_shown(self, event: events.Key) -> bool | None:
+        """True for a key pressed before the question was drawn (the app drops it: NanochatApp.on_event), False
+        for one pressed since, None while the dialog has not heard that it was drawn (the app asks again)."""
+        return None if self.shown_at is None else event.time < self.shown_at
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
