@@ -202,6 +202,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(f"{entry.label} step {entry.step}")
     if report.val_bpb is not None:
         print(f"val bpb: {report.val_bpb:.4f} over {report.eval_tokens:,} tokens of {report.data_dir}")
+        if entry.val_bpb is not None:  # the listing's figure: another token count gives another number
+            over = f" over {entry.val_tokens:,} tokens" if entry.val_tokens else ""
+            print(f"(training's last evaluation: val bpb {entry.val_bpb:.4f}{over})")
     for s in report.samples:
         print(f"\n--- {s.name} ({s.mode}, {s.tokens} tokens)\n{s.prompt}\n>>> {s.completion}")
     print(f"\n[{report.seconds:.1f} s on {report.device}; report cached for the Checkpoints screen]", file=sys.stderr)
