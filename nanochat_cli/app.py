@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from textual import events
 from textual.app import App
 from textual.binding import Binding
 from textual.reactive import var
@@ -31,9 +32,9 @@ from textual.theme import Theme
 from engine import __version__
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
-from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.prefabs import PrefabStore
+from nanochat_cli.services.config.session import ConfigSession
 from nanochat_cli.services.crash import write_crash_dump
 from nanochat_cli.services.masking import MaskingStream, mask, mask_data, remember_secret
 from nanochat_cli.services.plugins import load_user_plugins
@@ -42,6 +43,9 @@ from nanochat_cli.services.secrets import SecretStore
 from nanochat_cli.services.state import load_state
 from nanochat_cli.tabs import SCREENS
 from nanochat_cli.widgets.shell.status_bar import StatusInfo
+
+if TYPE_CHECKING:
+    from textual.widget import AwaitMount
 
 GC_GEN0_THRESHOLD = 7000  # allocations between young collections (CPython's default is 700)
 
@@ -90,8 +94,13 @@ class NanochatApp(App[None]):
     BINDINGS = [
         *(Binding(str(i), f"show_screen('{name}')", label, group=Binding.Group("Tabs", compact=True))
           for i, (name, label) in enumerate(SCREENS.items(), start=1)),
+        # F2.. reach the other tabs from inside a text box too; F1 is help, as in most terminal apps
         *(Binding(f"f{i}", f"show_screen('{name}')", label, show=False)
-          for i, (name, label) in enumerate(SCREENS.items(), start=1)),
+          for i, (name, label) in enumerate(SCREENS.items(), start=1) if i > 1),
+        Binding("f1", "toggle_help", "Keys", show=False, priority=True),
+        Binding("question_mark", "toggle_help", "Keys", show=False),  # a text box types it instead
+        # priority: Escape closes the help panel before a screen's own Escape (Chat's stop) sees it
+        Binding("escape", "hide_help", "Close keys", show=False, priority=True),
         Binding("ctrl+t", "auth", "Tokens"),
         Binding("t", "launch_run", "Train", tooltip="Launch this config and watch it on the Train tab"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
@@ -199,12 +208,28 @@ class NanochatApp(App[None]):
     def _update_status(self, **changes: Any) -> None:
         self.status = replace(self.status, **changes)
 
+    async def on_event(self, event: events.Event) -> None:
+        # on a busy machine a dialog shows late: keys typed before it was drawn are not answers to it
+        top = self.screen_stack[-1] if isinstance(event, events.Key) and self.screen_stack else None
+        typed_before_shown = getattr(top, "typed_before_shown", None)
+        if typed_before_shown is not None:
+            before = typed_before_shown(event)
+            if before is None and not event.is_forwarded:  # drawn or not? ask again after the next frame
+                self.call_after_refresh(self.post_message, event)
+                return
+            if before is not False:  # (a key coming back from the screen below was typed before the dialog)
+                log_event("key typed before the dialog showed: dropped", level=logging.DEBUG, key=event.key)
+                return
+        await super().on_event(event)
+
     # ---- navigation ------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("show_screen", "auth", "launch_run") and isinstance(self.screen, ModalScreen):
             return False  # finish the dialog first
         if action == "launch_run":
             return self.current_mode == "config"  # the Train key belongs to the Config tab
+        if action == "hide_help":
+            return self.help_shown  # otherwise Escape goes on to the screen (closing a dialog, stopping a reply)
         return True
 
     def action_show_screen(self, name: str) -> None:
@@ -214,6 +239,26 @@ class NanochatApp(App[None]):
         self.session.set_screen(name)
         self._update_status(screen=name)
         log_event("screen", level=logging.DEBUG, screen=name)
+
+    # ---- help (the keys panel; the palette's "Keys" command opens the same one) ------------------
+    @property
+    def help_shown(self) -> bool:
+        return bool(self.screen.query("HelpPanel"))
+
+    def action_toggle_help(self) -> None:
+        if self.help_shown:
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_hide_help(self) -> None:
+        self.action_hide_help_panel()
+
+    def switch_mode(self, mode: str) -> AwaitMount:
+        # a tab keeps its widgets while hidden: the help panel must not be among them on the way back
+        for screen in self.screen_stack:
+            screen.query("HelpPanel").remove()
+        return super().switch_mode(mode)
 
     def action_toggle_debug(self) -> None:
         on = not self.app_log.debug

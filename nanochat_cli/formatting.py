@@ -11,14 +11,19 @@ def file_size(n: int) -> str:
     return f"{n} B"
 
 
-def param_count(n: int | None) -> str:
-    """A parameter count: '350K', '1.2M', '7.0B'; '-' when unknown."""
+def count(n: int | None) -> str:
+    """A count (parameters, tokens) in SI steps: '350.0K', '1.2M', '7.0B'; '-' when unknown."""
     if n is None:
         return "-"
     for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
         if n >= div:
             return f"{n / div:.1f}{unit}"
     return str(n)
+
+
+def param_count(n: int | None) -> str:
+    """A parameter count: '350.0K', '1.2M', '7.0B'; '-' when unknown."""
+    return count(n)
 
 
 def setting(value: object) -> str:

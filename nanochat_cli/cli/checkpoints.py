@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from nanochat_cli.cli.common import add_set_option, confirm, fail, parse_sets, prefab_store
 from nanochat_cli.formatting import file_size, param_count, setting
+from nanochat_cli.services.compute import resolve_device
 
 if TYPE_CHECKING:
     from nanochat_cli.services.registry import Registry
@@ -117,14 +118,6 @@ def _require_complete(entry) -> None:
                           "step or delete it")
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    from engine.common import autodetect_device_type
-
-    return autodetect_device_type()
-
-
 _MARKS = {"tool_call": ("\n[python] ", "\n"), "tool_output": ("[output] ", "\n")}
 
 
@@ -161,7 +154,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
     entry = _registry(args.base_dir).find(args.checkpoint, args.step)
     _require_complete(entry)
-    session = ChatSession.from_checkpoint(entry.model_file, device=_device(args.device),
+    session = ChatSession.from_checkpoint(entry.model_file, device=resolve_device(args.device),
                                           tokenizer_dir=args.tokenizer_dir, mode="continue" if args.cont else "chat",
                                           temperature=args.temperature, top_k=args.top_k or None,
                                           max_tokens=args.max_tokens, seed=args.seed)
@@ -202,13 +195,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     entry = registry.find(args.checkpoint, args.step)
     _require_complete(entry)
     report = registry.evaluate(entry, tokens=args.tokens, max_new_tokens=args.max_new_tokens,
-                               data_dir=args.data_dir, device=_device(args.device))
+                               data_dir=args.data_dir, device=resolve_device(args.device))
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
         return 0
     print(f"{entry.label} step {entry.step}")
     if report.val_bpb is not None:
         print(f"val bpb: {report.val_bpb:.4f} over {report.eval_tokens:,} tokens of {report.data_dir}")
+        if entry.val_bpb is not None:  # the listing's figure: another token count gives another number
+            over = f" over {entry.val_tokens:,} tokens" if entry.val_tokens else ""
+            print(f"(training's last evaluation: val bpb {entry.val_bpb:.4f}{over})")
     for s in report.samples:
         print(f"\n--- {s.name} ({s.mode}, {s.tokens} tokens)\n{s.prompt}\n>>> {s.completion}")
     print(f"\n[{report.seconds:.1f} s on {report.device}; report cached for the Checkpoints screen]", file=sys.stderr)

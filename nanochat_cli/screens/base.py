@@ -15,6 +15,13 @@ if TYPE_CHECKING:
     from nanochat_cli.app import NanochatApp
 
 
+def screen_commands() -> type:
+    """The palette provider listing a screen's own key bindings (a screen names it in its COMMANDS)."""
+    from nanochat_cli.commands import ScreenCommands  # textual.command loads only when the palette opens
+
+    return ScreenCommands
+
+
 class AppScreen(Screen):
     SCREEN_NAME: ClassVar[str] = ""
 

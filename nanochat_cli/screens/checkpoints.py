@@ -26,41 +26,17 @@ from textual.widgets import DataTable, Static
 
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import log_event
-from nanochat_cli.screens.base import AppScreen
+from nanochat_cli.screens.base import AppScreen, screen_commands
 from nanochat_cli.services.checkpoints.compat import Compat, CompatReason
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.checkpoints.registry import CheckpointRegistry
+from nanochat_cli.services.compute import config_device
 from nanochat_cli.widgets.checkpoints.detail import CheckpointDetail, describe
 from nanochat_cli.widgets.checkpoints.table import FILTERS, CheckpointTable, keep, status_of
 from nanochat_cli.widgets.shell.empty_state import EmptyState
 
 Row = tuple[CheckpointEntry, Compat]
 EVAL_NEW_TOKENS = 64  # tokens per eval prompt completion (the CLI's default)
-
-
-def screen_commands() -> type:
-    from nanochat_cli.commands import ScreenCommands  # textual.command loads only when the palette opens
-
-    return ScreenCommands
-
-
-def eval_data_dir(entry: CheckpointEntry, resolved: dict[str, Any]) -> str | None:
-    """Held-out data for val bpb: the data the checkpoint was trained on, else the active config's parquet dir
-    (stock checkpoints record none). The report names the dir it used."""
-    if entry.data_dir:
-        return entry.data_dir
-    if resolved.get("data.source") == "parquet" and resolved.get("data.data_dir"):
-        return str(Path(resolved["data.data_dir"]).expanduser())
-    return None
-
-
-def run_device(resolved: dict[str, Any]) -> str:
-    device = resolved.get("hardware.device", "cpu")
-    if device != "auto":
-        return device
-    from engine.common import autodetect_device_type  # imports torch: call from a worker thread
-
-    return autodetect_device_type()
 
 
 class Scanned(Message):
@@ -108,7 +84,14 @@ class CheckpointsScreen(AppScreen):
         self._scans = 0  # a scan's results are shown only if no newer scan started meanwhile
         self._evaluating: CheckpointEntry | None = None
         self._scanned = False
+        self._scanning = False
         self.watch(self.app, "config_rev", self._config_changed, init=False)
+        # until the first scan lands (seconds on a busy machine) say what is happening, not an empty table
+        for widget in ("#ckpt-where", CheckpointTable, CheckpointDetail):
+            self.query_one(widget).display = False
+        where = self.napp.show_path(self._base(self.napp.session.current))
+        self.query_one(EmptyState).set_text(f"Scanning checkpoints under {where}…",
+                                            "Each checkpoint's meta is read and checked against the active config.")
         self.query_one(CheckpointTable).focus()
 
     # ---- listing -------------------------------------------------------------------------------
@@ -124,6 +107,9 @@ class CheckpointsScreen(AppScreen):
 
     def action_rescan(self) -> None:
         self._scans += 1
+        self._scanning = True
+        if self._scanned:
+            self._show_where()
         resolved = dict(self.napp.session.current)
         problems = [i.message for i in self.napp.session.issues]
         self.run_worker(partial(self._scan, self._scans, resolved, problems), thread=True, group="ckpt-scan")
@@ -152,6 +138,7 @@ class CheckpointsScreen(AppScreen):
         if message.scan != self._scans:
             return
         self._rows, self._where, self._scanned = message.rows, self.napp.show_path(message.base), True
+        self._scanning = False
         self._show_rows()
 
     def watch_filter(self) -> None:
@@ -159,16 +146,8 @@ class CheckpointsScreen(AppScreen):
             self._show_rows()
 
     def _show_rows(self) -> None:
-        shown = [r for r in self._rows if keep(*r, self.filter)]
-        table = self.query_one(CheckpointTable)
-        table.show(shown)
-        s = self.napp.session
-        n = len(s.overrides)
-        config = s.prefab + (f" + {n} override{'s' if n > 1 else ''}" if n else "")
-        count = f"{len(shown)} of {len(self._rows)}" if len(shown) != len(self._rows) else str(len(shown))
-        self.query_one("#ckpt-where", Static).update(
-            f"{count} checkpoint{'s' if len(self._rows) != 1 else ''} under {self._where} · filter: {self.filter} "
-            f"(f) · checked against {config}")
+        self.query_one(CheckpointTable).show(self._shown())
+        self._show_where()
         for widget in ("#ckpt-where", CheckpointTable, CheckpointDetail):
             self.query_one(widget).display = bool(self._rows)
         empty = self.query_one(EmptyState)
@@ -177,6 +156,18 @@ class CheckpointsScreen(AppScreen):
                        "Training writes them to <base>/base_checkpoints/<tag>/; stock nanochat's base, chatsft "
                        "and chatrl checkpoint dirs are listed too (r rescans).")
         self._show_detail()
+
+    def _shown(self) -> list[Row]:
+        return [r for r in self._rows if keep(*r, self.filter)]
+
+    def _show_where(self) -> None:
+        s = self.napp.session
+        n, shown = len(s.overrides), len(self._shown())
+        config = s.prefab + (f" + {n} override{'s' if n > 1 else ''}" if n else "")
+        count = f"{shown} of {len(self._rows)}" if shown != len(self._rows) else str(shown)
+        self.query_one("#ckpt-where", Static).update(
+            f"{count} checkpoint{'s' if len(self._rows) != 1 else ''} under {self._where}, newest first · filter: "
+            f"{self.filter} (f) · checked against {config}" + (" · rescanning…" if self._scanning else ""))
 
     def on_data_table_row_highlighted(self, _event: DataTable.RowHighlighted) -> None:
         self._show_detail()
@@ -263,12 +254,12 @@ class CheckpointsScreen(AppScreen):
         self.run_worker(partial(self._evaluate, entry, resolved), thread=True, group="ckpt-eval")
 
     def _evaluate(self, entry: CheckpointEntry, resolved: dict[str, Any]) -> None:
-        from nanochat_cli.services.checkpoints.evaluate import evaluate
+        from nanochat_cli.services.checkpoints.evaluate import eval_data_dir, evaluate
 
         try:
             report = evaluate(entry.model_file, tokens=resolved.get("telemetry.eval_tokens", 65536),
                               max_new_tokens=EVAL_NEW_TOKENS, data_dir=eval_data_dir(entry, resolved),
-                              device=run_device(resolved))
+                              device=config_device(resolved))
             with self._lock:
                 self._registry.store_eval(entry, report)
         except USER_ERRORS as e:

@@ -31,6 +31,7 @@ from engine.config import TrainConfig
 from engine.control import send_request
 from engine.errors import EngineError
 from engine.telemetry import ErrorEvent, EvalEvent, RunEndEvent, RunStartEvent, StepEvent, TelemetryReader
+from nanochat_cli.services.compute import trainer_threads
 
 RUN_RECORD = "run.json"
 HUNG_AFTER_S = 300.0  # no telemetry for this long while the process lives → "hung?"
@@ -185,7 +186,7 @@ class RunOrchestrator:
         # the job must find `engine` even when started from another working directory
         repo_root = str(Path(__file__).resolve().parents[2])
         child_env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, child_env.get("PYTHONPATH")) if p)
-        child_env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.nproc_per_node)))
+        child_env.setdefault("OMP_NUM_THREADS", str(trainer_threads(spec.nproc_per_node)))
         with open(run_dir / "stdout.log", "ab") as out, open(run_dir / "stderr.log", "ab") as err:
             proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=child_env,
                                     cwd=run_dir, start_new_session=True)

@@ -1,4 +1,5 @@
-"""The TUI's remembered state between sessions: last screen, loaded prefab and its unsaved overrides.
+"""The TUI's remembered state between sessions: last screen, loaded prefab and its unsaved overrides, the Chat
+tab's model and mode.
 
 Plain JSON in the user config dir, written atomically. Overrides hold config values only; secrets
 have no config fields, so none can end up here.
@@ -22,9 +23,11 @@ class UIState:
     prefab: str = "cpu-tiny"
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted config keys -> values
     debug: bool = False
+    chat_checkpoint: str = ""  # the model the Chat tab had loaded (a checkpoint dir or model file), "" for none
+    chat_mode: str = ""  # its mode: "chat" or "continue"
 
 
-_TYPES = {"screen": str, "prefab": str, "overrides": dict, "debug": bool}
+_TYPES = {"screen": str, "prefab": str, "overrides": dict, "debug": bool, "chat_checkpoint": str, "chat_mode": str}
 
 
 def load_state(path: Path | None = None) -> UIState:

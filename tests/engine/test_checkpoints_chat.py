@@ -206,3 +206,30 @@ def test_transcripts_jsonl_and_markdown(ckpt, tok):
     session.reply("again")
     save_transcript(session, directory, name="t")  # rewritten in place after each turn
     assert len(load_transcript(jsonl)[1]) == 4
+
+
+def test_a_reply_runs_with_the_chosen_thread_count_in_the_thread_that_generates(ckpt, monkeypatch):
+    """Torch's default (a thread per core) crawls on a busy machine: each reply sets the count it picked, in the
+    thread that iterates it (OpenMP's count is per thread; the TUI generates in a worker)."""
+    import threading
+
+    from nanochat_cli.services import compute
+
+    session = ChatSession.from_checkpoint(ckpt, mode="continue", temperature=0.0, max_tokens=4)
+    monkeypatch.setattr(compute, "available_cpus", lambda: 7)  # a count no default would give
+    seen = {}
+
+    def generate(load: float) -> None:
+        before = torch.get_num_threads()
+        monkeypatch.setattr(compute.psutil, "getloadavg", lambda: (load, load, load))
+        try:
+            session.reply("def")
+            seen[load] = (torch.get_num_threads(), session.last_stats.threads)
+        finally:
+            torch.set_num_threads(before)
+
+    for load in (0.0, 4.5, 50.0):
+        worker = threading.Thread(target=generate, args=(load,))
+        worker.start()
+        worker.join()
+    assert seen == {0.0: (7, 7), 4.5: (2, 2), 50.0: (1, 1)}

@@ -95,7 +95,10 @@ def test_eval_prints_report_and_caches_it(setup, capsys):
 
     assert {e.tag: e for e in CheckpointRegistry(base).scan()}["tiny"].eval.val_bpb == report["val_bpb"]
     assert main(["eval", "--checkpoint", str(model_file), "--tokens", "128", "--max-new-tokens", "0"]) == 0
-    assert "val bpb:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "val bpb: " in out and " over 128 tokens of " in out
+    # beside the figure the listing shows, each with the tokens it covered (save_ours: 10 × 524288 eval tokens)
+    assert "(training's last evaluation: val bpb 2.5000 over 5,242,880 tokens)" in out
 
 
 def test_bad_checkpoints_give_one_line_errors(setup, capsys):

@@ -104,3 +104,21 @@ def test_prompt_set_default_edit_persist_reset():
         load_prompt_set()
     reset_prompt_set()
     assert load_prompt_set() == shipped
+
+
+def test_eval_runs_with_the_chosen_thread_count(setup, monkeypatch):
+    """`nanochat-cli eval` on a busy machine crawled with torch's default thread per core: it picks its count."""
+    from nanochat_cli.services import compute
+
+    base, _ = setup
+    registry = CheckpointRegistry(base)
+    entry = registry.find(checkpoint_dir(base, "tiny"))
+    monkeypatch.setattr(compute, "available_cpus", lambda: 7)  # a count no default would give
+    before = torch.get_num_threads()
+    try:
+        for load, threads in ((0.0, 7), (6.5, 1)):
+            monkeypatch.setattr(compute.psutil, "getloadavg", lambda load=load: (load, load, load))
+            registry.evaluate(entry, tokens=512, max_new_tokens=0, prompts=PROMPTS)
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)

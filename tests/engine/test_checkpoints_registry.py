@@ -276,3 +276,32 @@ def test_registry_import_stays_torch_free():
     repo = Path(reg.__file__).parents[3]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     assert out.stdout.strip() == "False"
+
+
+def test_listing_is_newest_first_and_knows_how_many_tokens_val_bpb_covered(base):
+    import os
+
+    for i, d in enumerate(sorted((base / "base_checkpoints").iterdir())):  # dates in name order: a, b, … oldest
+        for p in d.iterdir():
+            os.utime(p, (1_700_000_000 + 60 * i, 1_700_000_000 + 60 * i))
+    listed = CheckpointRegistry(base).scan()
+    assert [e.date for e in listed] == sorted((e.date for e in listed), reverse=True)
+    assert [(e.tag, e.step) for e in listed][:3] == [("trunc", 3), ("tiny", 10), ("tiny", 5)]  # same date: step
+    tiny = by_key(listed)[("tiny", 5)]
+    # save_ours: eval_tokens 10 × 524288, 8 rows × 64 tokens, one rank: whole batches of 512 tokens
+    assert tiny.user_config["eval_tokens"] == 5_242_880 and tiny.val_tokens == 5_242_880
+
+
+def test_an_index_from_before_val_tokens_is_read_again_and_keeps_its_evaluations(base):
+    registry = CheckpointRegistry(base)
+    entry = by_key(registry.scan())[("tiny", 5)]
+    index = json.loads(reg.index_path().read_text())
+    for cached in index["entries"].values():
+        cached["entry"].pop("val_tokens")
+    index["evals"][entry.key] = {"sig": [[entry.model_file.name, entry.model_file.stat().st_size,
+                                          entry.model_file.stat().st_mtime_ns]],
+                                 "report": {"checkpoint": str(entry.model_file), "step": 5, "val_bpb": 2.0,
+                                            "eval_tokens": 512, "data_dir": None}}
+    reg.index_path().write_text(json.dumps(index))
+    again = by_key(CheckpointRegistry(base).scan())[("tiny", 5)]
+    assert again.val_tokens == 5_242_880 and again.eval.val_bpb == 2.0

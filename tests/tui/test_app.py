@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from textual.widgets import Input, Select, Static
+from dialog_helpers import answer, shown_dialog
+from textual import events
+from textual.widgets import Button, Input, Select, Static
 
 from nanochat_cli.app import NanochatApp
 from nanochat_cli.screens.auth import AuthScreen
@@ -127,19 +129,13 @@ async def test_save_as_then_reload_and_confirm_overwrite(dirs):
         await type_into(pilot, "#f-model--depth", "8")
         await pilot.press("ctrl+s")
         await pilot.press(*"my-run", "enter")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("y")
-        await pilot.pause()
+        await answer(pilot, "y")
         assert "depth: 8" in saved.read_text() and app.session.overrides == {}
 
         # switching prefab with overrides asks before dropping them
         await type_into(pilot, "#f-model--depth", "5")
         app.request_switch_prefab("cpu-small")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
-        await pilot.press("escape")
-        await pilot.pause()
+        await answer(pilot, "escape")
         assert app.session.prefab == "my-run" and app.session.overrides == {"model.depth": 5}
         assert app.screen.query_one("#prefab-select", Select).value == "my-run"
 
@@ -179,7 +175,8 @@ async def test_restart_restores_screen_prefab_and_overrides(dirs):
 async def test_number_and_function_keys_switch_tabs_and_status_follows(dirs):
     app = make_app(dirs)
     async with app.run_test(size=(80, 24)) as pilot:
-        for key, name in (("2", "train"), ("3", "checkpoints"), ("f4", "chat"), ("f5", "logs"), ("1", "config")):
+        for key, name in (("2", "train"), ("3", "checkpoints"), ("f4", "chat"), ("f5", "logs"), ("1", "config"),
+                          ("f2", "train")):
             await pilot.press(key)
             await pilot.pause()
             assert app.current_mode == name and app.status.screen == name
@@ -296,18 +293,107 @@ async def test_switch_and_select_editors_store_typed_values(dirs):
         assert app.status.mode.startswith(expected)
 
 
+async def ask_to_reset(pilot) -> ConfirmScreen:
+    """Ctrl+L, then wait until the question is on screen (keys typed before that are not answers)."""
+    await pilot.press("ctrl+l")
+    return await shown_dialog(pilot)
+
+
 async def test_reset_all_asks_first(dirs):
     app = make_app(dirs)
     async with app.run_test(size=(80, 24)) as pilot:
         await type_into(pilot, "#f-model--depth", "6")
         await type_into(pilot, "#f-model--max_seq_len", "128")
-        await pilot.press("ctrl+l")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmScreen)
+        await ask_to_reset(pilot)
         await pilot.press("n")  # keeps them
         await pilot.pause()
         assert len(app.session.overrides) == 2
-        await pilot.press("ctrl+l", "y")
+        await ask_to_reset(pilot)
+        await pilot.press("y")
         await pilot.pause()
         assert app.session.overrides == {}
         assert app.screen.query_one("#f-model--max_seq_len", Input).value == str(app.session.base["model.max_seq_len"])
+
+
+def help_shown(app) -> bool:
+    return bool(app.screen.query("HelpPanel"))
+
+
+async def test_help_panel_toggles_with_question_mark_and_f1_and_closes_with_escape(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")  # the Logs tab: no text box has focus
+        await pilot.pause()
+        for key in ("question_mark", "f1"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert help_shown(app), key
+            await pilot.press(key)
+            await pilot.pause()
+            assert not help_shown(app), key
+        assert app.current_mode == "logs"  # F1 is help, not the Config tab
+        await pilot.press("ctrl+p")  # the palette's "Keys" opens the same panel
+        await pilot.press(*"keys")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert help_shown(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not help_shown(app) and app.current_mode == "logs"
+
+
+async def test_help_panel_does_not_linger_on_a_tab_left_with_it_open(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("2", "f1")
+        await pilot.pause()
+        assert app.current_mode == "train" and help_shown(app)
+        await pilot.press("5")
+        await pilot.pause()
+        assert not help_shown(app)
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.current_mode == "train" and not help_shown(app)
+
+
+async def test_question_mark_types_into_a_text_box_and_escape_closes_help_before_the_screen_sees_it(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        box = app.screen.query_one("#chat-input", Input)
+        box.focus()
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert box.value == "?" and not help_shown(app)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert help_shown(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not help_shown(app)
+        assert not any("Nothing is being generated" in str(n.message) for n in app._notifications)
+
+
+async def test_reset_confirm_shows_its_keys_and_ignores_keys_typed_before_it_showed(dirs):
+    app = make_app(dirs)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await type_into(pilot, "#f-model--depth", "6")
+        app.screen.query_one(DiffTable).focus()  # out of the text box: y and Enter would type there
+        # a busy app: Ctrl+L, then y and Enter typed before it handles any of them (the dialog shows late)
+        for key, char in (("ctrl+l", None), ("y", "y"), ("enter", "\r")):
+            app.post_message(events.Key(key, char))
+        dialog = await ask_to_reset(pilot)  # (a second Ctrl+L: the app's one is ignored under a dialog)
+        await pilot.pause(0.2)
+        assert app.screen is dialog and app.session.overrides == {"model.depth": 6}
+        labels = [str(b.label) for b in dialog.query(Button)]
+        assert labels == ["Drop (y)", "Cancel (n)"] and dialog.focused.id == "no"
+        assert str(dialog.query_one(".dialog-keys", Static).content) == "y drop · n, Esc or Enter cancel"
+        await pilot.press("enter")  # Cancel has the focus: Enter keeps the overrides
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and app.session.overrides == {"model.depth": 6}
+        await ask_to_reset(pilot)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and app.session.overrides == {"model.depth": 6}

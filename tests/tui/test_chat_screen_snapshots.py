@@ -6,6 +6,7 @@ Update after an intended UI change: pytest tests/tui/test_chat_screen_snapshots.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import pytest
@@ -29,8 +30,11 @@ def test_chat_with_a_tool_call(snap_compare, tmp_path, tok_src):
     app = make_app(tmp_path, base_dir_label="~/.cache/nanochat", config_dir_label="~/.config/nanochat-cli",
                    clock=lambda: 0.0)
 
+    sft = world["base"] / "chatsft_checkpoints" / "tiny"  # an SFT checkpoint: it opens in chat mode
+    shutil.copytree(checkpoint_dir(world["base"], "tiny"), sft)
+
     async def chat(pilot) -> None:
-        await load(pilot, str(checkpoint_dir(world["base"], "tiny")))
+        await load(pilot, str(sft))
         screen = pilot.app.screen
         real = screen.session
         tok = real.tokenizer

@@ -18,6 +18,7 @@ from ckpt_screen_helpers import (
     select,
     settle,
 )
+from dialog_helpers import answer
 from plugin_helpers import plugin_registered, register_megacontext
 from textual.widgets import Input
 
@@ -76,8 +77,8 @@ async def test_listing_shows_each_status_and_the_filter(world, tmp_path, megacon
     async with app.run_test(size=(160, 40)) as pilot:
         await settle(pilot)
         rows = listing(app)
-        expected = {"tiny@5": ("compatible", "2.5000"), "trunc@3": ("corrupt", "2.5000"),
-                    "deep@7": ("incompatible", "2.5000")}
+        ours = "2.5000 (5.2M)"  # val bpb (the tokens it covered: save_ours' eval_tokens)
+        expected = {"tiny@5": ("compatible", ours), "trunc@3": ("corrupt", ours), "deep@7": ("incompatible", ours)}
         if STOCK_FIXTURE.is_dir():
             meta = json.loads((STOCK_FIXTURE / "meta_000000.json").read_text())
             bpb = f"{meta['val_bpb']:.4f}" if isinstance(meta.get("val_bpb"), float) else "-"
@@ -139,7 +140,8 @@ async def test_delete_asks_first(world, tmp_path):
         await pilot.press("n")
         await settle(pilot)
         assert (trunc / "meta_000003.json").exists() and "trunc@3" in listing(app)
-        await pilot.press("x", "y")
+        await pilot.press("x")
+        await answer(pilot, "y")
         await settle(pilot)
         assert not trunc.exists() and "trunc@3" not in listing(app)
         assert "tiny@5" in listing(app)
@@ -160,6 +162,9 @@ async def test_evaluate_runs_in_a_worker_and_shows_val_bpb_inline(world, tmp_pat
         assert cached is not None and cached.eval_tokens == 512
         text = detail(app)
         assert f"val bpb {cached.val_bpb:.4f} over 512 tokens of {app.show_path(world['data'])}" in text
+        # beside the run's own figure, each with the tokens it covered
+        assert "Training's last evaluation: val bpb 2.5000 over 5,242,880 tokens of its val split" in text
+        assert "the two val bpb figures cover different token counts" in text
         assert [s.name for s in cached.samples] == [p.name for p in load_prompt_set()]
         for s in cached.samples:
             assert f"{s.name} ({s.mode}, {s.tokens} tokens)" in text
@@ -174,7 +179,7 @@ async def test_resume_starts_the_run_and_shows_train(world, tmp_path):
         await pilot.press("t")
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.question == "Resume run tiny from step 5 (1 process on cpu)?"
-        await pilot.press("y")
+        await answer(pilot, "y")
         await app.workers.wait_for_complete()
         await pilot.pause()
         run_dir = world["base"] / "runs" / "tiny"
@@ -235,3 +240,28 @@ async def test_eval_prompts_editor_saves_and_validates(world, tmp_path):
         assert not isinstance(app.screen, PromptSetScreen)
     saved = load_prompt_set()
     assert [(p.name, p.prompt, p.mode) for p in saved] == [("fn", "def add(a, b):\n    return", "continue")]
+
+
+async def test_first_visit_says_it_is_scanning_until_the_listing_lands(world, tmp_path, monkeypatch):
+    import threading
+
+    release = threading.Event()
+    real = CheckpointRegistry.with_compat
+
+    def slow_scan(self, resolved):
+        assert release.wait(60), "the test never released the scan"
+        return real(self, resolved)
+
+    monkeypatch.setattr(CheckpointRegistry, "with_compat", slow_scan)
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await pilot.pause()
+        empty = app.screen.query_one("#ckpt-empty")
+        title = str(empty.query_one(".empty-title").content)
+        assert empty.display and title == f"Scanning checkpoints under {app.show_path(world['base'])}…"
+        assert not app.screen.query_one("#ckpt-table").display  # no bare header while waiting
+        release.set()
+        await settle(pilot)
+        assert not empty.display and app.screen.query_one("#ckpt-table").display and "tiny@5" in listing(app)
+        where = str(app.screen.query_one("#ckpt-where").content)
+        assert "newest first" in where and "rescanning" not in where

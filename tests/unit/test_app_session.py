@@ -9,8 +9,8 @@ import pytest
 
 from nanochat_cli.errors import AppError
 from nanochat_cli.logging_setup import format_line, log_event, setup_logging
-from nanochat_cli.screens.session import ConfigSession
 from nanochat_cli.services.config.prefabs import PrefabExists, PrefabStore
+from nanochat_cli.services.config.session import ConfigSession
 from nanochat_cli.services.state import UIState, load_state
 
 

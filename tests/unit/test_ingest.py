@@ -328,7 +328,7 @@ def test_system_probe_without_a_gpu_reports_cpu_and_ram():
     probe = SystemProbe()
     r = probe.read()
     if probe.backend == "psutil":
-        assert probe.backend_note.startswith("no GPU readings")
+        assert probe.backend_note.startswith("no GPU readings") or probe.backend_note.startswith("CPU only")
         assert r["gpu_count"] == 0
     assert 0 <= r["cpu_percent"] <= 100 * os.cpu_count() and 0 < r["ram_used"] < r["ram_total"]
     store = MetricStore()

@@ -45,6 +45,17 @@ class ReplyStats:
     seconds: float = 0.0
     finish: str = "stop"  # "stop" (end token) | "length" (max_tokens reached) | "cancelled" (stop_event)
     dropped_turns: int = 0  # oldest user/assistant pairs left out to fit the context
+    threads: int = 0  # torch CPU threads the reply ran with
+
+
+def default_mode(path: str | Path) -> str:
+    """The mode a checkpoint opens in: continuation for a base (pretrained) checkpoint, which continues text and
+    never learned the chat template; chat for SFT and RL ones. A dir outside the phase layout counts as base."""
+    from nanochat_cli.services.checkpoints.entries import PHASE_OF_DIR
+
+    p = Path(path).expanduser()
+    ckpt_dir = p.parent if p.suffix == ".pt" else p
+    return "continue" if PHASE_OF_DIR.get(ckpt_dir.resolve().parent.name, "base") == "base" else "chat"
 
 
 def render_segments(segments: list[Chunk]) -> str:
@@ -128,10 +139,14 @@ class ChatSession:
     # ---- reply
 
     def stream_reply(self, user_text: str) -> Iterator[Chunk]:
-        """Generate the next reply, yielding chunks as they decode; `last_stats` is set when it ends."""
+        """Generate the next reply, yielding chunks as they decode; `last_stats` is set when it ends. Torch's CPU
+        threads are set for the thread that iterates this (compute.use_inference_threads)."""
+        from nanochat_cli.services.compute import use_inference_threads
+
         self.stop_event.clear()
+        threads = use_inference_threads()
         ids, dropped = self._prompt(user_text)
-        stats = ReplyStats(prompt_tokens=len(ids), dropped_turns=dropped, finish="length")
+        stats = ReplyStats(prompt_tokens=len(ids), dropped_turns=dropped, finish="length", threads=threads)
         seed = self.seed + sum(1 for m in self.log if m["role"] == "assistant")
         t0 = time.perf_counter()
         steps = self.engine.generate(ids, num_samples=1, max_tokens=self.max_tokens, temperature=self.temperature,

@@ -37,6 +37,7 @@ class CheckpointEntry:
     origin: str = "stock"  # "ours" (our engine wrote it) or "stock" (stock nanochat)
     run: str | None = None
     val_bpb: float | None = None
+    val_tokens: int | None = None  # tokens that val_bpb (the run's last evaluation) was measured over
     params: int | None = None
     depth: int | None = None
     n_embd: int | None = None
@@ -123,6 +124,17 @@ def recorded_value(user_config: dict[str, Any] | None, key: str) -> Any:
     category, _, name = key.partition(".")
     section = uc.get(category)
     return section.get(name, MISSING) if isinstance(section, dict) else MISSING
+
+
+def trained_eval_tokens(user_config: dict[str, Any] | None, world_size: int | None) -> int | None:
+    """Tokens the run's own evaluation measured: eval_tokens rounded down to whole batches of every rank (at least
+    one), as the trainer counts them; None when the meta does not say enough."""
+    uc = user_config or {}
+    tokens, rows, seq = uc.get("eval_tokens"), uc.get("device_batch_size"), uc.get("max_seq_len")
+    if not all(isinstance(v, int) and v > 0 for v in (tokens, rows, seq, world_size)):
+        return None
+    per_batch = rows * seq * world_size
+    return max(1, tokens // per_batch) * per_batch
 
 
 def param_count(model_config: dict[str, Any]) -> int:
@@ -234,6 +246,7 @@ def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> 
     entry.tokenizer_dir = meta.get("tokenizer_dir") or None
     entry.data_dir = meta.get("data_dir") or None
     entry.world_size = meta.get("world_size") if isinstance(meta.get("world_size"), int) else None
+    entry.val_tokens = trained_eval_tokens(uc, entry.world_size) if entry.val_bpb is not None else None
     if entry.status == "complete":
         problem = check_model_file(files["model"])
         if problem:

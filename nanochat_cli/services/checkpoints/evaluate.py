@@ -10,12 +10,24 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 from engine.errors import EngineError
+from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.checkpoints.prompts import EvalPrompt, load_prompt_set
 from nanochat_cli.services.checkpoints.reports import EvalReport, SampleResult
 
 MAX_BATCH_ROWS = 8  # rows per eval batch: enough to keep a CPU busy, small enough for any model on a GPU
+
+
+def eval_data_dir(entry: CheckpointEntry, resolved: dict[str, Any]) -> str | None:
+    """Held-out data for val bpb: the data the checkpoint was trained on, else the active config's parquet dir
+    (stock checkpoints record none). The report names the dir it used."""
+    if entry.data_dir:
+        return entry.data_dir
+    if resolved.get("data.source") == "parquet" and resolved.get("data.data_dir"):
+        return str(Path(resolved["data.data_dir"]).expanduser())
+    return None
 
 
 def val_bpb(model, tokenizer, data_dir: str | Path, tokens: int, device: str = "cpu") -> tuple[float, int]:
@@ -57,8 +69,10 @@ def evaluate(ckpt: str | Path, tokens: int = 65536, max_new_tokens: int = 64, da
     """Load `ckpt` (a dir: latest step; or a model_XXXXXX.pt) and measure it. tokens=0 skips val bpb;
     data_dir defaults to the one the checkpoint was trained on."""
     from engine.inference_load import load_model, resolve_checkpoint
+    from nanochat_cli.services.compute import use_inference_threads
 
     t0 = time.time()
+    use_inference_threads()
     ckpt_dir, step = resolve_checkpoint(ckpt, step)
     model, tok, meta = load_model(ckpt_dir, step, device, tokenizer_dir)
     data_dir = data_dir or meta.get("data_dir")

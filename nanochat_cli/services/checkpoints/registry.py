@@ -93,7 +93,8 @@ class CheckpointRegistry:
     # -- scanning
 
     def scan(self) -> list[CheckpointEntry]:
-        """Every step of every checkpoint under the base dir, newest first within a tag; refreshes the index."""
+        """Every step of every checkpoint under the base dir, newest first (by file date, then step); refreshes
+        the index."""
         entries, seen = [], set()
         for phase, dirname in PHASE_DIRS.items():
             root = self.base / dirname
@@ -108,6 +109,7 @@ class CheckpointRegistry:
             del self._index["entries"][key]
             self._dirty = True
         self._save_index()
+        entries.sort(key=lambda e: (e.date, e.step), reverse=True)
         return entries
 
     def _scan_dir(self, ckpt_dir: Path, phase: str) -> list[CheckpointEntry]:
@@ -119,7 +121,8 @@ class CheckpointRegistry:
             except FileNotFoundError:  # deleted while we looked
                 continue
             cached = self._index["entries"].get(key)
-            if cached and cached.get("sig") == sig:
+            # an entry cached before val_tokens existed is read again (its cached evaluation stays)
+            if cached and cached.get("sig") == sig and "val_tokens" in cached["entry"]:
                 entry = CheckpointEntry.from_dict(cached["entry"])
             else:
                 entry = read_entry(ckpt_dir, phase, step, files)

@@ -31,6 +31,7 @@ from engine.telemetry import (
     StepEvent,
     WarningEvent,
 )
+from nanochat_cli.formatting import file_size
 
 DEFAULT_CAPACITY = 4096  # exact points kept per metric; the envelope keeps capacity // 2 buckets of the rest
 MAX_SERIES = 256  # a source inventing metric names cannot grow the store without bound
@@ -378,7 +379,9 @@ class MetricStore:
 
     def _on_checkpoint(self, ev: CheckpointEvent) -> None:
         self._run.last_checkpoint = ev.path
-        self._log_entry(ev, "info", f"checkpoint ({ev.reason}) step {ev.step}: {ev.bytes / 1e6:.1f} MB in "
+        # the event counts what rank 0 wrote (model, meta, its optimizer state); the Checkpoints tab adds every rank
+        ranks = " by rank 0" if self._run.world_size > 1 else ""
+        self._log_entry(ev, "info", f"checkpoint ({ev.reason}) step {ev.step}: {file_size(ev.bytes)}{ranks} in "
                                     f"{ev.seconds:.1f}s: {ev.path}", ev.step)
 
     def _on_ack(self, ev: ControlAckEvent) -> None:

@@ -73,6 +73,15 @@ class ChatControls(Vertical):
     def mode(self, mode: str) -> None:
         self.query_one("#chat-mode", Select).value = mode
 
+    def set_mode(self, mode: str, quiet: bool = False) -> None:
+        """Show `mode`; quiet: without a Select.Changed (the screen is not asked to switch the loaded model)."""
+        select = self.query_one("#chat-mode", Select)
+        if quiet:
+            with select.prevent(Select.Changed):
+                select.value = mode
+        else:
+            select.value = mode
+
     def values(self) -> dict[str, Any]:
         """Session settings from the boxes: {temperature, top_k, max_tokens, seed}; AppError on a bad one."""
         out = {}

@@ -39,8 +39,16 @@ def describe(entry: CheckpointEntry, compat: Compat, show_path: Callable[[Path],
         text.append(f"\n{'✗' if r.level == 'error' else '!'} {r.message}", style=colour)
         text.append(f"\n  → {r.remedy}" + (" (a applies it)" if r.overrides else ""), style="dim")
     text.append("\n")
+    if entry.val_bpb is not None:
+        over = f" over {entry.val_tokens:,} tokens" if entry.val_tokens else ""
+        text.append(f"\nTraining's last evaluation: val bpb {entry.val_bpb:.4f}{over} of its val split", style="dim")
     if entry.complete:
         text.append_text(describe_eval(entry.eval, show_path, colours))
+        report = entry.eval
+        if (report is not None and report.val_bpb is not None and entry.val_bpb is not None
+                and report.eval_tokens != entry.val_tokens):
+            text.append("\n(the two val bpb figures cover different token counts, so they differ; e evaluates over "
+                        "telemetry.eval_tokens of the active config)", style="dim")
     return text
 
 

@@ -10,12 +10,12 @@ import time
 from rich.text import Text
 from textual.widgets import DataTable
 
-from nanochat_cli.formatting import file_size, param_count, setting
+from nanochat_cli.formatting import count, file_size, param_count, setting
 from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.registry import REGISTRY
 
-COLUMNS = ("checkpoint", "phase", "step", "status", "val bpb", "params", "depth", "vocab", "seq", "window",
+COLUMNS = ("checkpoint", "phase", "step", "status", "val bpb (tokens)", "params", "depth", "vocab", "seq", "window",
            "tokenizer", "date", "size")  # each checkpoint field a plugin registered goes before "date"
 FILTERS = ("all", "loadable", "compatible")
 # status -> theme variable for its colour
@@ -38,13 +38,21 @@ def keep(entry: CheckpointEntry, compat: Compat, which: str) -> bool:
     return True
 
 
+def val_bpb_cell(entry: CheckpointEntry) -> str:
+    """'1.8870 (16.4K)': the run's last val bpb and the tokens it was measured over (an evaluation over another
+    count gives another figure)."""
+    if entry.val_bpb is None:
+        return "-"
+    return f"{entry.val_bpb:.4f}" + (f" ({count(entry.val_tokens)})" if entry.val_tokens else "")
+
+
 def cells(entry: CheckpointEntry, compat: Compat, colours: dict[str, str]) -> list[str | Text]:
     def num(v: object) -> str:
         return "-" if v is None else str(v)
 
     status = status_of(entry, compat)
     return [entry.label, entry.phase, str(entry.step), Text(status, style=colours.get(STATUS_COLOUR[status], "")),
-            f"{entry.val_bpb:.4f}" if entry.val_bpb is not None else "-", param_count(entry.params), num(entry.depth),
+            val_bpb_cell(entry), param_count(entry.params), num(entry.depth),
             num(entry.vocab_size), num(entry.sequence_len), entry.window_pattern or "-", entry.tokenizer_hash or "-",
             *(setting(entry.setting(f.key)) for f in REGISTRY.checkpoint_fields()),
             time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.date)),

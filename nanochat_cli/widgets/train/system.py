@@ -1,5 +1,5 @@
-"""System panel: this machine's GPUs (util, VRAM, temperature, power) or CPU/RAM, plus MFU and peak memory
-from the run's own step events."""
+"""System panel: this machine's GPUs (util, VRAM, temperature, power), or on a machine without one "CPU only" and
+its CPU/RAM, plus MFU and peak memory from the run's own step events."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ class SystemPanel(Panel):
         latest = self.store.latest
         text = Text()
         gpus = int(latest("sys.gpu_count") or 0)
+        source = self.store.snapshot().sources.get("system")
+        if not gpus and source is not None and source.detail:  # first: what kind of machine this is
+            text.append(source.detail + "\n", style="dim")
         for i in range(gpus):
             text.append(f"GPU{i} ", style="bold")
             text.append("util ", style="dim").append(f"{fmt.num(latest(f'sys.gpu{i}.util'), 3)}%  ")
@@ -41,7 +44,4 @@ class SystemPanel(Panel):
         text.append("run ", style="bold").append("MFU ", style="dim")
         text.append(f"{100 * mfu:.1f}%" if mfu is not None else "n/a (peak FLOPs unknown for this device)")
         text.append("  peak mem ", style="dim").append(fmt.nbytes(mem))
-        source = self.store.snapshot().sources.get("system")
-        if source is not None and source.detail and not gpus:
-            text.append("\n" + source.detail, style="dim")
         self.query_one(".panel-body", Static).update(text)

@@ -1,5 +1,5 @@
-"""The config edit session behind the Config screen: the loaded prefab, the user's overrides, and what follows
-from them (resolved config, validation issues, diff, compat matrix, guardrails).
+"""The config edit session behind the Config screen and the command palette: the loaded prefab, the user's
+overrides, and what follows from them (resolved config, validation issues, diff, compat matrix, guardrails).
 
 Textual-free so it can be tested directly. Every change is written to the UI state file at once (one small
 atomic write), so a restart or a crash brings back the same screen, prefab and overrides.
@@ -172,6 +172,12 @@ class ConfigSession:
     def set_debug(self, on: bool) -> None:
         self.state.debug = on
         self.save()
+
+    def set_chat(self, checkpoint: str, mode: str) -> None:
+        """The Chat tab's model and mode, loaded again after a restart."""
+        if (self.state.chat_checkpoint, self.state.chat_mode) != (checkpoint, mode):
+            self.state.chat_checkpoint, self.state.chat_mode = checkpoint, mode
+            self.save()
 
     def save(self) -> None:
         save_state(self.state, self.state_path)
