@@ -198,7 +198,7 @@ def test_a_50_mb_user_prefab_is_refused_fast(capsys, monkeypatch):
 
 
 def test_the_tui_session_starts_and_says_which_prefab_it_skipped():
-    from nanochat_cli.screens.session import ConfigSession
+    from nanochat_cli.services.config.session import ConfigSession
     from nanochat_cli.services.state import UIState
 
     write_user_prefab("latin1", "name: latin1\ndescription: café\n".encode("latin-1"))
