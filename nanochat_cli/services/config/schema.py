@@ -23,6 +23,7 @@ from engine.config import TrainConfig, explain
 from engine.errors import short_repr
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.registry import REGISTRY
+from nanochat_cli.services.runs.status import DEFAULT_HUNG_AFTER_S
 
 
 class ConfigError(AppError):
@@ -74,6 +75,11 @@ def _f(default: Any, help: str, hot: bool = False, readonly: bool = False, **kw:
 class _DataLauncher(BaseModel):
     source: Literal["embedded", "parquet"] = _f(
         "embedded", "training text: the corpus embedded in the engine, or parquet shards in data_dir")
+
+
+class _TelemetryLauncher(BaseModel):
+    hung_after_s: float = _f(DEFAULT_HUNG_AFTER_S, "call a live run hung after this many seconds without "
+                             "telemetry (longer than its slowest eval or checkpoint)", gt=0, le=86400)
 
 
 class HardwareSection(BaseModel):
@@ -134,7 +140,7 @@ def _section(name: str, extra: type[BaseModel] | None = None) -> type[BaseModel]
 ModelSection = _section("model")
 TrainingSection = _section("training")
 DataSection = _section("data", _DataLauncher)
-TelemetrySection = _section("telemetry")
+TelemetrySection = _section("telemetry", _TelemetryLauncher)
 RunSection = _section("run")
 
 CORE_SECTIONS: dict[str, type[BaseModel]] = {
