@@ -305,15 +305,21 @@ class TelemetryReader:
     def read_new(self, max_bytes: int | None = None) -> list[Event]:
         """Events of the lines completed since the last call; at most ~max_bytes of them when given
         (so replaying a huge file needs little memory: call again until it returns [])."""
+        while True:
+            events, skipped = self._read(max_bytes)
+            if events or not skipped:  # [] after skipping an overlong line would look like "caught up"
+                return events
+
+    def _read(self, max_bytes: int | None) -> tuple[list[Event], bool]:
         try:
             size = os.stat(self.path).st_size
         except FileNotFoundError:
-            return []
+            return [], False
         if size < self.offset:
             self.restarts += 1
             self.replay()
         if size == self.offset:
-            return []
+            return [], False
         budget = size - self.offset if max_bytes is None else min(size - self.offset, max_bytes)
         with open(self.path, "rb") as f:
             f.seek(self.offset)
@@ -329,7 +335,8 @@ class TelemetryReader:
             if len(chunk) > MAX_LINE_BYTES:  # no newline within the limit: drop what we have, skip to the next
                 self.offset += len(chunk)
                 self._bad_overlong(len(chunk))
-            return []  # else a partial last line: wait for its newline
+                return [], True
+            return [], False  # a partial last line: wait for its newline
         self.offset += end + 1
         lines = chunk[: end + 1].split(b"\n")
         if self._overlong:  # the tail of an overlong line, already counted
@@ -345,7 +352,7 @@ class TelemetryReader:
                 self.malformed += 1
                 self.last_error = str(e) if isinstance(e, EventParseError) else \
                     f"telemetry line: not a valid event ({type(e).__name__}): {_clip(raw)}"
-        return events
+        return events, True
 
     def _bad_overlong(self, n: int) -> None:
         if not self._overlong:
