@@ -84,13 +84,13 @@ def _stats(f: Follower) -> str:
 
 def follow(orch: RunOrchestrator, name: str, console: Console, log_every: int = 10, *,
            printer: Printer | None = None, on_poll: Callable[[], None] | None = None,
-           detach_on_broken_pipe: bool = False) -> int | None:
+           detach_on_broken_pipe: bool = False, follower: Follower | None = None) -> int | None:
     """Follow a run until every process of it is gone; returns the job's exit code.
 
     `on_poll` runs between reads (the caller's Ctrl-C handling); None is returned only when stdout broke
-    and `detach_on_broken_pipe` is set."""
+    and `detach_on_broken_pipe` is set. Pass a `follower` to read its summary afterwards (no replay)."""
     printer = printer or Printer(console)
-    f = Follower(orch, name, log_every=log_every)
+    f = follower or Follower(orch, name, log_every=log_every)
     live = console.is_terminal
     progress = Progress(TextColumn("{task.description}", markup=False, style="bold"), BarColumn(),
                         MofNCompleteColumn(), TextColumn("{task.fields[stats]}", markup=False), console=console,
@@ -182,10 +182,11 @@ def run_headless(orch: RunOrchestrator, spec: LaunchSpec, secrets: Any = None,
         printer.line(f"$ {info.command}", "dim")
         printer.line(f"run dir: {info.run_dir}")
         term = orch.terminator(info.name)
-        code = follow(orch, info.name, console, log_every=spec.config.log_every, printer=printer, on_poll=on_poll)
+        followed = Follower(orch, info.name, log_every=spec.config.log_every)
+        code = follow(orch, info.name, console, printer=printer, on_poll=on_poll, follower=followed)
         for t in stopper:
             t.join()
-    final = orch.info(info.name)
+    final = followed.info()  # from what was followed: the telemetry is read once
     if result and not result[0].stopped:
         printer.note(f"run {info.name}: NOT stopped: pid(s) {', '.join(map(str, result[0].survivors))} "
                      "outlived SIGKILL")
