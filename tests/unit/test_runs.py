@@ -260,3 +260,20 @@ def test_printable_spells_out_control_characters():
 
 def test_launch_spec_default_threshold():
     assert LaunchSpec(TrainConfig()).hung_after_s == DEFAULT_HUNG_AFTER_S
+
+
+def test_a_record_that_cannot_prove_its_pid_is_never_signalled(tmp_path):
+    # an older run.json (no create_time) naming a pid that now belongs to something else: alive for the
+    # status, but `stop` must not kill what it cannot prove is the run's
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_run(tmp_path / "base", "legacy", run_events("legacy", steps=5, end=None),
+                  {"pid": other.pid, "pgid": other.pid, "started": time.time()})
+        orch = RunOrchestrator(tmp_path / "base")
+        assert orch.info("legacy").status == "running"
+        result = orch.stop("legacy", graceful_timeout=0.1, signal_timeout=0.1, kill_timeout=0.3)
+        assert not result.stopped and result.survivors == (other.pid,)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()

@@ -23,7 +23,7 @@ from nanochat_cli.services.runs.launch import (
     spec_from_resolved,
 )
 from nanochat_cli.services.runs.orchestrator import RunOrchestrator, StopResult
-from nanochat_cli.services.runs.procs import pid_alive, run_alive, run_processes
+from nanochat_cli.services.runs.procs import pid_alive, run_processes
 from nanochat_cli.services.runs.rundir import RUN_RECORD, RunDir, RunsRoot
 from nanochat_cli.services.runs.status import (
     ACTIVE,
@@ -38,6 +38,6 @@ from nanochat_cli.services.runs.status import (
 __all__ = [
     "ACTIVE", "DEFAULT_HUNG_AFTER_S", "ENDED", "HUNG_KEY", "RUN_RECORD", "LaunchSpec", "RunDir", "RunInfo",
     "RunOrchestrator", "RunSummary", "RunsRoot", "StopResult", "classify", "display_command", "dotted_config",
-    "per_node_commands", "pid_alive", "preview_commands", "run_alive", "run_processes", "secret_env",
+    "per_node_commands", "pid_alive", "preview_commands", "run_processes", "secret_env",
     "spec_from_resolved",
 ]

@@ -15,7 +15,6 @@ from engine.telemetry import TelemetryReader
 from nanochat_cli.services.ingest.describe import describe, sink_fields
 from nanochat_cli.services.ingest.eta import EtaEstimator
 from nanochat_cli.services.runs.orchestrator import RunOrchestrator
-from nanochat_cli.services.runs.procs import run_processes
 from nanochat_cli.services.runs.status import RunInfo, RunSummary
 from nanochat_cli.services.text import duration, printable
 
@@ -103,15 +102,8 @@ class Follower:
         return not self._behind
 
     def ended(self) -> int | None:
-        """The exit code once every process of the run is gone (None while one lives)."""
-        self.orch.poll(self.name)  # reap our own child, if we started it
-        record = self.run.record()
-        if run_processes(self.run, record):
-            return None
-        code = record.get("exit_code")
-        if isinstance(code, int):
-            return code
-        return 0 if self.summary.end_status in ("finished", "stopped") else 1
+        """The exit code once every process of the run is gone (None while one lives); no replay."""
+        return self.orch.exited(self.name, self.summary)
 
     def info(self) -> RunInfo:
         """How the run stands, from what was followed (no replay)."""

@@ -21,7 +21,7 @@ from engine.telemetry import TelemetryReader
 from nanochat_cli.services.runs.launch import LaunchSpec, build_command, display_command, secret_env
 from nanochat_cli.services.runs.procs import Terminator, create_time, run_processes
 from nanochat_cli.services.runs.rundir import RunDir, RunsRoot
-from nanochat_cli.services.runs.status import ACTIVE, FAILED, RunInfo, RunSummary, classify, hung_after
+from nanochat_cli.services.runs.status import FAILED, RunInfo, RunSummary, classify, hung_after
 
 REPO_ROOT = Path(__file__).resolve().parents[3]  # the job must find `engine` from any working directory
 
@@ -108,9 +108,12 @@ class RunOrchestrator:
             self._record_exit(name, code)
         return code
 
-    def exited(self, name: str) -> int | None:
-        """Exit code once every process of the run is gone, also for jobs another process started; else None."""
-        self.poll(name)
+    def exited(self, name: str, summary: RunSummary | None = None) -> int | None:
+        """Exit code once every process of the run is gone, also for jobs another process started; else None.
+
+        Without a recorded exit code: 0 after a clean run_end, else 1 (from `summary` when the caller
+        follows the telemetry, else from one replay)."""
+        self.poll(name)  # reap our own child, if we started it
         run = self.run(name)
         record = run.record()
         if run_processes(run, record):
@@ -118,8 +121,8 @@ class RunOrchestrator:
         code = record.get("exit_code")
         if isinstance(code, int):
             return code
-        info = self.info(name)
-        return 0 if info.status in ("finished", "stopped") else 1
+        status = summary.end_status if summary is not None else self.info(name).status
+        return 0 if status in ("finished", "stopped") else 1
 
     def _record_exit(self, name: str, code: int) -> None:
         run = RunDir(self.runs_dir / name)
@@ -195,9 +198,6 @@ class RunOrchestrator:
     def list_runs(self) -> list[RunInfo]:
         runs = [self.info(d.name) for d in self.runs.dirs()]
         return sorted(runs, key=lambda r: r.started or 0, reverse=True)
-
-    def active(self, name: str) -> bool:
-        return self.info(name).status in ACTIVE
 
     def stderr_tail(self, name: str, lines: int = 20) -> str:
         return self.run(name).stderr_tail(lines)

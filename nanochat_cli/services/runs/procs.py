@@ -45,18 +45,29 @@ def create_time(pid: int) -> float | None:
         return None
 
 
-def _process(pid: Any, *, create: Any = None, ticks: Any = None) -> psutil.Process | None:
-    """The live process `pid` names, if it is still the one recorded (same start), else None."""
+def _identify(pid: Any, *, create: Any = None, ticks: Any = None, before: Any = None,
+              ) -> tuple[psutil.Process | None, bool]:
+    """(the live process `pid` names, whether it is provably the one recorded).
+
+    Proof is its start: the same clock ticks (ranks, Linux), the same create time (the launcher), or
+    a start before the rank wrote its file (elsewhere). A reused pid fails it: (None, False). A record
+    with nothing to check (older runs, hand-written ones) gives (process, False): alive, not proven."""
     if not pid_alive(pid):
-        return None
-    if isinstance(ticks, int):
-        now = start_ticks(pid)
-        if now is not None and now != ticks:
-            return None  # the pid was reused
-    elif isinstance(create, int | float):
-        now_c = create_time(pid)
-        if now_c is not None and abs(now_c - create) > CREATE_TIME_SLACK_S:
-            return None
+        return None, False
+    now_ticks = start_ticks(pid) if isinstance(ticks, int) else None
+    created = create_time(pid)
+    if now_ticks is not None:
+        proven = now_ticks == ticks
+    elif isinstance(create, int | float) and created is not None:
+        proven = abs(created - create) <= CREATE_TIME_SLACK_S
+    elif isinstance(before, int | float) and created is not None:
+        proven = created <= before + CREATE_TIME_SLACK_S
+    else:
+        return _handle(pid), False
+    return (_handle(pid), True) if proven else (None, False)
+
+
+def _handle(pid: int) -> psutil.Process | None:
     try:
         return psutil.Process(pid)
     except psutil.NoSuchProcess:
@@ -72,30 +83,30 @@ def _alive(p: psutil.Process) -> bool:
         return True
 
 
-def run_processes(run: RunDir, record: dict[str, Any] | None = None) -> list[psutil.Process]:
-    """Every live process of the run: launcher, ranks, and their descendants (each once)."""
+def run_processes(run: RunDir, record: dict[str, Any] | None = None, *, proven_only: bool = False,
+                  ) -> list[psutil.Process]:
+    """Every live process of the run: launcher, ranks, and the descendants of those proven to be the run's
+    (each once). `proven_only`: leave out a launcher whose record cannot prove it (what may be signalled)."""
     record = run.record() if record is None else record
-    roots: list[psutil.Process] = []
-    launcher = _process(record.get("pid"), create=record.get("create_time"))
+    roots: list[tuple[psutil.Process, bool]] = []
+    launcher, proven = _identify(record.get("pid"), create=record.get("create_time"))
     if launcher is not None:
-        roots.append(launcher)
+        roots.append((launcher, proven))
     for entry in run.rank_pids():
-        p = _process(entry["pid"], ticks=entry.get("ticks"))
+        p, proven = _identify(entry["pid"], ticks=entry.get("ticks"), before=entry.get("time"))
         if p is not None:
-            roots.append(p)
+            roots.append((p, proven))
     seen: dict[int, psutil.Process] = {}
-    for root in roots:
+    for root, proven in roots:
+        if proven_only and not proven:
+            continue
         seen.setdefault(root.pid, root)
-        if root.pid == os.getpid():  # a record naming this process (tests stand in for a job): not our tree
+        if not proven or root.pid == os.getpid():  # not provably the run's: its children are not ours to walk
             continue
         with contextlib.suppress(psutil.Error):
             for child in root.children(recursive=True):
                 seen.setdefault(child.pid, child)
-    return [p for p in seen.values() if _alive(p)]
-
-
-def run_alive(run: RunDir, record: dict[str, Any] | None = None) -> bool:
-    return bool(run_processes(run, record))
+    return [p for p in seen.values() if _alive(p) and not (proven_only and p.pid == os.getpid())]
 
 
 # ---- ending a run -------------------------------------------------------------------------------
@@ -133,12 +144,18 @@ class Terminator:
         self._escalate.set()
 
     def alive(self) -> list[psutil.Process]:
+        """The run's live processes (the liveness check), remembering the ones that may be signalled."""
         self.reap()
-        for p in run_processes(self.run, self.record):
-            self.tracked.setdefault(p.pid, p)
-        live = [p for p in self.tracked.values() if _alive(p)]
-        self.tracked = {p.pid: p for p in live}
-        return live
+        for p in run_processes(self.run, self.record, proven_only=True):
+            self.tracked.setdefault(p.pid, p)  # kept once found: an orphaned grandchild is still the run's
+        self.tracked = {pid: p for pid, p in self.tracked.items() if _alive(p)}
+        live = {p.pid: p for p in run_processes(self.run, self.record)}
+        return list({**live, **self.tracked}.values())
+
+    def targets(self) -> list[psutil.Process]:
+        """What may be signalled: processes proven to be the run's."""
+        self.alive()
+        return list(self.tracked.values())
 
     def _wait(self, timeout: float, poll_s: float = 0.1) -> bool:
         deadline = time.monotonic() + timeout
@@ -151,14 +168,14 @@ class Terminator:
 
     def _launcher_group(self, sig: int) -> None:
         pgid = self.record.get("pgid")
-        launcher = _process(self.record.get("pid"), create=self.record.get("create_time"))
-        if isinstance(pgid, int) and pgid > 0 and launcher is not None and pgid != os.getpgrp():
+        launcher, proven = _identify(self.record.get("pid"), create=self.record.get("create_time"))
+        if isinstance(pgid, int) and pgid > 0 and launcher is not None and proven and pgid != os.getpgrp():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pgid, sig)  # the launcher and whatever it started in its own group
 
     def _all(self, sig: int) -> None:
         self._launcher_group(sig)
-        for p in self.alive():
+        for p in self.targets():
             if _stopped(p) or sig == signal.SIGKILL:
                 _signal(p, signal.SIGCONT)
             _signal(p, sig)
@@ -169,7 +186,7 @@ class Terminator:
             return []
         if not self._escalate.is_set():
             self._launcher_group(signal.SIGINT)
-            for p in self.alive():  # a frozen rank cannot act on the forwarded SIGINT
+            for p in self.targets():  # a frozen rank cannot act on the forwarded SIGINT
                 if _stopped(p):
                     _signal(p, signal.SIGCONT)
             if self._wait(signal_timeout):
