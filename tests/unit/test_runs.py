@@ -267,7 +267,7 @@ def test_a_record_that_cannot_prove_its_pid_is_never_signalled(tmp_path):
     # status, but `stop` must not kill what it cannot prove is the run's
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        write_run(tmp_path / "base", "legacy", run_events("legacy", steps=5, end=None),
+        write_run(tmp_path / "base", "legacy", run_events("legacy", steps=5, end=None, t0=time.time()),
                   {"pid": other.pid, "pgid": other.pid, "started": time.time()})
         orch = RunOrchestrator(tmp_path / "base")
         assert orch.info("legacy").status == "running"
