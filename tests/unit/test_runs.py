@@ -14,9 +14,9 @@ from train_screen_helpers import run_events, write_run
 
 from engine.config import TrainConfig, parse_config
 from engine.control import CONTROL_FILE
-from engine.errors import EngineError
 from engine.telemetry import TELEMETRY_FILE, TelemetryReader, TelemetryWriter
 from nanochat_cli.cli import main
+from nanochat_cli.errors import AppError
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.ingest import MetricStore
 from nanochat_cli.services.ingest.eta import EtaEstimator
@@ -72,9 +72,9 @@ def test_runs_root_finds_names_and_the_newest(tmp_path):
         RunDir(root.path / name).write_record({"started": started})
     (root.path / "stray").mkdir()
     assert root.unique_name("demo") == "demo-3" and root.newest() == "demo-2"
-    with pytest.raises(EngineError, match="no such run"):
+    with pytest.raises(AppError, match="no such run"):
         root.get("ghost")
-    with pytest.raises(EngineError, match="not a run name"):
+    with pytest.raises(AppError, match="not a run name"):
         root.get("../demo")
 
 

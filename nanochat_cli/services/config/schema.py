@@ -23,7 +23,6 @@ from engine.config import TrainConfig, explain
 from engine.errors import short_repr
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.registry import REGISTRY
-from nanochat_cli.services.runs.status import DEFAULT_HUNG_AFTER_S
 
 
 class ConfigError(AppError):
@@ -75,6 +74,10 @@ def _f(default: Any, help: str, hot: bool = False, readonly: bool = False, **kw:
 class _DataLauncher(BaseModel):
     source: Literal["embedded", "parquet"] = _f(
         "embedded", "training text: the corpus embedded in the engine, or parquet shards in data_dir")
+
+
+HUNG_KEY = "telemetry.hung_after_s"  # the one hung threshold of a run (services/runs/status.py reads it)
+DEFAULT_HUNG_AFTER_S = 300.0  # longer than a slow eval or checkpoint of the shipped prefabs
 
 
 class _TelemetryLauncher(BaseModel):

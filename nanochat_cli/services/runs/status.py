@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nanochat_cli.services.config.schema import DEFAULT_HUNG_AFTER_S, HUNG_KEY
+
 RUNNING, HUNG = "running", "hung"
 FINISHED, STOPPED, FAILED, CRASHED, UNKNOWN = "finished", "stopped", "failed", "crashed", "unknown"
 ACTIVE = (RUNNING, HUNG)  # a process of the run lives
 ENDED = (FINISHED, STOPPED, FAILED, CRASHED, UNKNOWN)
 
-HUNG_KEY = "telemetry.hung_after_s"  # the config field (services/config/schema.py) that sets the threshold
-DEFAULT_HUNG_AFTER_S = 300.0  # its default: longer than a slow eval or checkpoint of the shipped prefabs
+# the one hung threshold is a config field (telemetry.hung_after_s); its key and default live with the schema
+__all__ = ["ACTIVE", "CRASHED", "DEFAULT_HUNG_AFTER_S", "ENDED", "FAILED", "FINISHED", "HUNG", "HUNG_KEY", "RUNNING",
+           "STOPPED", "UNKNOWN", "RunInfo", "RunSummary", "classify", "hung_after"]
 
 
 def hung_after(record: dict[str, Any]) -> float:
