@@ -93,7 +93,8 @@ class Follower:
                 # run_end and control_ack words already say how it went; warnings and errors get a label
                 label = "" if kind in ("run_end", "control_ack") else {"warn": "warning: ",
                                                                         "error": "error: "}.get(line.level, "")
-                where = f"step {line.step}: " if line.step is not None else ""
+                said = kind in ("checkpoint", "run_end")  # their words name the step already
+                where = f"step {line.step}: " if line.step is not None and not said else ""
                 lines.append(Line(line.level, where + label + line.message))
         return lines, steps
 
