@@ -189,7 +189,7 @@ def _rejection(raw: bytes, err: ValidationError, step: int) -> ControlAckEvent:
     """The ack for an invalid request line; keeps its id and kind when readable so the sender can match it."""
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line nested too deep is just a bad line
         data = None
     data = data if isinstance(data, dict) else {}
     first = err.errors()[0]

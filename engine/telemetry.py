@@ -23,6 +23,9 @@ from engine.errors import EngineError
 
 SCHEMA_VERSION = 1
 TELEMETRY_FILE = "telemetry.jsonl"
+# longest line a reader parses; a longer one is one bad line (no event is anywhere near this: a run_start with
+# its config is a few KB, an error's traceback tens of KB)
+MAX_LINE_BYTES = 1 << 20
 
 
 class EventParseError(EngineError, ValueError):
@@ -169,17 +172,25 @@ _adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 
 def parse_event(line: str | bytes) -> Event:
-    """One JSON line -> its event model. Raises EventParseError (NewerSchemaError for a newer v)."""
+    """One JSON line -> its event model. Raises EventParseError (NewerSchemaError for a newer v), whatever
+    the line holds: too long, nested too deep for any parser, not UTF-8."""
+    if len(line) > MAX_LINE_BYTES:
+        raise EventParseError(f"telemetry line: {len(line):,} bytes, over the {MAX_LINE_BYTES:,}-byte limit: "
+                              f"{_clip(line)}")
     try:
         return _adapter.validate_json(line)
     except ValidationError as e:
         raise _diagnose(line, e) from None
+    except (RecursionError, ValueError) as e:  # pydantic-core's own depth limit or a decoder error
+        raise EventParseError(f"telemetry line: not a valid event ({type(e).__name__}): {_clip(line)}") from None
 
 
 def _diagnose(line: str | bytes, err: ValidationError) -> EventParseError:
     # slow path, bad lines only: name the most useful cause, version first (a newer engine may add events)
     try:
         data = json.loads(line)
+    except RecursionError:
+        return EventParseError(f"telemetry line: JSON nested too deep: {_clip(line)}")
     except ValueError as e:
         return EventParseError(f"telemetry line: not valid JSON ({e}): {_clip(line)}")
     if not isinstance(data, dict):
@@ -271,8 +282,9 @@ class TelemetryReader:
     """Incremental tail of a telemetry file: each read_new() returns the events of newly completed lines.
 
     A partial last line (no newline yet) waits for the next call. Bad lines are counted in `.malformed`
-    (the last reason in `.last_error`) and skipped. If the file shrinks (replaced by a new run) the reader
-    starts over from the top and counts it in `.restarts`.
+    (the last reason in `.last_error`) and skipped, one count per line whatever it holds: a line over
+    MAX_LINE_BYTES is skipped up to its newline without being held in memory. If the file shrinks (replaced
+    by a new run) the reader starts over from the top and counts it in `.restarts`.
     """
 
     def __init__(self, path: str | Path):
@@ -281,45 +293,69 @@ class TelemetryReader:
         self.malformed = 0
         self.last_error: str | None = None
         self.restarts = 0
+        self._overlong = False  # inside a line past MAX_LINE_BYTES: skip up to its newline
 
     def replay(self) -> None:
         """Start again from the first line (the next read_new returns the whole file)."""
         self.offset = 0
         self.malformed = 0
         self.last_error = None
+        self._overlong = False
 
     def read_new(self, max_bytes: int | None = None) -> list[Event]:
         """Events of the lines completed since the last call; at most ~max_bytes of them when given
         (so replaying a huge file needs little memory: call again until it returns [])."""
+        while True:
+            events, skipped = self._read(max_bytes)
+            if events or not skipped:  # [] after skipping an overlong line would look like "caught up"
+                return events
+
+    def _read(self, max_bytes: int | None) -> tuple[list[Event], bool]:
         try:
             size = os.stat(self.path).st_size
         except FileNotFoundError:
-            return []
+            return [], False
         if size < self.offset:
             self.restarts += 1
             self.replay()
         if size == self.offset:
-            return []
+            return [], False
         budget = size - self.offset if max_bytes is None else min(size - self.offset, max_bytes)
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             chunk = f.read(budget)
             end = chunk.rfind(b"\n")
-            while end < 0 and f.tell() < size:  # one line longer than max_bytes: read on to its end
+            # one line longer than max_bytes: read on to its end, but never past the line limit
+            while end < 0 and f.tell() < size and len(chunk) <= MAX_LINE_BYTES:
                 more = f.read(budget)
                 nl = more.find(b"\n")
                 end = len(chunk) + nl if nl >= 0 else -1
                 chunk += more
         if end < 0:
-            return []  # a partial last line: wait for its newline
+            if len(chunk) > MAX_LINE_BYTES:  # no newline within the limit: drop what we have, skip to the next
+                self.offset += len(chunk)
+                self._bad_overlong(len(chunk))
+                return [], True
+            return [], False  # a partial last line: wait for its newline
         self.offset += end + 1
+        lines = chunk[: end + 1].split(b"\n")
+        if self._overlong:  # the tail of an overlong line, already counted
+            lines = lines[1:]
+            self._overlong = False
         events: list[Event] = []
-        for raw in chunk[: end + 1].splitlines():
+        for raw in lines:
             if not raw.strip():
                 continue
             try:
                 events.append(parse_event(raw))
-            except EventParseError as e:
+            except Exception as e:  # noqa: BLE001 — any line that does not parse is one bad line, never fatal
                 self.malformed += 1
-                self.last_error = str(e)
-        return events
+                self.last_error = str(e) if isinstance(e, EventParseError) else \
+                    f"telemetry line: not a valid event ({type(e).__name__}): {_clip(raw)}"
+        return events, True
+
+    def _bad_overlong(self, n: int) -> None:
+        if not self._overlong:
+            self._overlong = True
+            self.malformed += 1
+            self.last_error = f"telemetry line: over the {MAX_LINE_BYTES:,}-byte limit, skipped to its newline"

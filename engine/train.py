@@ -11,6 +11,11 @@ and checkpoints happen before the update of step s, so checkpoint s resumes by t
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # before torch's slow import: a worker must not outlive its launcher, even then
+    from engine.lifeline import tie_to_launcher
+
+    tie_to_launcher()
+
 import math
 import os
 import resource
@@ -42,9 +47,10 @@ from engine.control import ControlChannel, apply_patch
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts, resolve_data_dir
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
+from engine.lifeline import record_pid, tie_to_launcher
 from engine.optim import apply_schedules, build_optimizer
 from engine.sinks import Sinks
-from engine.telemetry import SCHEMA_VERSION, TelemetryWriter
+from engine.telemetry import SCHEMA_VERSION, TELEMETRY_FILE, TelemetryWriter
 from engine.tokenizer import Tokenizer, ensure_tokenizer
 
 # dense bf16 peak FLOP/s by GPU name fragment, for MFU; None (not shown) where no peak is known, e.g. CPUs
@@ -401,6 +407,7 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    tie_to_launcher()
     try:
         cfg = parse_config(argv)
     except EngineError as e:
@@ -414,11 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         probe = run_dir / f".write-test-{rank}"
         probe.touch()
         probe.unlink()
+        record_pid(run_dir, rank)  # `runs stop` ends every rank, also after its launcher is gone
     except OSError as e:
         print(f"engine.train: error: run dir {run_dir}: not writable ({e.strerror}): set --base-dir or "
               f"NANOCHAT_BASE_DIR to a writable folder", file=sys.stderr)
         return 2
-    telemetry = TelemetryWriter(run_dir / "telemetry.jsonl", run=cfg.run, enabled=rank == 0)
+    telemetry = TelemetryWriter(run_dir / TELEMETRY_FILE, run=cfg.run, enabled=rank == 0)
     t0 = time.time()
     status, reason, step, code = "failed", "", 0, 1
     trainer = None

@@ -41,6 +41,7 @@ from nanochat_cli.services.plugins import load_user_plugins
 from nanochat_cli.services.registry import REGISTRY
 from nanochat_cli.services.secrets import SecretStore
 from nanochat_cli.services.state import load_state
+from nanochat_cli.services.text import printable
 from nanochat_cli.tabs import SCREENS
 from nanochat_cli.widgets.shell.status_bar import StatusInfo
 
@@ -360,7 +361,7 @@ class NanochatApp(App[None]):
     def orchestrator(self) -> Any:
         """The RunOrchestrator for <base>/runs (made on first use: start-up stays light)."""
         if self._orchestrator is None:
-            from nanochat_cli.services.orchestrator import RunOrchestrator
+            from nanochat_cli.services.runs import RunOrchestrator
 
             self._orchestrator = RunOrchestrator(self.base_dir)
         return self._orchestrator
@@ -371,7 +372,7 @@ class NanochatApp(App[None]):
         if problems:
             self._error(f"Fix {len(problems)} problem(s) before launching: {problems[0]}")
             return
-        from nanochat_cli.services.orchestrator import spec_from_resolved
+        from nanochat_cli.services.runs import spec_from_resolved
 
         try:
             spec = spec_from_resolved(self.session.current)
@@ -383,14 +384,11 @@ class NanochatApp(App[None]):
     def launch_run(self, spec: Any, resolved: dict[str, Any] | None = None) -> None:
         """Start `spec` (a LaunchSpec) off the UI thread, then show it on the Train tab; the final run name is
         toasted. The Config tab, the palette, the Checkpoints tab and `nanochat-cli train` all launch here."""
-        from nanochat_cli.services.orchestrator import secret_env
-
         wanted = spec.config.run
 
         def start() -> None:
             try:
-                env = secret_env(spec.config, self.secrets)
-                info = self.orchestrator.start(spec, resume=spec.config.resume, env=env)
+                info = self.orchestrator.launch(spec, self.secrets)
             except (*USER_ERRORS, OSError) as e:
                 self.call_from_thread(self._error, f"launch failed: {e}")
                 return
@@ -457,7 +455,8 @@ class NanochatApp(App[None]):
     # ---- errors, paths, crashes --------------------------------------------------------------------
     def _error(self, message: str) -> None:
         log_event(message, level=logging.ERROR)
-        self.notify(message, severity="error", timeout=8)
+        # errors quote what a run, a file or a plugin wrote: data, never markup or raw control codes
+        self.notify(printable(message), severity="error", timeout=8, markup=False)
 
     def show_path(self, path: Path) -> str:
         """A path for display: under a labelled dir it starts with that label, else home becomes ~."""

@@ -2,13 +2,15 @@
 
     nanochat-cli train --prefab cpu-tiny [--set k=v ...] [--name RUN] [--resume] [--headless]
     nanochat-cli runs list
-    nanochat-cli runs attach RUN          follow a run (replays its history, then live)
+    nanochat-cli runs attach RUN          follow a run (replays its history, then live; Ctrl-C detaches)
     nanochat-cli runs save RUN            ask it to checkpoint now
     nanochat-cli runs patch RUN k=v ...   change hot-patchable fields mid-run
-    nanochat-cli runs stop RUN            graceful stop (save, exit), escalating to signals
-    nanochat-cli runs command --prefab NAME   print the torchrun command(s), one per node
+    nanochat-cli runs stop RUN            graceful stop (save, exit), escalating to signals, until every
+                                          process of the run is gone
+    nanochat-cli runs command --prefab NAME   print the torchrun command(s), one per node, runnable as is
 
-Registered into the main parser by `cli/main.py`; imports stay inside the commands.
+Registered into the main parser by `cli/main.py`; imports stay inside the commands, the logic in
+`nanochat_cli.services.runs`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ if TYPE_CHECKING:
 
 
 def _orchestrator():
-    from nanochat_cli.services.orchestrator import RunOrchestrator
     from nanochat_cli.services.paths import base_dir
+    from nanochat_cli.services.runs import RunOrchestrator
 
     return RunOrchestrator(base_dir())
 
@@ -46,7 +48,7 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nanochat_cli.services.orchestrator import secret_env, spec_from_resolved
+    from nanochat_cli.services.runs import spec_from_resolved
 
     resolved = _resolved(args)
     spec = spec_from_resolved(resolved)
@@ -56,23 +58,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         from nanochat_cli.app import run_app  # the TUI starts the job itself and opens the Train tab
 
         return run_app(start_run=spec, start_config=resolved)
-    env = secret_env(spec.config)
     from nanochat_cli.headless import run_headless
 
-    return run_headless(_orchestrator(), spec, env=env)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    m, s = divmod(int(seconds), 60)
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+    return run_headless(_orchestrator(), spec)
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
+
+    from nanochat_cli.services.text import duration, printable
 
     runs = _orchestrator().list_runs()
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
@@ -82,9 +78,10 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
     table = Table("run", "status", "step", "loss", "val bpb", "duration", "started")
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-"
-        table.add_row(r.name, r.status, f"{r.step}/{r.total}" if r.total else str(r.step),
+        table.add_row(Text(printable(r.name, newlines=False)), r.status,
+                      f"{r.step}/{r.total}" if r.total else str(r.step),
                       f"{r.loss:.4f}" if r.loss is not None else "-",
-                      f"{r.val_bpb:.4f}" if r.val_bpb is not None else "-", _duration(r.elapsed), started)
+                      f"{r.val_bpb:.4f}" if r.val_bpb is not None else "-", duration(r.elapsed), started)
     console.print(table)
     return 0
 
@@ -96,7 +93,12 @@ def cmd_runs_attach(args: argparse.Namespace) -> int:
 
     orch = _orchestrator()
     orch.run_dir(args.run)  # a clear error for an unknown run
-    return follow(orch, args.run, Console(highlight=False))
+    try:
+        code = follow(orch, args.run, Console(highlight=False), detach_on_broken_pipe=True)
+    except KeyboardInterrupt:
+        print(f"detached; the run goes on (runs stop {args.run} to stop it)", file=sys.stderr)
+        return 130
+    return code if code is not None else 0
 
 
 def cmd_runs_save(args: argparse.Namespace) -> int:
@@ -123,19 +125,23 @@ def cmd_runs_patch(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_stop(args: argparse.Namespace) -> int:
-    code = _orchestrator().stop(args.run, graceful_timeout=args.timeout)
-    print(f"run {args.run}: stopped" + (f" (exit code {code})" if code is not None else ""))
+    result = _orchestrator().stop(args.run, graceful_timeout=args.timeout)
+    code = f" (exit code {result.exit_code})" if result.exit_code is not None else ""
+    if not result.stopped:
+        pids = ", ".join(map(str, result.survivors))
+        print(f"nanochat-cli: error: run {args.run}: NOT stopped: pid(s) {pids} still alive after SIGKILL: "
+              "check them with `ps -o pid,stat,cmd -p PID` (a process in D state waits on the kernel)",
+              file=sys.stderr)
+        return 1
+    print(f"run {args.run}: " + ("stopped" if result.was_running else "was not running") + code)
     return 0
 
 
 def cmd_runs_command(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from nanochat_cli.services.orchestrator import per_node_commands, spec_from_resolved
+    from nanochat_cli.services.runs import preview_commands, spec_from_resolved
 
     spec = spec_from_resolved(_resolved(args))
-    config_path = Path("runs") / spec.config.run / "config.yaml"
-    for rank, line in enumerate(per_node_commands(spec, config_path)):
+    for rank, line in enumerate(preview_commands(spec)):
         print(f"# node {rank}\n{line}" if spec.nnodes > 1 else line)
     return 0
 
@@ -162,7 +168,8 @@ def setup_runs(runs: argparse.ArgumentParser) -> None:
     p.add_argument("run")
     p.add_argument("changes", nargs="+", metavar="FIELD=VALUE")
     p.set_defaults(func=cmd_runs_patch)
-    p = rsub.add_parser("stop", help="graceful stop: save, exit; then SIGINT/SIGTERM/SIGKILL after timeouts")
+    p = rsub.add_parser("stop", help="graceful stop: save, exit; then SIGINT/SIGTERM/SIGKILL after timeouts, "
+                                     "until every process of the run is gone")
     p.add_argument("run")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the graceful stop")
     p.set_defaults(func=cmd_runs_stop)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -30,20 +29,15 @@ from nanochat_cli.commands import NanochatCommands
 from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.logging_setup import log_event
 from nanochat_cli.screens.base import AppScreen
-from nanochat_cli.services.config.schema import field_specs
-from nanochat_cli.services.orchestrator import (
-    HUNG_AFTER_S,
-    RunInfo,
-    per_node_commands,
-    spec_from_resolved,
-)
 from nanochat_cli.services.panels import Layout, LayoutStore
+from nanochat_cli.services.runs import RunInfo, per_node_commands, preview_commands, spec_from_resolved
+from nanochat_cli.services.runs.live import Liveness, LiveRun
+from nanochat_cli.services.text import printable
 from nanochat_cli.widgets.shell.empty_state import EmptyState
 from nanochat_cli.widgets.train import fmt
 from nanochat_cli.widgets.train.base import Panel
 from nanochat_cli.widgets.train.dashboard import Dashboard
 from nanochat_cli.widgets.train.editor import RUNS_VIEW, LayoutEditor
-from nanochat_cli.widgets.train.live import Liveness, LiveRun, newest_run
 
 if TYPE_CHECKING:
     from nanochat_cli.app import NanochatApp
@@ -53,12 +47,6 @@ STATUS_STYLE = {"running": "success", "starting": "accent", "stopping": "accent"
                 "hung": "warning", "failed": "error", "crashed": "error", "finished": "primary",
                 "stopped": "primary", "unknown": "warning"}
 STATUS_MIN_S = 0.25  # new data re-checks the run's status at most this often (else once a second)
-
-
-def dotted_config(engine_config: dict[str, Any]) -> dict[str, Any]:
-    """An engine config (flat TrainConfig keys) as dotted config keys, for thresholds that name them."""
-    return {s.key: engine_config[s.engine_name] for s in field_specs()
-            if s.engine_name and s.engine_name in engine_config}
 
 
 # ---- the screen ------------------------------------------------------------------------------------
@@ -95,7 +83,7 @@ class RunViews(Vertical):
 class TrainScreen(LayoutEditor, AppScreen):
     SCREEN_NAME = "train"
     COMMANDS = {TrainCommands}
-    hung_after_s: float = HUNG_AFTER_S  # tests shorten it
+    hung_after_s: float | None = None  # None: the run's own threshold (telemetry.hung_after_s); tests set it
     BINDINGS = [
         Binding("s", "save_now", "Save now", tooltip="Ask the run to save a checkpoint at the next step"),
         Binding("p", "patch", "Patch", tooltip="Change hot config fields of the running job"),
@@ -152,7 +140,7 @@ class TrainScreen(LayoutEditor, AppScreen):
     # ---- attaching -------------------------------------------------------------------------------
     async def _active_run_changed(self, name: str | None) -> None:
         if name is None:
-            newest = newest_run(self.napp.orchestrator.runs_dir)
+            newest = self.napp.orchestrator.runs.newest()
             if newest is not None:
                 self.napp.active_run = newest  # comes back here with the name
             else:
@@ -218,7 +206,7 @@ class TrainScreen(LayoutEditor, AppScreen):
         main.display = True
         self.query_one("#run-header").display = True
         await main.remove_children()
-        config = self.live.resolved or dotted_config(self.live.engine_config())
+        config = self.live.config()
         await main.mount(RunViews(self.preset, self.live, config, self.active_view))
         self._show_runs()
         self.call_after_refresh(self._after_rebuild, select)
@@ -267,8 +255,8 @@ class TrainScreen(LayoutEditor, AppScreen):
         for ack, ours in self.live.take_acks():
             if ours:
                 verdict = "accepted" if ack.ok else "rejected"
-                self.notify(f"{ack.kind} {verdict}: {ack.message}", severity="information" if ack.ok else "error",
-                            timeout=6)
+                self.notify(printable(f"{ack.kind} {verdict}: {ack.message}", newlines=False), markup=False,
+                            severity="information" if ack.ok else "error", timeout=6)
                 log_event("control ack", run=self.live.name, kind=ack.kind, ok=ack.ok, message=ack.message)
 
     @on(TabbedContent.TabActivated, "#train-tabs")
@@ -330,7 +318,7 @@ class TrainScreen(LayoutEditor, AppScreen):
                 self._crash_due = info
                 self.napp._error(f"run {info.name} {info.status}: {info.error or 'see the Train tab'}")
         elif live.seen_alive:
-            self.notify(f"run {info.name} {info.status} at step {info.step}")
+            self.notify(f"run {info.name} {info.status} at step {info.step}", markup=False)
 
     def _show_header(self) -> None:
         live, state = self.live, self.liveness
@@ -338,16 +326,17 @@ class TrainScreen(LayoutEditor, AppScreen):
             return
         theme = self.app.theme_variables
         snap = live.store.snapshot()
-        text = Text.assemble(("● ", theme.get(STATUS_STYLE.get(state.status, ""), "")), (live.name, "bold"),
-                             "  ", (state.status, f"bold {theme.get(STATUS_STYLE.get(state.status, ''), '')}"),
-                             "  ", (state.detail, "dim"))
+        style = theme.get(STATUS_STYLE.get(state.status, ""), "")
+        text = Text.assemble(("● ", style), (printable(live.name, newlines=False), "bold"), "  ",
+                             (state.status, f"bold {style}"), "  ", (state.detail, "dim"))
         if snap.counters.malformed:
-            text.append(f"  │ {snap.counters.malformed} malformed telemetry line(s) skipped: "
-                        f"{snap.counters.last_error}", style=theme.get("warning", ""))
+            text.append(printable(f"  │ {snap.counters.malformed} malformed telemetry line(s) skipped: "
+                                  f"{snap.counters.last_error}", newlines=False), style=theme.get("warning", ""))
         for sink in snap.sinks.values():  # W&B / OTLP as the engine reports them (disabled ones are not news)
             if sink.state != "disabled":
                 colour = "" if sink.state in ("ok", "configured") else theme.get("warning", "")
-                text.append(f"  │ {sink.name} {sink.state}" + (f" {sink.url}" if sink.url else ""), style=colour)
+                text.append(printable(f"  │ {sink.name} {sink.state}" + (f" {sink.url}" if sink.url else ""),
+                                      newlines=False), style=colour)
         if self.preset is not None:
             text.append(f"  │ layout {self.preset.name}{' (edited)' if self.preset_edited else ''}", style="dim")
         self.query_one("#run-header", Static).update(text)
@@ -375,7 +364,8 @@ class TrainScreen(LayoutEditor, AppScreen):
         table.clear()
         for r in self.run_list:
             mark = "▶ " if self.live is not None and r.name == self.live.name else "  "
-            table.add_row(mark + r.name, r.status, f"{r.step}/{r.total}" if r.total else str(r.step),
+            table.add_row(Text(mark + printable(r.name, newlines=False)), r.status,
+                          f"{r.step}/{r.total}" if r.total else str(r.step),
                           fmt.num(r.loss), fmt.num(r.val_bpb), fmt.duration(r.elapsed), key=r.name)
 
     @on(DataTable.RowSelected, "#runs-table")
@@ -393,7 +383,7 @@ class TrainScreen(LayoutEditor, AppScreen):
             return None
         if not live.alive():
             status = self.liveness.status if self.liveness else "not running"
-            self.notify(f"Run {live.name} is {status}: nothing to {what}", severity="warning")
+            self.notify(f"Run {live.name} is {status}: nothing to {what}", severity="warning", markup=False)
             return None
         return live
 
@@ -407,7 +397,7 @@ class TrainScreen(LayoutEditor, AppScreen):
     def action_save_now(self) -> None:
         live = self._live_run("save")
         if live is not None and self._request(live, "save_now"):
-            self.notify(f"Save requested: {live.name} checkpoints at the next step")
+            self.notify(f"Save requested: {live.name} checkpoints at the next step", markup=False)
 
     def action_patch(self) -> None:
         live = self._live_run("patch")
@@ -418,7 +408,7 @@ class TrainScreen(LayoutEditor, AppScreen):
         def send(changes: dict[str, Any] | None) -> None:
             if changes and self._request(live, "patch", changes):
                 shown = ", ".join(f"{k}={v}" for k, v in changes.items())
-                self.notify(f"Patch sent: {shown}; waiting for the engine's answer")
+                self.notify(printable(f"Patch sent: {shown}; waiting for the engine's answer"), markup=False)
                 log_event("patch sent", run=live.name, **changes)
 
         self.app.push_screen(PatchScreen(live.name, live.hot_values(), live.engine_config()), send)
@@ -443,22 +433,27 @@ class TrainScreen(LayoutEditor, AppScreen):
     @work(thread=True, group="stop")
     def _stop(self, live: LiveRun) -> None:
         try:
-            code = self.napp.orchestrator.stop(live.name)
+            result = self.napp.orchestrator.stop(live.name)
         except USER_ERRORS as e:
             self.app.call_from_thread(self.napp._error, str(e))
             return
         finally:
             live.stopping = False
-        log_event("run stop", run=live.name, exit_code=code)
+        log_event("run stop", run=live.name, exit_code=result.exit_code, survivors=list(result.survivors))
+        if not result.stopped:
+            self.app.call_from_thread(self.napp._error, f"Run {live.name} NOT stopped: pid(s) "
+                                      f"{', '.join(map(str, result.survivors))} outlived SIGKILL")
+            return
+        code = result.exit_code
         self.app.call_from_thread(self.notify, f"Run {live.name} stopped" +
-                                  (f" (exit code {code})" if code is not None else ""))
+                                  (f" (exit code {code})" if code is not None else ""), markup=False)
 
     def action_command(self) -> None:
         from nanochat_cli.screens.run_modals import CommandScreen, node_commands
 
         live = self.live
         if live is not None and live.spec is not None:
-            commands = per_node_commands(live.spec, live.run_dir / "config.yaml")
+            commands = per_node_commands(live.spec, live.run.config_path)
         elif live is not None and live.record.get("command"):
             commands = node_commands(live.record["command"], int(live.record.get("nnodes", 1)))
         else:
@@ -479,9 +474,8 @@ class TrainScreen(LayoutEditor, AppScreen):
         except USER_ERRORS as e:
             self.napp._error(str(e))
             return
-        path = Path("runs") / spec.config.run / "config.yaml"
-        self.app.push_screen(CommandScreen(f"torchrun command: prefab {s.prefab}", per_node_commands(spec, path),
-                                           "the launcher writes config.yaml into the run dir first"))
+        self.app.push_screen(CommandScreen(f"torchrun command: prefab {s.prefab}", preview_commands(spec),
+                                           "the config as engine flags: runs as is, from any directory"))
 
     def action_error_details(self) -> None:
         if self.live is not None and self.live.final is not None and self.live.final.status in ("failed", "crashed"):
@@ -497,7 +491,9 @@ class TrainScreen(LayoutEditor, AppScreen):
             stderr = self.napp.orchestrator.stderr_tail(info.name, lines=30)
         except USER_ERRORS:
             stderr = ""
-        self.app.push_screen(CrashScreen(info.name, info.status, info.exit_code, info.error, stderr, info.command))
+        error = printable(info.error, newlines=False) if info.error else None  # run text: shown, never obeyed
+        self.app.push_screen(CrashScreen(info.name, info.status, info.exit_code, error, printable(stderr),
+                                         printable(info.command)))
 
     # ---- views -----------------------------------------------------------------------------------
     def _tabs(self) -> TabbedContent | None:

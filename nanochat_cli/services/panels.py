@@ -29,6 +29,7 @@ from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.ingest.store import DEFAULT_CAPACITY, MetricStore
 from nanochat_cli.services.ingest.system import SystemProbe
 from nanochat_cli.services.registry import MISSING, REGISTRY, Registry
+from nanochat_cli.services.runs.status import HUNG_KEY
 
 __all__ = ["KINDS", "Alert", "Layout", "LayoutStore", "PanelSpec", "Placement", "LayoutInfo", "ScreenLayout",
            "SystemProbe", "Thresholds", "check_thresholds", "load_layout", "register_builtins", "save_layout"]
@@ -84,9 +85,19 @@ class Thresholds(BaseModel):
     nan: bool = Field(False, description="alert when a metric's latest value is NaN or infinite")
     spike_factor: float | None = Field(None, gt=1, description="alert when latest > factor × median of the window")
     spike_window: int = Field(50, ge=3, le=DEFAULT_CAPACITY, description="points in the spike check's window")
-    stall_s: float | None = Field(None, gt=0, description="alert when a running run sends nothing this long")
+    stall_s: float | str | None = Field(None, description="alert when a running run sends nothing this long "
+                                                         "(seconds, or a config key such as telemetry.hung_after_s)")
     max: dict[str, float | str | None] = Field(default_factory=dict, description="metric -> ceiling")
     min: dict[str, float | str | None] = Field(default_factory=dict, description="metric -> floor")
+
+    @field_validator("stall_s")
+    @classmethod
+    def _stall(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, str) and not _KEY_RE.match(value):
+            raise ValueError(f"{value!r} is neither a number of seconds nor a config key like 'category.field'")
+        if isinstance(value, int | float) and value <= 0:
+            raise ValueError("must be greater than 0")
+        return value
 
     @field_validator("max", "min")
     @classmethod
@@ -97,7 +108,8 @@ class Thresholds(BaseModel):
         return bounds
 
     def config_refs(self) -> list[str]:
-        return [b for bounds in (self.max, self.min) for b in bounds.values() if isinstance(b, str)]
+        refs = [b for bounds in (self.max, self.min) for b in bounds.values() if isinstance(b, str)]
+        return refs + ([self.stall_s] if isinstance(self.stall_s, str) else [])
 
 
 class PanelSpec(BaseModel):
@@ -133,8 +145,9 @@ class PanelSpec(BaseModel):
 
 BUILTIN_PANELS = [
     PanelSpec(id="progress", title="Progress", kind="progress", metrics=["tokens_per_sec"], refresh_hz=5,
-              thresholds=Thresholds(stall_s=120),
-              help="step/total, tokens seen, elapsed and ETA; warns when the run sends nothing for stall_s"),
+              thresholds=Thresholds(stall_s=HUNG_KEY),
+              help="step/total, tokens seen, elapsed and ETA; warns when the run sends nothing for "
+                   f"{HUNG_KEY} (the run's hung threshold)"),
     PanelSpec(id="loss", title="Loss", kind="chart", metrics=["loss", "smooth_loss"], refresh_hz=5,
               thresholds=Thresholds(nan=True, spike_factor=3.0, spike_window=50),
               help="training loss per step, raw and smoothed (debiased EMA); flags NaN and spikes"),
@@ -496,11 +509,12 @@ def check_thresholds(panel: PanelSpec, store: MetricStore, *, config: dict[str, 
             out.append(Alert(panel.id, m, "warn", f"{m} is {v:.4g}, above {hi:.4g}"))
         if lo is not None and v < lo:
             out.append(Alert(panel.id, m, "warn", f"{m} is {v:.4g}, below {lo:.4g}"))
-    if t.stall_s is not None:
+    stall = _bound(t.stall_s, config, registry)
+    if stall is not None:
         run = store.run_state()
         quiet = (now if now is not None else time.time()) - (run.last_event_time or 0)
-        if run.status == "running" and run.last_event_time is not None and quiet > t.stall_s:
-            out.append(Alert(panel.id, "run", "warn", f"no telemetry for {quiet:.0f}s (over {t.stall_s:g}s): stalled?"))
+        if run.status == "running" and run.last_event_time is not None and quiet > stall:
+            out.append(Alert(panel.id, "run", "warn", f"no telemetry for {quiet:.0f}s (over {stall:g}s): stalled?"))
     return out
 
 

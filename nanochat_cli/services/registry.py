@@ -182,7 +182,8 @@ class Registry:
         check_name("panel", spec.id)
         if spec.id in self._panels:
             raise AppError(f"panel {spec.id!r}: already registered: pick another id for the plugin's panel")
-        spec.check_refs(self)  # thresholds that name config keys must name registered ones
+        if not builtin:  # built-ins name core config keys, which a bare Registry (tests) may not hold
+            spec.check_refs(self)  # thresholds that name config keys must name registered ones
         self._panels[spec.id] = spec
         if builtin:
             self._builtin_panels.add(spec.id)

@@ -95,7 +95,7 @@ def setup_dirs(tmp: Path, assets: dict[str, str], run: str) -> dict[str, str]:
 
 def stop_leftovers(base: Path) -> None:
     """If an assert failed mid-run, stop the job the app started (it runs in its own session)."""
-    from nanochat_cli.services.orchestrator import RunOrchestrator
+    from nanochat_cli.services.runs import RunOrchestrator
 
     orch = RunOrchestrator(base)
     for info in orch.list_runs():

@@ -161,16 +161,20 @@ def test_loss_spike_over_the_window_median():
 
 
 def test_stall_alert_only_while_running():
-    progress = REGISTRY.panel("progress")  # stall_s 120
+    progress = REGISTRY.panel("progress")  # stall_s: the run's telemetry.hung_after_s (one hung threshold)
+    assert progress.thresholds.stall_s == "telemetry.hung_after_s"
     store = MetricStore()
     store.apply([SimpleNamespace(event="run_start", run="r", time=1000.0, resumed_from_step=None, num_iterations=10,
                                  world_size=1, device="cpu", dtype="float32", num_params=1, config={})])
-    assert check_thresholds(progress, store, now=1100.0) == []
-    alerts = check_thresholds(progress, store, now=1200.5)
+    config = {"telemetry.hung_after_s": 120.0}
+    assert check_thresholds(progress, store, config=config, now=1100.0) == []
+    alerts = check_thresholds(progress, store, config=config, now=1200.5)
     assert [(a.metric, a.level) for a in alerts] == [("run", "warn")] and "no telemetry for 200s" in alerts[0].message
+    assert check_thresholds(progress, store, now=1200.5) == []  # the field's default, 300 s
+    assert len(check_thresholds(progress, store, now=1300.5)) == 1
     store.apply([SimpleNamespace(event="run_end", status="finished", reason="done", step=10, elapsed=5.0,
                                  time=1001.0)])
-    assert check_thresholds(progress, store, now=5000.0) == []
+    assert check_thresholds(progress, store, config=config, now=5000.0) == []
 
 
 def test_bounds_from_config_keys():

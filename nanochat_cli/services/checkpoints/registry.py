@@ -44,7 +44,7 @@ from nanochat_cli.services.checkpoints.reports import EvalReport
 from nanochat_cli.services.fileio import atomic_write_text
 
 if TYPE_CHECKING:
-    from nanochat_cli.services.orchestrator import LaunchSpec
+    from nanochat_cli.services.runs import LaunchSpec
 
 INDEX_VERSION = 1
 
@@ -233,7 +233,7 @@ class CheckpointRegistry:
         """Overrides + LaunchSpec that resume `entry` ("resume": full state, same run tag) or start a new run
         from its weights ("weights": init_from, fresh optimizer). Raises ConfigError when they do not validate."""
         from nanochat_cli.services.config.schema import ConfigError, validate_overrides
-        from nanochat_cli.services.orchestrator import spec_from_resolved
+        from nanochat_cli.services.runs import spec_from_resolved
 
         if mode not in ("resume", "weights"):
             raise EngineError(f"baseline mode {mode!r}: unknown: use 'resume' or 'weights'")

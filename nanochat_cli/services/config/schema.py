@@ -76,6 +76,15 @@ class _DataLauncher(BaseModel):
         "embedded", "training text: the corpus embedded in the engine, or parquet shards in data_dir")
 
 
+HUNG_KEY = "telemetry.hung_after_s"  # the one hung threshold of a run (services/runs/status.py reads it)
+DEFAULT_HUNG_AFTER_S = 300.0  # longer than a slow eval or checkpoint of the shipped prefabs
+
+
+class _TelemetryLauncher(BaseModel):
+    hung_after_s: float = _f(DEFAULT_HUNG_AFTER_S, "call a live run hung after this many seconds without "
+                             "telemetry (longer than its slowest eval or checkpoint)", gt=0, le=86400)
+
+
 class HardwareSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "device for every process (auto = CUDA when visible)")
@@ -134,7 +143,7 @@ def _section(name: str, extra: type[BaseModel] | None = None) -> type[BaseModel]
 ModelSection = _section("model")
 TrainingSection = _section("training")
 DataSection = _section("data", _DataLauncher)
-TelemetrySection = _section("telemetry")
+TelemetrySection = _section("telemetry", _TelemetryLauncher)
 RunSection = _section("run")
 
 CORE_SECTIONS: dict[str, type[BaseModel]] = {

@@ -31,7 +31,8 @@ from engine.telemetry import (
     StepEvent,
     WarningEvent,
 )
-from nanochat_cli.formatting import file_size
+from nanochat_cli.services.ingest.describe import describe, sink_fields
+from nanochat_cli.services.ingest.eta import EtaEstimator
 
 DEFAULT_CAPACITY = 4096  # exact points kept per metric; the envelope keeps capacity // 2 buckets of the rest
 MAX_SERIES = 256  # a source inventing metric names cannot grow the store without bound
@@ -176,7 +177,7 @@ class RunState:
     total: int = 0
     tokens_seen: int = 0
     elapsed: float = 0.0
-    eta: float | None = None
+    eta: float | None = None  # seconds left, measured by EtaEstimator; None while estimating
     started: float | None = None  # unix time of run_start
     last_event_time: float | None = None  # unix time the newest event was made (its `time`)
     world_size: int = 0
@@ -285,6 +286,7 @@ class MetricStore:
         self._dropped = 0
         self._sinks: dict[str, SinkStatus] = {}
         self._sources: dict[str, SourceHealth] = {}
+        self._eta = EtaEstimator()
 
     # --- writing
 
@@ -342,9 +344,12 @@ class MetricStore:
         self._latest[name] = y
         self._versions[name] = self._version
 
-    def _log_entry(self, ev: Any, level: str, message: str, step: int | None = None) -> None:
-        self._log.append(LogEntry(ev.time, ev.event, level, message, step))
-        self._touch("log")
+    def _log_event(self, ev: Any) -> None:
+        """The event's line (describe: the same words the headless follower prints) into the log."""
+        line = describe(ev, self._run.world_size)
+        if line is not None:
+            self._log.append(LogEntry(ev.time, ev.event, line.level, line.message, line.step))
+            self._touch("log")
 
     # --- per event kind (called under the lock)
 
@@ -355,7 +360,9 @@ class MetricStore:
             if y is not None:
                 self._point(name, x, float(y))
         r = self._run
-        r.step, r.total, r.tokens_seen, r.elapsed, r.eta = ev.step, ev.total, ev.tokens_seen, ev.elapsed, ev.eta
+        self._eta.add(ev.step, ev.elapsed)
+        r.step, r.total, r.tokens_seen, r.elapsed = ev.step, ev.total, ev.tokens_seen, ev.elapsed
+        r.eta = self._eta.eta(ev.total)
         if r.status == "waiting":
             r.status = "running"
 
@@ -371,18 +378,14 @@ class MetricStore:
             run=ev.run, status="running", step=ev.resumed_from_step or 0, total=ev.num_iterations,
             started=ev.time, world_size=ev.world_size, device=ev.device, dtype=ev.dtype, num_params=ev.num_params,
             resumed_from_step=ev.resumed_from_step, last_checkpoint=self._run.last_checkpoint, config=ev.config)
-        resumed = f", resumed from step {ev.resumed_from_step}" if ev.resumed_from_step is not None else ""
-        self._log_entry(ev, "info", f"run {ev.run} started: {ev.world_size}× {ev.device} {ev.dtype}, "
-                                    f"{ev.num_iterations} steps{resumed}")
+        self._eta.restart()
+        self._log_event(ev)
         self._sinks = _sinks_from_config(ev.config, self._sinks)
         self._touch("sinks")
 
     def _on_checkpoint(self, ev: CheckpointEvent) -> None:
         self._run.last_checkpoint = ev.path
-        # the event counts what rank 0 wrote (model, meta, its optimizer state); the Checkpoints tab adds every rank
-        ranks = " by rank 0" if self._run.world_size > 1 else ""
-        self._log_entry(ev, "info", f"checkpoint ({ev.reason}) step {ev.step}: {file_size(ev.bytes)}{ranks} in "
-                                    f"{ev.seconds:.1f}s: {ev.path}", ev.step)
+        self._log_event(ev)
 
     def _on_ack(self, ev: ControlAckEvent) -> None:
         self._acks[ev.request_id] = ev
@@ -390,34 +393,29 @@ class MetricStore:
         while len(self._acks) > self._acks_size:
             self._acks.popitem(last=False)
         self._touch("acks")
-        verdict = "ok" if ev.ok else "rejected"
-        self._log_entry(ev, "info" if ev.ok else "warn", f"{ev.kind} {verdict}: {ev.message}", ev.step)
+        self._log_event(ev)
 
     def _on_warning(self, ev: WarningEvent) -> None:
-        self._log_entry(ev, "warn", ev.message)
+        self._log_event(ev)
 
     def _on_error(self, ev: ErrorEvent) -> None:
         self._run.error = ev.message
-        self._log_entry(ev, "error", ev.message, ev.step)
+        self._log_event(ev)
 
     def _on_run_end(self, ev: RunEndEvent) -> None:
         r = self._run
         r.status, r.reason, r.step, r.elapsed, r.eta = ev.status, ev.reason, ev.step, ev.elapsed, 0.0
-        level = {"finished": "info", "stopped": "info"}.get(ev.status, "error")
-        self._log_entry(ev, level, f"run {ev.status} at step {ev.step}: {ev.reason}", ev.step)
+        self._log_event(ev)
 
     def _on_sink_status(self, ev: Any) -> None:
         # an engine that reports its sinks (W&B, OTLP) sends these; read leniently, fields are additive
-        name = getattr(ev, "sink", None) or getattr(ev, "name", None) or "sink"
-        state = getattr(ev, "state", None) or ("ok" if getattr(ev, "ok", True) else "down")
-        detail = getattr(ev, "message", None) or getattr(ev, "detail", None) or ""
+        name, state, detail, url = sink_fields(ev)
         prev = self._sinks.get(name)
-        url = getattr(ev, "url", None) or (prev.url if prev else None)
+        url = url or (prev.url if prev else None)
         self._sinks[name] = SinkStatus(name, state, detail, url, ev.time)
         self._touch("sinks")
         if prev is None or prev.state != state:  # log changes, not every heartbeat
-            level = "info" if state == "ok" else "warn"
-            self._log_entry(ev, level, f"{name}: {state}" + (f": {detail}" if detail else ""))
+            self._log_event(ev)
 
     # --- reading
 

@@ -9,6 +9,7 @@ from textual.message import Message
 from textual.widgets import RichLog
 
 from nanochat_cli.logging_setup import TailHandler, format_line
+from nanochat_cli.services.text import printable
 
 # level -> theme variable, so log colours follow the app palette
 LEVEL_COLOUR = {"DEBUG": "foreground-muted", "WARNING": "warning", "ERROR": "error", "CRITICAL": "error"}
@@ -42,4 +43,4 @@ class LogView(RichLog):
     def _write(self, item: dict[str, Any]) -> None:
         colour = LEVEL_COLOUR.get(item["level"])
         style = self.app.theme_variables.get(colour, "") if colour else ""
-        self.write(Text(format_line(item), style=style))
+        self.write(Text(printable(format_line(item)), style=style))  # records quote run text: show, don't obey

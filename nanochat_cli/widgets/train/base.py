@@ -23,7 +23,7 @@ from textual.timer import Timer
 from textual.widgets import Static
 
 from nanochat_cli.services.panels import Alert, PanelSpec, check_thresholds
-from nanochat_cli.widgets.train.live import LiveRun
+from nanochat_cli.services.runs.live import LiveRun
 
 
 class Panel(Vertical):

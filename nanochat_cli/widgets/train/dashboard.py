@@ -18,11 +18,11 @@ from textual.widget import Widget
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services.panels import Layout
 from nanochat_cli.services.registry import REGISTRY
+from nanochat_cli.services.runs.live import LiveRun
 from nanochat_cli.widgets.train.bars import BarsPanel
 from nanochat_cli.widgets.train.base import MessagePanel, Panel
 from nanochat_cli.widgets.train.chart import ChartPanel
 from nanochat_cli.widgets.train.events import EventsPanel
-from nanochat_cli.widgets.train.live import LiveRun
 from nanochat_cli.widgets.train.progress import ProgressPanel
 from nanochat_cli.widgets.train.samples import SamplesPanel
 from nanochat_cli.widgets.train.stats import StatsPanel

@@ -28,5 +28,5 @@ class EventsPanel(Panel):
                 text.append("\n")
             text.append(f"{e.step:>6} " if e.step is not None else "       ", style="dim")
             colour = LEVEL_COLOUR.get(e.level)
-            text.append(e.message, style=theme.get(colour, "") if colour else "")
+            text.append(e.message, style=theme.get(colour, "") if colour else "")  # printable (describe)
         body.update(text)

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import math
 
-
-def duration(seconds: float | None) -> str:
-    """'42s', '3m05s', '2h07m'; '-' when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    s = max(0, int(round(seconds)))
-    if s < 60:
-        return f"{s}s"
-    m, s = divmod(s, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
+from nanochat_cli.services.text import duration  # noqa: F401 — one duration format for the app and the CLI
 
 
 def count(n: float | None) -> str:

@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from nanochat_cli.services.text import printable
 from nanochat_cli.widgets.train import fmt
 from nanochat_cli.widgets.train.base import Panel
 
@@ -32,11 +33,11 @@ class ProgressPanel(Panel):
         bar = Text("━" * filled, style=colour) + Text("─" * (width - filled), style="dim")
         tok_s = self.store.latest("tokens_per_sec")
         elapsed = run.live_elapsed(time.time())
-        eta = "done" if run.status != "running" else fmt.duration(run.eta)
+        eta = "done" if run.status != "running" else fmt.duration(run.eta) if run.eta is not None else "estimating…"
         stats = Text.assemble(("tokens ", "dim"), fmt.count(run.tokens_seen), ("  tok/s ", "dim"),
                               fmt.count(tok_s), ("  elapsed ", "dim"), fmt.duration(elapsed),
                               ("  ETA ", "dim"), eta)
-        where = Text.assemble(("run ", "dim"), run.run or self.live.name, ("  ", ""),
+        where = Text.assemble(("run ", "dim"), printable(run.run or self.live.name, newlines=False), ("  ", ""),
                               f"{run.world_size}× {run.device} {run.dtype}".strip() if run.world_size else "",
                               ("  params ", "dim"), fmt.count(run.num_params))
         body.update(Group(head, bar, stats, where))

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from nanochat_cli.services.text import printable
 from nanochat_cli.widgets.train.base import Panel
 
 
@@ -25,7 +26,7 @@ class SamplesPanel(Panel):
             if i:
                 text.append("\n")
             text.append(f"step {s.step} ", style="dim")
-            text.append(s.prompt, style="bold")
+            text.append(printable(s.prompt, newlines=False), style="bold")
             text.append(" → ", style="dim")
-            text.append(s.text.replace("\n", "⏎ "))
+            text.append(printable(s.text, newlines=False))
         body.update(text)

@@ -1,73 +1,35 @@
-"""The run the Train screen watches: its telemetry feed, its process, and the requests sent to it.
+"""The run the Train tab watches: its telemetry feed, its processes, and the requests sent to it.
 
 Textual-free, so the status logic is tested without a UI. Everything comes from the run dir (run.json,
-telemetry.jsonl) and the orchestrator, never from an earlier session's memory: close the TUI while a
+telemetry, pids/) and the orchestrator, never from an earlier session's memory: close the TUI while a
 run trains, open it again, and attaching replays the run's history and goes on live.
 
-Status while the process lives comes from telemetry and a cheap pid check each second; once the process
-is gone, `finalize()` (run it off the UI thread: it replays the whole file) asks `RunOrchestrator.info`
-how the run ended, which tells a clean end from a crash (no run_end) and carries the exit code.
+Status while a process of the run lives comes from the telemetry store and the one liveness check
+(procs.run_processes) each second; once all are gone, `finalize()` (off the UI thread: it replays the
+file) asks `RunOrchestrator.info` how the run ended, which tells a clean end from a crash (no run_end)
+and carries the exit code. Requests go through `RunOrchestrator.request`, the one control path.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import psutil
-
 from engine.config import HOT_PATCHABLE
-from engine.control import send_request
 from nanochat_cli.services.ingest import RunFeed
-from nanochat_cli.services.orchestrator import HUNG_AFTER_S, RUN_RECORD, LaunchSpec, RunInfo, RunOrchestrator
 from nanochat_cli.services.registry import REGISTRY
-from nanochat_cli.widgets.train.fmt import duration
-
-ENDED = ("finished", "stopped", "failed", "crashed", "unknown")
-
-
-def read_record(run_dir: Path) -> dict[str, Any]:
-    """run.json of a run dir ({} when the run was not started by the orchestrator or the file is torn)."""
-    try:
-        data = json.loads((run_dir / RUN_RECORD).read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def pid_alive(pid: Any) -> bool:
-    """True while the process exists and is not a zombie."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:  # another user's process: it exists (as the orchestrator sees it too)
-        return True
-
-
-def newest_run(runs_dir: Path) -> str | None:
-    """The most recently started run under `runs_dir` (run.json's start time, else the dir's mtime)."""
-    if not runs_dir.is_dir():
-        return None
-    best: tuple[float, str] | None = None
-    for d in runs_dir.iterdir():
-        if not d.is_dir() or not ((d / RUN_RECORD).exists() or (d / "telemetry.jsonl").exists()):
-            continue
-        started = read_record(d).get("started")
-        key = (float(started) if isinstance(started, int | float) else d.stat().st_mtime, d.name)
-        best = key if best is None or key > best else best
-    return best[1] if best else None
+from nanochat_cli.services.runs.launch import LaunchSpec, dotted_config
+from nanochat_cli.services.runs.orchestrator import RunOrchestrator
+from nanochat_cli.services.runs.procs import run_processes
+from nanochat_cli.services.runs.status import ACTIVE, ENDED, RunInfo, hung_after
+from nanochat_cli.services.text import duration, printable
 
 
 @dataclass(frozen=True)
 class Liveness:
-    status: str  # starting | running | hung | ending | finished | stopped | failed | crashed | unknown
+    status: str  # starting | running | hung | stopping | ending | finished | stopped | failed | crashed | unknown
     detail: str  # one line for the header
     alive: bool
 
@@ -79,8 +41,10 @@ class LiveRun:
                  sources: Iterable[str] | None = None, launched_here: bool = False,
                  spec: LaunchSpec | None = None, resolved: dict[str, Any] | None = None):
         self.orch, self.name = orch, name
-        self.run_dir = orch.run_dir(name)
-        self.record = read_record(self.run_dir)
+        self.run = orch.run(name)
+        self.run_dir = self.run.path
+        self.record = self.run.record()
+        self.hung_after_s = spec.hung_after_s if spec is not None else hung_after(self.record)
         self.launched_here = launched_here  # the orchestrator holds its Popen: exit codes come from there
         self.spec, self.resolved = spec, resolved
         self._on_data = on_data
@@ -88,8 +52,8 @@ class LiveRun:
         self.feed = RunFeed(self.run_dir, sources=names, on_batch=self._on_batch)
         self.store = self.feed.store
         self.pending: dict[str, str] = {}  # request id -> kind, until the engine's control_ack arrives
-        self.final: RunInfo | None = None  # how it ended, once the process is gone (finalize)
-        self.seen_alive = False  # the process was alive while attached: a failure now is news (crash modal)
+        self.final: RunInfo | None = None  # how it ended, once every process is gone (finalize)
+        self.seen_alive = False  # a process was alive while attached: a failure now is news (crash modal)
         self.stopping = False
         self._lock = threading.Lock()
         self._acks: list[Any] = []  # control_ack events seen by the ingest thread, drained by the UI
@@ -122,22 +86,18 @@ class LiveRun:
     # ---- requests ------------------------------------------------------------------------------
     def request(self, kind: str, changes: dict[str, Any] | None = None) -> str:
         """Send save_now / patch / stop; the answer comes back as a control_ack (see take_acks)."""
-        request_id = send_request(self.run_dir, kind, changes)
+        request_id = self.orch.request(self.name, kind, changes)
         self.pending[request_id] = kind
         return request_id
 
     def engine_config(self) -> dict[str, Any]:
         """The run's engine config: run_start's, or config.yaml before the run has started."""
         config = self.store.run_state().config
-        if config:
-            return dict(config)
-        from engine.safe_yaml import YamlError, load_yaml_file
+        return dict(config) if config else self.run.config()
 
-        try:
-            data = load_yaml_file(self.run_dir / "config.yaml")
-        except YamlError:  # missing or damaged: the panel shows no hot values rather than failing
-            return {}
-        return data if isinstance(data, dict) else {}
+    def config(self) -> dict[str, Any]:
+        """The run's dotted config for panel thresholds: as launched here, else rebuilt from the engine's."""
+        return self.resolved or dotted_config(self.engine_config(), self.hung_after_s)
 
     def hot_values(self) -> dict[str, Any]:
         """The hot-patchable fields as the engine has them now: its start config plus accepted patches."""
@@ -149,33 +109,34 @@ class LiveRun:
     # ---- process and status --------------------------------------------------------------------
     def alive(self) -> bool:
         if self.launched_here:
-            return self.orch.poll(self.name) is None
-        return pid_alive(self.record.get("pid"))
+            self.orch.poll(self.name)  # reap our child: a zombie launcher is a dead one
+        return bool(run_processes(self.run, self.record))
 
-    def liveness(self, now: float, hung_after: float = HUNG_AFTER_S) -> Liveness:
+    def liveness(self, now: float, hung_after_s: float | None = None) -> Liveness:
         if self.final is not None:
             return Liveness(self.final.status, self._ended_detail(self.final), False)
-        alive = self.alive()
-        if not alive:
+        if not self.alive():
             return Liveness("ending", "process gone; reading how it ended…", False)
         self.seen_alive = True
         rs = self.store.run_state()
         last = rs.last_event_time or self.record.get("started")
         quiet = now - last if isinstance(last, int | float) else None
-        if quiet is not None and quiet > hung_after:
+        threshold = self.hung_after_s if hung_after_s is None else hung_after_s
+        pid = self.record.get("pid", "?")
+        if quiet is not None and quiet > threshold:
             return Liveness("hung", f"no telemetry for {duration(quiet)}: hung? (x stops it)", True)
         if self.stopping:
             return Liveness("stopping", "stop requested: saving, then exiting…", True)
         if rs.status == "waiting":
-            return Liveness("starting", f"pid {self.record.get('pid', '?')}: waiting for the first event…", True)
+            return Liveness("starting", f"pid {pid}: waiting for the first event…", True)
         if rs.status in ENDED:
             return Liveness("ending", f"run_end {rs.status}: process exiting…", True)
-        return Liveness("running", f"pid {self.record.get('pid', '?')}", True)
+        return Liveness("running", f"pid {pid}", True)
 
     def finalize(self) -> RunInfo | None:
         """How the run ended, from its files (blocking: call off the UI thread). None while it still lives."""
         info = self.orch.info(self.name)
-        if info.status in ("running", "hung"):
+        if info.status in ACTIVE:
             return None
         self.final = info
         return info
@@ -184,6 +145,6 @@ class LiveRun:
     def _ended_detail(info: RunInfo) -> str:
         code = f"exit code {info.exit_code}" if info.exit_code is not None else "exit code unknown"
         if info.status in ("failed", "crashed"):
-            return f"{code}: {info.error or 'no error reported'} (e for details)"
+            return f"{code}: {printable(info.error or 'no error reported', newlines=False)} (e for details)"
         done = f"step {info.step}/{info.total} in {duration(info.elapsed)}"
         return done if info.exit_code in (None, 0) else f"{done}, {code}"

@@ -1,0 +1,120 @@
+"""What to launch and the torchrun command lines for it.
+
+A resolved config (dotted keys from the prefab store) becomes a `LaunchSpec`; the orchestrator runs it
+with `--config <run dir>/config.yaml`. Before a launch there is no such file, so the command a person
+copies (`runs command`, the Train tab's `c` without a run) carries the config as engine flags instead:
+that line runs as is, from any directory. Multi-node training is torch.distributed's job: with
+nodes > 1 we only build the rendezvous form of the command, one line per node.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.config import TrainConfig
+from nanochat_cli.errors import AppError
+from nanochat_cli.services.runs.status import DEFAULT_HUNG_AFTER_S, HUNG_KEY
+
+
+@dataclass
+class LaunchSpec:
+    """What to run: the engine config plus how torchrun spreads it over processes and nodes."""
+
+    config: TrainConfig
+    nproc_per_node: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None  # host:port of node 0, needed when nnodes > 1
+    hung_after_s: float = DEFAULT_HUNG_AFTER_S  # no telemetry for this long while it lives: "hung"
+
+
+def spec_from_resolved(resolved: dict[str, Any]) -> LaunchSpec:
+    """A resolved config (dotted keys, from the prefab store) → what to launch."""
+    from nanochat_cli.services.config.schema import to_engine_config
+
+    return LaunchSpec(config=to_engine_config(resolved), nproc_per_node=resolved.get("hardware.nproc_per_node", 1),
+                      nnodes=resolved.get("hardware.nnodes", 1), node_rank=resolved.get("hardware.node_rank", 0),
+                      rdzv_endpoint=resolved.get("hardware.rdzv_endpoint"),
+                      hung_after_s=float(resolved.get(HUNG_KEY, DEFAULT_HUNG_AFTER_S)))
+
+
+def dotted_config(engine_config: dict[str, Any], hung_after_s: float | None = None) -> dict[str, Any]:
+    """An engine config (flat TrainConfig keys) as dotted config keys, for thresholds that name them."""
+    from nanochat_cli.services.config.schema import field_specs
+
+    out = {s.key: engine_config[s.engine_name] for s in field_specs()
+           if s.engine_name and s.engine_name in engine_config}
+    if hung_after_s is not None:
+        out[HUNG_KEY] = hung_after_s
+    return out
+
+
+def secret_env(config: TrainConfig, store: Any = None) -> dict[str, str]:
+    """Secrets the job needs, passed through its environment only (never the config file or telemetry)."""
+    env: dict[str, str] = {}
+    if config.wandb != "disabled":
+        if store is None:
+            from nanochat_cli.services.secrets import SecretStore
+
+            store = SecretStore()
+        key = store.get("wandb_api_key")
+        if key:
+            env["WANDB_API_KEY"] = key
+    return env
+
+
+def _torchrun_args(spec: LaunchSpec, engine_args: list[str], node_rank: int | None = None) -> list[str]:
+    if spec.nnodes <= 1:
+        args = ["--standalone", f"--nproc_per_node={spec.nproc_per_node}"]
+    else:
+        if not spec.rdzv_endpoint:
+            raise AppError("hardware.rdzv_endpoint: needed when nnodes > 1: set it to <node0-host>:<port>")
+        rank = spec.node_rank if node_rank is None else node_rank
+        args = [f"--nnodes={spec.nnodes}", f"--node_rank={rank}", f"--nproc_per_node={spec.nproc_per_node}",
+                "--rdzv_backend=c10d", f"--rdzv_endpoint={spec.rdzv_endpoint}", f"--rdzv_id={spec.config.run}"]
+    # `--` keeps torchrun's own parser off the engine's flags (it would read --run as --run-path)
+    return args + ["-m", "engine.train", "--", *engine_args]
+
+
+def torchrun_args(spec: LaunchSpec, config_path: Path, node_rank: int | None = None) -> list[str]:
+    """torchrun's arguments (without the program): standalone on one node, c10d rendezvous on several."""
+    return _torchrun_args(spec, ["--config", str(config_path)], node_rank)
+
+
+def build_command(spec: LaunchSpec, config_path: Path, python: str = sys.executable) -> list[str]:
+    """The argv we execute: `python -m torch.distributed.run` is torchrun without relying on PATH."""
+    return [python, "-m", "torch.distributed.run", *torchrun_args(spec, config_path)]
+
+
+def display_command(spec: LaunchSpec, config_path: Path, node_rank: int | None = None) -> str:
+    """The copyable command a person would type (on node `node_rank` for multi-node runs)."""
+    return shlex.join(["torchrun", *torchrun_args(spec, config_path, node_rank)])
+
+
+def per_node_commands(spec: LaunchSpec, config_path: Path) -> list[str]:
+    return [display_command(spec, config_path, r) for r in range(max(spec.nnodes, 1))]
+
+
+def engine_flags(config: TrainConfig) -> list[str]:
+    """The engine flags that give `config` (fields that differ from the engine's defaults), `--k=v` each."""
+    out = []
+    for name, info in TrainConfig.model_fields.items():
+        value = getattr(config, name)
+        if value == info.default:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        else:
+            out.append(f"{flag}={'none' if value is None else value}")
+    return out
+
+
+def preview_commands(spec: LaunchSpec) -> list[str]:
+    """The command(s) for a config not launched yet, one per node: flags inline, nothing to write first."""
+    return [shlex.join(["torchrun", *_torchrun_args(spec, engine_flags(spec.config), r)])
+            for r in range(max(spec.nnodes, 1))]
