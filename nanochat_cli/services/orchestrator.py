@@ -30,6 +30,7 @@ import yaml
 from engine.config import TrainConfig
 from engine.control import send_request
 from engine.errors import EngineError
+from engine.shared import atomic_write
 from engine.telemetry import ErrorEvent, EvalEvent, RunEndEvent, RunStartEvent, StepEvent, TelemetryReader
 
 RUN_RECORD = "run.json"
@@ -108,9 +109,7 @@ def unique_run_name(runs_dir: Path, name: str) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2))
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -172,9 +171,7 @@ class RunOrchestrator:
         run_dir = self.runs_dir / name
         run_dir.mkdir(parents=True, exist_ok=True)
         config_path = run_dir / "config.yaml"
-        tmp = config_path.with_suffix(".yaml.tmp")
-        tmp.write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-        os.replace(tmp, config_path)
+        atomic_write(config_path, yaml.safe_dump(cfg.model_dump(), sort_keys=False))
         return LaunchSpec(cfg, spec.nproc_per_node, spec.nnodes, spec.node_rank, spec.rdzv_endpoint), run_dir
 
     def start(self, spec: LaunchSpec, resume: bool = False, env: dict[str, str] | None = None) -> RunInfo:

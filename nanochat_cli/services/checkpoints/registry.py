@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError
+from engine.shared import CHECKPOINT_FILE_RE, atomic_write, remove_stale_temps
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services import paths
 from nanochat_cli.services.checkpoints.compat import (
@@ -41,7 +42,6 @@ from nanochat_cli.services.checkpoints.entries import (
     step_files,
 )
 from nanochat_cli.services.checkpoints.reports import EvalReport
-from nanochat_cli.services.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from nanochat_cli.services.orchestrator import LaunchSpec
@@ -87,7 +87,7 @@ class CheckpointRegistry:
 
     def _save_index(self) -> None:
         if self._dirty:
-            atomic_write_text(self.index_file, json.dumps(self._index, indent=1, default=str))
+            atomic_write(self.index_file, json.dumps(self._index, indent=1, default=str))
             self._dirty = False
 
     # -- scanning
@@ -111,6 +111,7 @@ class CheckpointRegistry:
         return entries
 
     def _scan_dir(self, ckpt_dir: Path, phase: str) -> list[CheckpointEntry]:
+        remove_stale_temps(ckpt_dir, CHECKPOINT_FILE_RE)  # what saves killed mid-write left (never a live one's)
         out = []
         for step, files in sorted(step_files(ckpt_dir).items(), reverse=True):
             key = f"{ckpt_dir}#{step}"

@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from engine.shared import one_line
+
 log = logging.getLogger(__name__)
 
 
@@ -36,7 +38,7 @@ class SystemProbe:
         except ImportError:
             self.backend_note = "no GPU readings: nvidia-ml-py is not installed (pip install nanochat-cli[gpu])"
         except Exception as e:  # NVMLError: no driver / no device; the panel shows CPU and RAM instead
-            self.backend_note = f"no GPU readings: NVML unavailable ({_one_line(e)})"
+            self.backend_note = f"no GPU readings: NVML unavailable ({one_line(e)})"
         if self.backend_note:
             log.info("system probe: %s", self.backend_note)
         psutil.cpu_percent(None)  # primes the counter: the first real reading then covers the interval
@@ -66,7 +68,7 @@ class SystemProbe:
             try:
                 self._nvml.nvmlShutdown()
             except Exception as e:
-                log.info("system probe: nvmlShutdown failed: %s", _one_line(e))
+                log.info("system probe: nvmlShutdown failed: %s", one_line(e))
             self._nvml, self._handles = None, []
 
 
@@ -74,6 +76,3 @@ def _text(name: str | bytes) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
-def _one_line(e: BaseException) -> str:
-    first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
