@@ -223,7 +223,7 @@ def _torch_load(path: Path, device: torch.device | str, meta: dict[str, Any] | N
     if record is not None:
         problem = file_record_problem(path, record)
         if problem:
-            raise CheckpointError(f"{path}: {problem.removeprefix(path.name + ' ')}: delete this step")
+            raise CheckpointError(f"{path}: {problem}: delete this step")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols on stderr; the error says it all
             warnings.simplefilter("ignore")

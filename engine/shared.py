@@ -40,7 +40,7 @@ CHECKPOINT_FILE_RE = re.compile(r"^(?:model_\d{6}\.pt|optim_\d{6}_rank\d+\.pt|me
 
 def first_line(text: str) -> str:
     """The first non-blank line of `text` ("" when there is none)."""
-    return (str(text).strip().splitlines() or [""])[0]
+    return (str(text).strip().splitlines() or [""])[0].strip()
 
 
 def one_line(exc: BaseException | str, *, type_name: bool = True) -> str:
@@ -203,17 +203,17 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def file_record_problem(path: Path, record: Any) -> str | None:
-    """What differs between a file and its recorded {"bytes", "sha256"} (None when it matches)."""
+    """What differs between a file and its recorded {"bytes", "sha256"}, in a few words; None when it matches."""
     if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
-        return f"{path.name}: its checksum record in the meta is malformed"
+        return "its checksum record in the meta is malformed"
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        return f"{path.name} is missing"
+        return "missing"
     if isinstance(record.get("bytes"), int) and size != record["bytes"]:
-        return f"{path.name} is {size} bytes but was saved as {record['bytes']} (truncated or damaged)"
+        return f"{size} bytes where {record['bytes']} were saved (truncated or damaged)"
     if sha256_file(path) != record["sha256"]:
-        return f"{path.name} does not match its saved sha256 (the content is damaged)"
+        return "content differs from the sha256 saved in the meta (damaged)"
     return None
 
 

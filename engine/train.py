@@ -117,6 +117,7 @@ class Trainer:
         self.t_start = time.time()
         self.val_bpb: float | None = None
         self.step = 0  # the step the model has reached: what run_end records however the run ends
+        self.setup_warnings: list[str] = []  # emitted right after run_start
 
     # ---- setup -------------------------------------------------------------------------------
     def _rank0_first(self, fn):
@@ -211,9 +212,8 @@ class Trainer:
             errors = [err for err in self._gather(error) if err]
             if not errors:
                 for why in skipped:
-                    self.tel.emit("warning", message=f"resume: skipped a damaged checkpoint step ({why}); "
-                                                     f"resuming from step {step}")
-                    print0(f"warning: resume: skipped a damaged checkpoint step ({why}); resuming from step {step}")
+                    self.setup_warnings.append(f"resume: skipped a damaged checkpoint step ({why}); "
+                                               f"resuming from step {step}")
                 return step, meta, rank_state
             skipped.append(error or errors[0])
         if not skipped:
@@ -298,6 +298,9 @@ class Trainer:
                       num_iterations=self.num_iterations, tokens_per_step=self.cfg.total_batch_size,
                       engine_version=__version__, pid=os.getpid(), run_dir=str(self.run_dir),
                       resumed_from_step=self.resumed_from)
+        for message in self.setup_warnings:
+            self.tel.emit("warning", message=message)
+            print0(f"warning: {message}")
         print0(f"run {self.cfg.run}: {self.raw_model.num_params():,} params, {self.num_iterations} steps of "
                f"{self.cfg.total_batch_size:,} tokens (grad accum {self.grad_accum}), world {self.info.world_size}, "
                f"{self.device} {str(self.dtype).removeprefix('torch.')}, data {self.data_dir}")

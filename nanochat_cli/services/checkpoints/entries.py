@@ -151,6 +151,7 @@ def _check_files(entry: CheckpointEntry, meta: dict[str, Any], files: dict[str, 
         if problem is None and verified:
             if path.name in records:
                 problem = file_record_problem(path, records[path.name])
+                problem = problem and f"{path.name}: {problem}"
             else:
                 verified = False  # a file the meta does not know (e.g. a rank added by hand)
         if problem and kind == "model":
