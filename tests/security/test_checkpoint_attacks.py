@@ -249,7 +249,7 @@ def damage(base: Path, how: str) -> Path:
         other = GPT(GPTConfig(**cfg))
         torch.save(other.state_dict(), d / "model_000004.pt")
         if how == "other_vocab":
-            meta.pop("files")  # as a stock meta: nothing but the shapes can tell
+            meta.pop("files", None)  # as a stock meta: nothing but the shapes can tell
         meta_path.write_text(json.dumps(meta))
         return d / "model_000004.pt"
     meta_path.write_text(json.dumps(meta))
