@@ -151,7 +151,7 @@ class CheckpointRegistry:
             path, step = path.parent, int(m.group(1))
         if not path.is_dir():
             raise EngineError(f"{path}: no such checkpoint dir or model file: pass a dir such as "
-                              f"{self.base / 'base_checkpoints' / '<tag>'} or a model_XXXXXX.pt file in it")
+                              f"{self.base / PHASE_DIRS['base'] / '<tag>'} or a model_XXXXXX.pt file in it")
         path = path.resolve()
         entries = self._scan_dir(path, PHASE_OF_DIR.get(path.parent.name, "base"))
         self._save_index()
