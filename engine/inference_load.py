@@ -66,7 +66,7 @@ def checkpoint_base(ckpt_dir: Path) -> Path:
 def tokenizer_candidates(ckpt_dir: Path, meta: dict[str, Any]) -> list[Path]:
     """Where a checkpoint's tokenizer may be, most specific first: the meta's record, then stock nanochat's."""
     out = []
-    if meta.get("tokenizer_dir"):
+    if meta.get("tokenizer_dir") and isinstance(meta["tokenizer_dir"], str):
         out.append(Path(meta["tokenizer_dir"]).expanduser())
     out.append(checkpoint_base(ckpt_dir) / "tokenizer")
     return out

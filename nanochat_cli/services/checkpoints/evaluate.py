@@ -61,7 +61,7 @@ def evaluate(ckpt: str | Path, tokens: int = 65536, max_new_tokens: int = 64, da
     t0 = time.time()
     ckpt_dir, step = resolve_checkpoint(ckpt, step)
     model, tok, meta = load_model(ckpt_dir, step, device, tokenizer_dir)
-    data_dir = data_dir or meta.get("data_dir")
+    data_dir = data_dir or (meta.get("data_dir") if isinstance(meta.get("data_dir"), str) else None)
     bpb, measured = None, 0
     if tokens > 0:
         if not data_dir:
