@@ -193,6 +193,11 @@ def signature(files: dict[str, Any]) -> list:
     return sorted(sig)
 
 
+def _text(value: Any) -> str | None:
+    """A meta's string field; anything else (a hand-edited or hostile meta) counts as absent."""
+    return value if isinstance(value, str) and value else None
+
+
 def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> CheckpointEntry:
     """Build one entry from its files: the meta is parsed, the model file's zip directory checked."""
     present = [p for p in [files["meta"], files["model"], *files["optim"].values()] if p is not None]
@@ -218,8 +223,8 @@ def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> 
         return entry
     uc = meta.get("user_config") if isinstance(meta.get("user_config"), dict) else None
     entry.origin = "ours" if "engine_version" in meta else "stock"
-    entry.engine_version = meta.get("engine_version")
-    entry.run = meta.get("run") or (uc or {}).get("run")
+    entry.engine_version = _text(meta.get("engine_version"))
+    entry.run = _text(meta.get("run")) or _text((uc or {}).get("run"))
     entry.val_bpb = meta.get("val_bpb") if isinstance(meta.get("val_bpb"), int | float) else None
     entry.model_config = {k: mc[k] for k in MODEL_CONFIG_KEYS}
     entry.user_config = uc
@@ -231,9 +236,9 @@ def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> 
     except (TypeError, ZeroDivisionError):
         entry.status, entry.problem = "corrupt", f"meta_{step:06d}.json has a malformed model_config"
         return entry
-    entry.tokenizer_hash = meta.get("tokenizer_hash")
-    entry.tokenizer_dir = meta.get("tokenizer_dir") or None
-    entry.data_dir = meta.get("data_dir") or None
+    entry.tokenizer_hash = _text(meta.get("tokenizer_hash"))
+    entry.tokenizer_dir = _text(meta.get("tokenizer_dir"))
+    entry.data_dir = _text(meta.get("data_dir"))
     entry.world_size = meta.get("world_size") if isinstance(meta.get("world_size"), int) else None
     if entry.status == "complete":
         _check_files(entry, meta, files)
