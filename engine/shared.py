@@ -188,7 +188,7 @@ def remove_stale_temps(directory: Path, name_re: re.Pattern[str]) -> list[Path]:
         try:
             p.unlink()
             removed.append(p)
-        except FileNotFoundError:
+        except OSError:  # gone already, or a read-only folder: nothing to do here
             pass
     return removed
 
