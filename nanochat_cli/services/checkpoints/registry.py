@@ -46,7 +46,7 @@ from nanochat_cli.services.checkpoints.reports import EvalReport
 if TYPE_CHECKING:
     from nanochat_cli.services.orchestrator import LaunchSpec
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: entries carry integrity checks (checksums, weights-only scan); older ones are redone
 
 
 def index_path() -> Path:
