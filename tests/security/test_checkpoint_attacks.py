@@ -337,3 +337,17 @@ def test_a_rank_never_removes_another_ranks_save_in_progress(base):
     save_rank_state(d, 6, 1, {"state": {}, "param_groups": []}, None, None)
     assert not other.exists()
 
+
+
+def test_an_index_cached_before_the_checks_does_not_keep_a_payload_listed_complete(base, tmp_path):
+    model = ckpt(base) / "model_000004.pt"
+    plant_payload(model, tmp_path / "pwned")
+    index = base / "index.json"
+    entries(base)  # cache the listing, then make the cache say what an earlier version would have
+    data = json.loads(index.read_text())
+    for cached in data["entries"].values():
+        cached["entry"].update(status="complete", problem="")
+        cached["entry"].pop("integrity", None)
+    data["version"] = 1
+    index.write_text(json.dumps(data))
+    assert entries(base)[4].status == "corrupt"
