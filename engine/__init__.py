@@ -1,7 +1,14 @@
-"""nanochat-style GPT trainer: model, optimizer, data, tokenizer, training loop, inference.
+"""nanochat-style GPT trainer and inference, runnable on its own (`python -m engine.train`, torchrun).
 
-The engine never imports the TUI (`nanochat_cli`); the TUI talks to it only through the
-config file, the telemetry stream and the control channel (see `engine/telemetry.py`).
+Model: gpt.py (the GPT), shapes.py (its shape rules, torch-free). Training: train.py (the loop),
+optim.py, dataloader.py, dataset.py and corpus.py (data), tokenizer/ with tok_train.py and tok_eval.py,
+loss_eval.py (bits per byte), checkpoint.py, sinks.py (W&B, OpenTelemetry). Inference: engine.py
+(`Engine`, `KVCache`), inference_load.py, execution.py (the python tool's sandbox).
+
+The engine never imports the app (`nanochat_cli`) or plugins. A running job and the app talk through
+the config file, the telemetry stream (telemetry.py) and the control channel (control.py); the app also
+imports the torch-free modules directly (errors.py, shared.py, config.py, shapes.py, telemetry.py,
+control.py) and loads the torch ones only off its UI thread (checkpoints, chat, evaluation).
 """
 
 __version__ = "0.1.0"

@@ -6,66 +6,148 @@ Layout (same as stock nanochat, so either side reads the other's):
     <base>/base_checkpoints/<tag>/meta_<step:06d>.json       written LAST: its presence marks completeness
 
 Our optim files hold {"optimizer", "dataloader", "rng"} so that resume is exact per rank; a stock
-nanochat optim file (a bare optimizer state_dict) is read too. Every file goes temp + rename.
+nanochat optim file (a bare optimizer state_dict) is read too. Every file goes temp + fsync + rename, and
+the meta records each file's size and sha256 (`files`), checked on load; a stock meta has none, so its
+files load "unverified". Every file loads with `weights_only=True`: a file holding anything but tensors
+and plain containers is refused, so a checkpoint can never run code.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import re
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
 from engine import __version__
 from engine.errors import EngineError
+from engine.shared import (
+    CHECKPOINT_FILE_RE,
+    PHASE_DIRS,
+    atomic_write,
+    file_record_problem,
+    first_line,
+    remove_stale_temps,
+    sha256_file,
+)
 
-PHASE_DIRS = {"base": "base_checkpoints", "sft": "chatsft_checkpoints", "rl": "chatrl_checkpoints"}
+__all__ = ["PHASE_DIRS", "CheckpointError", "checkpoint_dir", "model_file", "optim_file", "meta_file",
+           "save_rank_state", "save_model_and_meta", "clean_temps", "complete_steps", "latest_step", "load_meta",
+           "meta_model_config", "is_verified", "load_model_state", "load_rank_state", "weights_mismatch",
+           "rng_state", "restore_rng", "check_model_config"]
+
 _META_RE = re.compile(r"^meta_(\d{6})\.json$")
+FILES_KEY = "files"  # meta: {file name: {"bytes", "sha256"}} for the step's model and optim files
+MODEL_CONFIG_TYPES = {"sequence_len": int, "vocab_size": int, "n_layer": int, "n_head": int, "n_kv_head": int,
+                      "n_embd": int, "window_pattern": str}
+
+
+class CheckpointError(EngineError):
+    """A checkpoint step's files are damaged, refused or do not fit together (another step may be fine)."""
 
 
 def checkpoint_dir(base: Path, tag: str, phase: str = "base") -> Path:
     return Path(base) / PHASE_DIRS[phase] / tag
 
 
-def _atomic_write(path: Path, write) -> int:
-    """Write through a temp file in the same dir, fsync, then rename; returns bytes written."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path.stat().st_size
+def model_file(ckpt_dir: Path, step: int) -> Path:
+    return Path(ckpt_dir) / f"model_{step:06d}.pt"
+
+
+def optim_file(ckpt_dir: Path, step: int, rank: int) -> Path:
+    return Path(ckpt_dir) / f"optim_{step:06d}_rank{rank}.pt"
+
+
+def meta_file(ckpt_dir: Path, step: int) -> Path:
+    return Path(ckpt_dir) / f"meta_{step:06d}.json"
+
+
+# ---------------------------------------------------------------------------------------------- saving
+
+
+class _HashingWriter:
+    """A write-only file that hashes what passes through (torch.save writes its zip sequentially)."""
+
+    def __init__(self, f: IO[bytes]):
+        self.f, self.sha256, self.bytes = f, hashlib.sha256(), 0
+
+    def write(self, b) -> int:
+        self.sha256.update(b)
+        self.bytes += len(b)
+        return self.f.write(b)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def _save_torch(path: Path, obj: Any) -> dict[str, Any]:
+    """torch.save `obj` atomically; returns its {"bytes", "sha256"}, hashed while writing."""
+    record: dict[str, Any] = {}
+
+    def write(f: IO[bytes]) -> None:
+        w = _HashingWriter(f)
+        torch.save(obj, w)
+        record.update(bytes=w.bytes, sha256=w.sha256.hexdigest())
+
+    atomic_write(path, write)
+    return record
+
+
+def clean_temps(ckpt_dir: Path, rank: int | None = None) -> list[Path]:
+    """Remove temp files that killed saves left in `ckpt_dir`. rank=None: all of them; else those this rank
+    writes (rank 0: model and meta too), so ranks saving at once never touch each other's."""
+    if rank is None:
+        name_re = CHECKPOINT_FILE_RE
+    else:
+        own = rf"optim_\d{{6}}_rank{rank}\.pt"
+        name_re = re.compile(rf"^(?:{own}|model_\d{{6}}\.pt|meta_\d{{6}}\.json)$" if rank == 0 else rf"^{own}$")
+    return remove_stale_temps(Path(ckpt_dir), name_re)
 
 
 def save_rank_state(ckpt_dir: Path, step: int, rank: int, optimizer_state: dict, dataloader_state: dict | None,
-                    rng_state: dict | None = None) -> int:
-    """Every rank writes its own optimizer/dataloader/RNG state (before rank 0 writes the meta)."""
+                    rng_state: dict | None = None) -> dict[str, Any]:
+    """Every rank writes its own optimizer/dataloader/RNG state (before rank 0 writes the meta).
+    Returns the file's {"bytes", "sha256"} for the meta."""
+    ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
+    clean_temps(ckpt_dir, rank)
     payload = {"optimizer": optimizer_state, "dataloader": dataloader_state, "rng": rng_state}
-    return _atomic_write(ckpt_dir / f"optim_{step:06d}_rank{rank}.pt", lambda f: torch.save(payload, f))
+    return _save_torch(optim_file(ckpt_dir, step, rank), payload)
 
 
-def save_model_and_meta(ckpt_dir: Path, step: int, model_state: dict, meta: dict[str, Any]) -> int:
-    """Rank 0 only, after every rank's save_rank_state has finished: model first, meta last."""
+def save_model_and_meta(ckpt_dir: Path, step: int, model_state: dict, meta: dict[str, Any],
+                        rank_records: dict[int, dict[str, Any]] | None = None) -> int:
+    """Rank 0 only, after every rank's save_rank_state has finished: model first, meta last.
+
+    `rank_records` are the ranks' save_rank_state results; without them the optim files of this step in
+    `ckpt_dir` are hashed here. Returns the bytes written."""
+    ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    size = _atomic_write(ckpt_dir / f"model_{step:06d}.pt", lambda f: torch.save(model_state, f))
-    meta = {**meta, "step": step, "engine_version": __version__}
+    clean_temps(ckpt_dir, 0)
+    files = {}
+    if rank_records is None:
+        rank_records = {}
+        for p in ckpt_dir.glob(f"optim_{step:06d}_rank*.pt"):
+            rank_records[int(p.stem.rsplit("rank", 1)[1])] = {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+    for rank, record in sorted(rank_records.items()):
+        files[optim_file(ckpt_dir, step, rank).name] = record
+    model_record = _save_torch(model_file(ckpt_dir, step), model_state)
+    files[model_file(ckpt_dir, step).name] = model_record
+    meta = {**meta, "step": step, "engine_version": __version__, FILES_KEY: files}
     data = json.dumps(meta, indent=2, default=str).encode()
-    size += _atomic_write(ckpt_dir / f"meta_{step:06d}.json", lambda f: f.write(data))
-    return size
+    return model_record["bytes"] + atomic_write(meta_file(ckpt_dir, step), data)
+
+
+# ---------------------------------------------------------------------------------------------- listing
 
 
 def complete_steps(ckpt_dir: Path) -> list[int]:
     """Steps whose meta and model files both exist (meta is written last, so these are complete)."""
+    ckpt_dir = Path(ckpt_dir)
     if not ckpt_dir.is_dir():
         return []
     steps = []
@@ -81,32 +163,108 @@ def latest_step(ckpt_dir: Path) -> int | None:
     return steps[-1] if steps else None
 
 
+# ---------------------------------------------------------------------------------------------- loading
+
+
 def load_meta(ckpt_dir: Path, step: int) -> dict[str, Any]:
-    path = ckpt_dir / f"meta_{step:06d}.json"
+    """The step's meta as a dict; a missing, non-UTF-8, non-JSON or non-object meta is a one-line error."""
+    path = meta_file(ckpt_dir, step)
     try:
-        return json.loads(path.read_text())
+        meta = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
-        raise EngineError(f"{path}: checkpoint meta missing (incomplete checkpoint): pick another step") from None
-    except json.JSONDecodeError as e:
-        raise EngineError(f"{path}: corrupt checkpoint meta ({e.msg}): delete this checkpoint step") from None
+        raise CheckpointError(f"{path}: checkpoint meta missing (incomplete checkpoint): pick another step") from None
+    except OSError as e:
+        raise CheckpointError(f"{path}: checkpoint meta unreadable ({e.strerror}): check its permissions") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path}: corrupt checkpoint meta (not UTF-8 text): delete this checkpoint "
+                              "step") from None
+    except (json.JSONDecodeError, RecursionError) as e:
+        why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+        raise CheckpointError(f"{path}: corrupt checkpoint meta ({why}): delete this checkpoint step") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt checkpoint meta (a JSON {type(meta).__name__}, not an object): "
+                              "delete this checkpoint step")
+    return meta
 
 
-def _torch_load(path: Path, device: torch.device | str) -> Any:
+def meta_model_config(meta: dict[str, Any], source: Path) -> dict[str, Any]:
+    """The meta's model_config, checked to hold every key with the right type (one-line error otherwise)."""
+    raw = meta.get("model_config")
+    if not isinstance(raw, dict):
+        what = "none" if raw is None else f"a JSON {type(raw).__name__}"
+        raise CheckpointError(f"{source}: model_config is {what}, not an object: this is not a usable nanochat "
+                              "checkpoint; pick another")
+    for key, kind in MODEL_CONFIG_TYPES.items():
+        value = raw.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
+            raise CheckpointError(f"{source}: model_config.{key} is {value!r}, not a valid "
+                                  f"{'positive integer' if kind is int else 'string'}: pick another checkpoint")
+    return raw
+
+
+def is_verified(meta: dict[str, Any]) -> bool:
+    """Whether the meta records checksums (ours do; stock nanochat's do not: their files load unverified)."""
+    return isinstance(meta.get(FILES_KEY), dict)
+
+
+def _refusal(e: BaseException) -> str:
+    """What a weights-only load refused, in a few words, from torch's long message."""
+    text = str(e)
+    for pattern in (r"unsupported GLOBAL (\S+)", r"Unsupported global: GLOBAL (\S+)", r"(Unsupported operand \d+)"):
+        m = re.search(pattern, text)
+        if m:
+            return m.group(1) if "operand" in m.group(1) else f"it references {m.group(1)}"
+    return "it holds objects other than tensors and plain containers"
+
+
+def _torch_load(path: Path, device: torch.device | str, meta: dict[str, Any] | None) -> Any:
+    """Verify `path` against the meta's record (when it has one), then load it weights-only."""
+    record = meta[FILES_KEY].get(path.name) if meta and is_verified(meta) else None
+    if record is not None:
+        problem = file_record_problem(path, record)
+        if problem:
+            raise CheckpointError(f"{path}: {problem}: delete this step")
     try:
-        return torch.load(path, map_location=device, weights_only=False)
+        with warnings.catch_warnings():  # torch warns about pickle protocols on stderr; the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
-        raise EngineError(f"{path}: checkpoint file missing: pick another step or start fresh") from None
-    except Exception as e:  # truncated zip, pickle error…
-        raise EngineError(f"{path}: unreadable checkpoint file ({type(e).__name__}): delete this step") from None
+        raise CheckpointError(f"{path}: checkpoint file missing: pick another step or start fresh") from None
+    except Exception as e:  # truncated zip, refused pickle…
+        if "Weights only load failed" in str(e):
+            raise CheckpointError(f"{path}: refused: not a plain tensor file ({_refusal(e)}); loading it could run "
+                                  "code: delete this step or re-save it from a source you trust") from None
+        raise CheckpointError(f"{path}: unreadable checkpoint file ({type(e).__name__}): delete this step") from None
 
 
-def load_model_state(ckpt_dir: Path, step: int, device: torch.device | str = "cpu") -> dict:
-    return _torch_load(ckpt_dir / f"model_{step:06d}.pt", device)
+def _meta_or_none(ckpt_dir: Path, step: int) -> dict[str, Any] | None:
+    try:
+        return load_meta(ckpt_dir, step)
+    except CheckpointError:
+        if meta_file(ckpt_dir, step).exists():
+            raise
+        return None  # no meta (an incomplete step): nothing to verify against
 
 
-def load_rank_state(ckpt_dir: Path, step: int, rank: int, device: torch.device | str = "cpu") -> dict:
+def load_model_state(ckpt_dir: Path, step: int, device: torch.device | str = "cpu",
+                     meta: dict[str, Any] | None = None) -> dict:
+    """The model state_dict, checked against the step's meta (read here unless given)."""
+    meta = meta if meta is not None else _meta_or_none(ckpt_dir, step)
+    state = _torch_load(model_file(ckpt_dir, step), device, meta)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{model_file(ckpt_dir, step)}: holds a {type(state).__name__}, not a state_dict: "
+                              "delete this step")
+    return state
+
+
+def load_rank_state(ckpt_dir: Path, step: int, rank: int, device: torch.device | str = "cpu",
+                    meta: dict[str, Any] | None = None) -> dict:
     """Returns {"optimizer", "dataloader", "rng"}; a stock nanochat file yields only the optimizer."""
-    state = _torch_load(ckpt_dir / f"optim_{step:06d}_rank{rank}.pt", device)
+    meta = meta if meta is not None else _meta_or_none(ckpt_dir, step)
+    path = optim_file(ckpt_dir, step, rank)
+    state = _torch_load(path, device, meta)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: holds a {type(state).__name__}, not optimizer state: delete this step")
     if "optimizer" not in state:
         state = {"optimizer": state, "dataloader": None, "rng": None}
     return state
@@ -125,6 +283,15 @@ def restore_rng(state: dict | None) -> None:
     torch.set_rng_state(state["cpu"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
+def weights_mismatch(path: Path, e: RuntimeError) -> CheckpointError:
+    """The one-line error for a state_dict that a strict load_state_dict refused (keys or shapes differ)."""
+    first = first_line(str(e)).rstrip(":")
+    detail = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line or "Missing" in line
+                   or "Unexpected" in line), first)
+    return CheckpointError(f"{path}: weights do not fit its model_config ({detail[:200]}): the checkpoint is damaged "
+                           "or from another architecture; pick another")
 
 
 # model_config keys in the order a person thinks about them, with the flag that sets each one

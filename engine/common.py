@@ -1,4 +1,4 @@
-"""Shared plumbing: the one-line error type, base dir, distributed setup, device and dtype.
+"""Torch-side plumbing: distributed setup, device and dtype (the torch-free shared pieces are in shared.py).
 
 Kept tiny on purpose: anything with a single user lives next to that user.
 """
@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from engine.errors import EngineError
 
-__all__ = ["EngineError", "DistInfo", "base_dir", "print0", "init_distributed", "cleanup_distributed",
-           "compute_dtype", "autodetect_device_type"]
-
-
-def base_dir() -> Path:
-    """Where data, tokenizers, runs and checkpoints live ($NANOCHAT_BASE_DIR, nanochat's default)."""
-    return Path(os.environ.get("NANOCHAT_BASE_DIR") or Path.home() / ".cache" / "nanochat").expanduser()
+__all__ = ["EngineError", "DistInfo", "print0", "init_distributed", "cleanup_distributed", "compute_dtype",
+           "autodetect_device_type"]
 
 
 def print0(*args, **kwargs) -> None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from engine import shared
 from engine.errors import EngineError, short_repr
 from engine.safe_yaml import load_yaml_file
 
@@ -103,7 +104,7 @@ class TrainConfig(BaseModel):
     # derived
     @property
     def model_dim(self) -> int:
-        return -(-self.depth * self.aspect_ratio // self.head_dim) * self.head_dim
+        return shared.model_dim(self.depth, self.aspect_ratio, self.head_dim)
 
     @property
     def tag(self) -> str:

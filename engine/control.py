@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from engine.config import TrainConfig, validate_patch
 from engine.errors import EngineError
+from engine.shared import atomic_write
 from engine.telemetry import ControlAckEvent
 
 CONTROL_VERSION = 1
@@ -156,9 +157,7 @@ class ControlChannel:
             return None
 
     def _save_offset(self) -> None:
-        tmp = self.offset_path.with_name(OFFSET_FILE + ".tmp")
-        tmp.write_text(str(self.offset))
-        os.replace(tmp, self.offset_path)
+        atomic_write(self.offset_path, str(self.offset))
 
     def _broadcast(self, requests: list[ControlRequest], step: int) -> list[ControlRequest]:
         # the common case costs one tiny CPU broadcast; the payload travels only when there is one.

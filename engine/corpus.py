@@ -145,6 +145,15 @@ def corpus_dir(base: Path, max_docs: int | None = None, shard_chars: int = SHARD
     return Path(base) / "data" / f"embedded-{corpus_id(max_docs, shard_chars, row_group_chars)}"
 
 
+def resolve_data_dir(data_dir: str | None, base: Path) -> Path:
+    """The folder a run reads: the one given (checked), or the embedded corpus, built on first use."""
+    if data_dir is None:
+        return ensure_embedded_corpus(Path(base))
+    path = Path(data_dir).expanduser()
+    dataset.split_files(path, "val")  # raises with the fix if the folder is missing, empty or a single shard
+    return path
+
+
 def ensure_embedded_corpus(base: Path, max_docs: int | None = None, shard_chars: int = SHARD_CHARS,
                            row_group_chars: int = ROW_GROUP_CHARS) -> Path:
     """The embedded corpus folder under `base`, built first if absent. `max_docs` builds a small one (tests)."""

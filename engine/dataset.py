@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import EngineError
+from engine.shared import base_dir, one_line
 
 TEXT_COLUMN = "text"
 SHARD_NAME = "shard_{:05d}.parquet"
@@ -97,7 +98,8 @@ class ShardReader:
             except FileNotFoundError:
                 raise EngineError(f"shard {path}: missing: restore it or re-run the download/conversion") from None
             except (pa.ArrowException, OSError) as e:
-                raise EngineError(f"shard {path}: not a readable parquet file ({_first_line(e)}): {_FIX}") from None
+                why = one_line(e, type_name=False)
+                raise EngineError(f"shard {path}: not a readable parquet file ({why}): {_FIX}") from None
             if TEXT_COLUMN not in pf.schema_arrow.names:
                 pf.close()
                 raise EngineError(f"shard {path}: has no '{TEXT_COLUMN}' column (columns: "
@@ -122,7 +124,8 @@ class ShardReader:
         try:
             column = self.file(path).read_row_group(index, columns=[TEXT_COLUMN]).column(TEXT_COLUMN)
         except (pa.ArrowException, OSError) as e:
-            raise EngineError(f"shard {path}: row group {index} is corrupt ({_first_line(e)}): {_FIX}") from None
+            why = one_line(e, type_name=False)
+            raise EngineError(f"shard {path}: row group {index} is corrupt ({why}): {_FIX}") from None
         return [t if t is not None else "" for t in column.to_pylist()]
 
 
@@ -154,20 +157,6 @@ def data_id(data_dir: Path) -> str:
     for p in files:
         h.update(f"{p.name}\0{p.stat().st_size}\n".encode())
     return f"{Path(data_dir).name}-{h.hexdigest()[:12]}"
-
-
-def resolve_data_dir(data_dir: str | None, base: Path) -> Path:
-    """The folder a run reads: the one given (checked), or the embedded corpus, built on first use."""
-    if data_dir is None:
-        from engine.corpus import ensure_embedded_corpus  # lazy: corpus imports this module
-        return ensure_embedded_corpus(Path(base))
-    path = Path(data_dir).expanduser()
-    split_files(path, "val")  # raises with the fix if the folder is missing, empty or a single shard
-    return path
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -371,7 +360,7 @@ def _download_one(index: int, dst: Path, base_url: str, retries: int, backoff: f
             os.replace(tmp, path)
             return path
         except (OSError, ValueError) as e:
-            error = _first_line(e)
+            error = one_line(e, type_name=False)
             tmp.unlink(missing_ok=True)
             if attempt < retries:
                 time.sleep(backoff * 2**attempt)
@@ -413,7 +402,6 @@ def main(argv: list[str] | None = None) -> int:
             if not 1 <= args.num_shards <= NANOCHAT_MAX_SHARD + 1:
                 raise EngineError(f"-n {args.num_shards}: must be 1..{NANOCHAT_MAX_SHARD + 1}")
             if args.dir is None:
-                from engine.common import base_dir  # lazy: pulls in torch
                 args.dir = base_dir() / "base_data"
             files = download_shards(range(args.num_shards), args.dir, args.base_url, workers=args.workers)
             print(f"{len(files)} shards in {args.dir}")

@@ -1,4 +1,4 @@
-"""Inference: sample continuations from a GPT with a KV cache, running python tool calls inline.
+"""Inference: sample continuations from a GPT with a KV cache (`KVCache`), running python tool calls inline.
 
 The prompt is prefilled once with batch 1; the cache is then copied to `num_samples` rows and each
 step decodes one token per row. Every row runs a small state machine: it stops on <|assistant_end|>,
@@ -21,13 +21,49 @@ import torch.nn.functional as F
 
 from engine.common import compute_dtype
 from engine.errors import EngineError
-from engine.gpt import KVCache
 
 if TYPE_CHECKING:
     from engine.tokenizer import Tokenizer
 
 # What a finished row yields (with mask 0) while other rows are still generating.
 PAD_TOKEN = -1
+
+
+class KVCache:
+    """Per-layer keys/values for incremental decoding, plus the previous token's embedding for smear."""
+
+    def __init__(self, batch_size: int, num_heads: int, seq_len: int, head_dim: int, num_layers: int,
+                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+        shape = (num_layers, 2, batch_size, num_heads, seq_len, head_dim)
+        self.kv = torch.empty(shape, device=device, dtype=dtype)
+        self.pos = 0
+        self.prev_embed: torch.Tensor | None = None  # [B, 1, C] normed embedding of the last token seen
+
+    def get_pos(self) -> int:
+        return self.pos
+
+    def insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """k, v: [B, H, T, D] for the new positions; returns all keys/values so far."""
+        t0, t1 = self.pos, self.pos + k.size(2)
+        if t1 > self.kv.size(4):
+            raise ValueError(f"KV cache overflow: {t1} positions > capacity {self.kv.size(4)}")
+        self.kv[layer, 0, :, :, t0:t1] = k
+        self.kv[layer, 1, :, :, t0:t1] = v
+        return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+    def expand(self, batch_size: int) -> KVCache:
+        """A copy with the batch-1 contents repeated, to sample several continuations of one prefill."""
+        if self.kv.size(2) != 1:
+            raise ValueError("expand() needs a batch-1 cache")
+        out = KVCache.__new__(KVCache)
+        out.kv = self.kv.expand(-1, -1, batch_size, -1, -1, -1).contiguous()
+        out.pos = self.pos
+        out.prev_embed = None if self.prev_embed is None else self.prev_embed.expand(batch_size, -1, -1).contiguous()
+        return out
+
 
 
 def sample_next_token(logits: torch.Tensor, rng: torch.Generator, temperature: float = 1.0,

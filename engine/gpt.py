@@ -12,6 +12,7 @@ The same forward serves training (no cache) and inference (a KVCache, prefill th
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -19,7 +20,10 @@ import torch.nn.functional as F
 
 from engine.shapes import GPTConfig, config_from_depth, has_value_embed, padded_vocab, window_sizes
 
-__all__ = ["GPT", "GPTConfig", "KVCache", "config_from_depth", "padded_vocab", "window_sizes", "load_state_dict_compat"]
+if TYPE_CHECKING:
+    from engine.engine import KVCache
+
+__all__ = ["GPT", "GPTConfig", "config_from_depth", "padded_vocab", "window_sizes", "load_state_dict_compat"]
 
 
 def norm(x: torch.Tensor) -> torch.Tensor:
@@ -30,42 +34,6 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     d = x.size(-1) // 2
     x1, x2 = x[..., :d], x[..., d:]
     return torch.cat([x1 * cos + x2 * sin, -x1 * sin + x2 * cos], dim=-1)
-
-
-class KVCache:
-    """Per-layer keys/values for incremental decoding, plus the previous token's embedding for smear."""
-
-    def __init__(self, batch_size: int, num_heads: int, seq_len: int, head_dim: int, num_layers: int,
-                 device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-        shape = (num_layers, 2, batch_size, num_heads, seq_len, head_dim)
-        self.kv = torch.empty(shape, device=device, dtype=dtype)
-        self.pos = 0
-        self.prev_embed: torch.Tensor | None = None  # [B, 1, C] normed embedding of the last token seen
-
-    def get_pos(self) -> int:
-        return self.pos
-
-    def insert(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """k, v: [B, H, T, D] for the new positions; returns all keys/values so far."""
-        t0, t1 = self.pos, self.pos + k.size(2)
-        if t1 > self.kv.size(4):
-            raise ValueError(f"KV cache overflow: {t1} positions > capacity {self.kv.size(4)}")
-        self.kv[layer, 0, :, :, t0:t1] = k
-        self.kv[layer, 1, :, :, t0:t1] = v
-        return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
-
-    def advance(self, n: int) -> None:
-        self.pos += n
-
-    def expand(self, batch_size: int) -> KVCache:
-        """A copy with the batch-1 contents repeated, to sample several continuations of one prefill."""
-        if self.kv.size(2) != 1:
-            raise ValueError("expand() needs a batch-1 cache")
-        out = KVCache.__new__(KVCache)
-        out.kv = self.kv.expand(-1, -1, batch_size, -1, -1, -1).contiguous()
-        out.pos = self.pos
-        out.prev_embed = None if self.prev_embed is None else self.prev_embed.expand(batch_size, -1, -1).contiguous()
-        return out
 
 
 def attention_mask(q_pos0: int, tq: int, tk: int, window: int, device: torch.device) -> torch.Tensor:

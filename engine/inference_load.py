@@ -15,7 +15,17 @@ from typing import Any
 
 import torch
 
-from engine.checkpoint import complete_steps, latest_step, load_meta, load_model_state
+from engine.checkpoint import (
+    complete_steps,
+    is_verified,
+    latest_step,
+    load_meta,
+    load_model_state,
+    meta_file,
+    meta_model_config,
+    model_file,
+    weights_mismatch,
+)
 from engine.errors import EngineError
 from engine.gpt import GPT, GPTConfig, load_state_dict_compat
 from engine.tokenizer import Tokenizer
@@ -56,7 +66,7 @@ def checkpoint_base(ckpt_dir: Path) -> Path:
 def tokenizer_candidates(ckpt_dir: Path, meta: dict[str, Any]) -> list[Path]:
     """Where a checkpoint's tokenizer may be, most specific first: the meta's record, then stock nanochat's."""
     out = []
-    if meta.get("tokenizer_dir"):
+    if meta.get("tokenizer_dir") and isinstance(meta["tokenizer_dir"], str):
         out.append(Path(meta["tokenizer_dir"]).expanduser())
     out.append(checkpoint_base(ckpt_dir) / "tokenizer")
     return out
@@ -81,9 +91,7 @@ def find_tokenizer(ckpt_dir: Path, meta: dict[str, Any], tokenizer_dir: str | Pa
 
 
 def model_config_from_meta(meta: dict[str, Any], source: Path) -> GPTConfig:
-    raw = meta.get("model_config")
-    if not isinstance(raw, dict):
-        raise EngineError(f"{source}: meta has no model_config: this is not a nanochat checkpoint; pick another")
+    raw = meta_model_config(meta, source)
     known = {f.name for f in fields(GPTConfig)}
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -107,20 +115,20 @@ def build_model(config: GPTConfig, state_dict: dict, device: torch.device | str 
 
 def load_model(ckpt: str | Path, step: int | None = None, device: torch.device | str = "cpu",
                tokenizer_dir: str | Path | None = None) -> tuple[GPT, Tokenizer, dict[str, Any]]:
-    """(model in eval mode, tokenizer, meta) for a checkpoint dir (latest step, or `step`) or model_*.pt file."""
+    """(model in eval mode, tokenizer, meta) for a checkpoint dir (latest step, or `step`) or model_*.pt file.
+
+    The meta comes back with `step` and `verified` (False: a stock checkpoint, no checksums to check)."""
     ckpt_dir, step = resolve_checkpoint(ckpt, step)
     meta = load_meta(ckpt_dir, step)
-    meta_path = ckpt_dir / f"meta_{step:06d}.json"
+    meta_path = meta_file(ckpt_dir, step)
     config = model_config_from_meta(meta, meta_path)
     tok = find_tokenizer(ckpt_dir, meta, tokenizer_dir)
     if tok.get_vocab_size() != config.vocab_size:
         raise EngineError(f"{meta_path}: model vocab_size={config.vocab_size} but the tokenizer at {tok.directory} "
                           f"has {tok.get_vocab_size()} tokens: pass the tokenizer the model was trained with")
-    state = load_model_state(ckpt_dir, step, device)
+    state = load_model_state(ckpt_dir, step, device, meta)
     try:
         model = build_model(config, state, device)
     except RuntimeError as e:  # strict load: missing/unexpected keys or shape mismatches
-        first = str(e).strip().splitlines()[0]
-        raise EngineError(f"{ckpt_dir / f'model_{step:06d}.pt'}: weights do not fit its model_config ({first}): "
-                          "the checkpoint is damaged or from another architecture") from None
-    return model, tok, {**meta, "step": step}
+        raise weights_mismatch(model_file(ckpt_dir, step), e) from None
+    return model, tok, {**meta, "step": step, "verified": is_verified(meta)}

@@ -22,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from engine.shared import atomic_write
+
 PIDS_DIR = "pids"  # under the run dir: one file per rank
 PR_SET_PDEATHSIG = 1
 WATCH_S = 0.5  # how often the fallback thread checks the parent
@@ -90,14 +92,7 @@ def tie_to_launcher() -> bool:
 
 def record_pid(run_dir: str | Path, rank: int) -> Path:
     """Write <run_dir>/pids/rank-<rank>.json atomically; returns its path."""
-    folder = Path(run_dir) / PIDS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"rank-{rank}.json"
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    path = Path(run_dir) / PIDS_DIR / f"rank-{rank}.json"
     data = {"pid": os.getpid(), "rank": rank, "ticks": start_ticks(os.getpid()), "time": time.time()}
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data))
     return path

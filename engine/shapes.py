@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from engine.shared import model_dim
+
 
 @dataclass
 class GPTConfig:
@@ -26,7 +28,7 @@ class GPTConfig:
 def config_from_depth(depth: int, aspect_ratio: int, head_dim: int, sequence_len: int, vocab_size: int,
                       window_pattern: str = "SSSL", n_kv_head: int | None = None) -> GPTConfig:
     """nanochat's depth rule: model_dim = depth*aspect_ratio rounded up to a multiple of head_dim."""
-    n_embd = math.ceil(depth * aspect_ratio / head_dim) * head_dim
+    n_embd = model_dim(depth, aspect_ratio, head_dim)
     n_head = n_embd // head_dim
     return GPTConfig(sequence_len=sequence_len, vocab_size=vocab_size, n_layer=depth, n_head=n_head,
                      n_kv_head=n_kv_head or n_head, n_embd=n_embd, window_pattern=window_pattern)

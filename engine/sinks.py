@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from engine import __version__
 from engine.config import TrainConfig
 from engine.errors import EngineError
+from engine.shared import one_line
 from engine.telemetry import SinkStatusEvent, WarningEvent, _Event
 
 T = TypeVar("T")
@@ -59,10 +60,9 @@ def retry(fn: Callable[[], T], attempts: int = 3, base_s: float = 0.25, cap_s: f
     raise AssertionError("unreachable")
 
 
-def one_line(exc: BaseException | str) -> str:
-    """First line of an error, with any W&B API key in it blanked out."""
-    s = exc if isinstance(exc, str) else (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-    s = (s.strip().splitlines() or [""])[0]
+def masked_line(exc: BaseException | str) -> str:
+    """One line of an error (engine.shared.one_line), with any W&B API key in it blanked out."""
+    s = one_line(exc)
     key = os.environ.get("WANDB_API_KEY")
     return s.replace(key, "***") if key else s
 
@@ -153,7 +153,7 @@ class WandbSink:
 
             run = wandb.init(**self._init_kwargs, settings=wandb.Settings(silent=True, console="off"))
         except Exception as e:  # no network, bad key, wandb-core failed to start
-            self._fail(f"init failed: {one_line(e)}")
+            self._fail(f"init failed: {masked_line(e)}")
             return
         if self.mode == "online":
             self.url = run.url
@@ -175,13 +175,13 @@ class WandbSink:
                 self.failed += 1
                 consecutive += 1
                 if consecutive >= self.MAX_CONSECUTIVE_FAILURES:
-                    self._fail(f"logging failed {consecutive} times in a row: {one_line(e)}")
+                    self._fail(f"logging failed {consecutive} times in a row: {masked_line(e)}")
                     break
         try:
             run.finish(exit_code=self.exit_code)
             wandb.teardown()  # finish() returns before wandb-core has flushed the run file; this waits for it
         except Exception as e:
-            self._fail(f"finish failed: {one_line(e)}")
+            self._fail(f"finish failed: {masked_line(e)}")
 
     def _fail(self, why: str) -> None:
         if self.dead:
@@ -242,9 +242,9 @@ class _LastMessage(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.message = one_line(record.getMessage())
+            self.message = masked_line(record.getMessage())
             args = record.args if isinstance(record.args, tuple) else ()
-            self.cause = next((one_line(a) for a in args if isinstance(a, BaseException)), self.cause)
+            self.cause = next((masked_line(a) for a in args if isinstance(a, BaseException)), self.cause)
         except Exception:
             pass
 
@@ -375,7 +375,7 @@ class Sinks:
             try:
                 sink.on_event(ev)
             except Exception as e:
-                self._warn(f"{sink.name}: dropped a {ev.event} event: {one_line(e)}")
+                self._warn(f"{sink.name}: dropped a {ev.event} event: {masked_line(e)}")
 
     def span(self, name: str, **attrs: Any) -> AbstractContextManager[Any]:
         """`with sinks.span("checkpoint", step=s, reason=r):` times the block as an OTel span (no-op when off)."""
@@ -395,7 +395,7 @@ class Sinks:
             try:
                 sink.close(timeout_s)
             except Exception as e:
-                self._warn(f"{sink.name}: close failed: {one_line(e)}")
+                self._warn(f"{sink.name}: close failed: {masked_line(e)}")
             self._report(sink)
         self._sinks, self._otel = [], None
 
@@ -420,7 +420,7 @@ class Sinks:
         self._send(status)
 
     def _warn(self, message: str) -> None:
-        message = one_line(message)
+        message = masked_line(message)
         print(f"engine.train: warning: {message}", file=sys.stderr, flush=True)
         self._send(WarningEvent(message=message))
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from engine.errors import EngineError
+from engine.shared import one_line
 
 SCHEMA_VERSION = 1
 TELEMETRY_FILE = "telemetry.jsonl"
@@ -137,9 +138,7 @@ class ErrorEvent(_Event):
 
     @classmethod
     def from_exception(cls, exc: BaseException, step: int | None = None) -> ErrorEvent:
-        first = (str(exc).strip().splitlines() or [""])[0]
-        message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-        return cls(message=message, traceback="".join(tb.format_exception(exc)), step=step)
+        return cls(message=one_line(exc), traceback="".join(tb.format_exception(exc)), step=step)
 
 
 class RunEndEvent(_Event):

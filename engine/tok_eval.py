@@ -19,6 +19,7 @@ import tiktoken
 
 from engine.config import TrainConfig
 from engine.errors import EngineError
+from engine.shared import base_dir, positive_int, run_main
 from engine.tokenizer import DEFAULT_MAX_CHARS, Tokenizer, cache_dir, limit_chars
 
 # The files tiktoken fetches for "gpt2", with their sha256 (as pinned in tiktoken_ext.openai_public).
@@ -65,32 +66,25 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab-size", type=int, default=TrainConfig.model_fields["vocab_size"].default,
                    help="picks the cached tokenizer when --tokenizer-dir is not given (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="folder of parquet shards (default: the embedded corpus)")
-    p.add_argument("--max-chars", type=int, default=5_000_000,
+    p.add_argument("--max-chars", type=positive_int, default=5_000_000,
                    help="evaluate on at most this many characters of val text (default: %(default)s)")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
-    try:
-        if args.max_chars < 1:
-            raise EngineError(f"--max-chars {args.max_chars}: must be positive: raise it")
-        from engine.common import base_dir
-        from engine.dataset import data_id, iter_texts, resolve_data_dir
+def evaluate(args: argparse.Namespace) -> int:
+    from engine.corpus import resolve_data_dir
+    from engine.dataset import data_id, iter_texts
 
-        base = base_dir()
-        data_dir = resolve_data_dir(args.data_dir, base)
-        tok_dir = args.tokenizer_dir or cache_dir(base, args.vocab_size, data_id(data_dir), DEFAULT_MAX_CHARS)
-        if not args.tokenizer_dir and not Path(tok_dir).is_dir():
-            raise EngineError(f"tokenizer cache {tok_dir}: not found: pass --tokenizer-dir or train one with "
-                              f"python -m engine.tok_train --vocab-size {args.vocab_size}")
-        tok = Tokenizer.from_directory(tok_dir)
-        texts = list(limit_chars(iter_texts(data_dir, "val"), args.max_chars, doc_cap=args.max_chars))
-        if not texts:
-            raise EngineError(f"data dir {data_dir}: the val split is empty: add a val shard")
-    except EngineError as e:
-        print(f"engine.tok_eval: error: {e}", file=sys.stderr)
-        return 1
+    base = base_dir()
+    data_dir = resolve_data_dir(args.data_dir, base)
+    tok_dir = args.tokenizer_dir or cache_dir(base, args.vocab_size, data_id(data_dir), DEFAULT_MAX_CHARS)
+    if not args.tokenizer_dir and not Path(tok_dir).is_dir():
+        raise EngineError(f"tokenizer cache {tok_dir}: not found: pass --tokenizer-dir or train one with "
+                          f"python -m engine.tok_train --vocab-size {args.vocab_size}")
+    tok = Tokenizer.from_directory(tok_dir)
+    texts = list(limit_chars(iter_texts(data_dir, "val"), args.max_chars, doc_cap=args.max_chars))
+    if not texts:
+        raise EngineError(f"data dir {data_dir}: the val split is empty: add a val shard")
 
     rows = [(f"ours ({tok.fingerprint})", tok.get_vocab_size(), measure(tok.enc.encode_ordinary_batch, texts))]
     gpt2 = gpt2_if_cached()
@@ -105,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
     if gpt2 is None:
         print("gpt2: skipped (its files are not in tiktoken's cache and this tool never downloads)")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    return run_main("engine.tok_eval", lambda: evaluate(args))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from engine.config import TrainConfig
-from engine.errors import EngineError
+from engine.shared import base_dir, positive_int, run_main
 from engine.tokenizer import DEFAULT_MAX_CHARS, Tokenizer, cache_dir, limit_chars
 
 
@@ -36,37 +36,35 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="engine.tok_train", description="Train the BPE tokenizer.")
     p.add_argument("--vocab-size", type=int, default=TrainConfig.model_fields["vocab_size"].default,
                    help="total vocabulary size, special tokens included (default: %(default)s)")
-    p.add_argument("--max-chars", type=int, default=DEFAULT_MAX_CHARS,
+    p.add_argument("--max-chars", type=positive_int, default=DEFAULT_MAX_CHARS,
                    help="train on at most this many characters (default: %(default)s)")
     p.add_argument("--data-dir", default=None, help="folder of parquet shards (default: the embedded corpus)")
     p.add_argument("--out", default=None, help="output folder (default: engine.train's tokenizer cache)")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_arg_parser().parse_args(argv)
-    try:
-        if args.max_chars < 1:
-            raise EngineError(f"--max-chars {args.max_chars}: must be positive: raise it")
-        from engine.common import base_dir
-        from engine.dataset import data_id, iter_texts, resolve_data_dir
+def train(args: argparse.Namespace) -> int:
+    from engine.corpus import resolve_data_dir
+    from engine.dataset import data_id, iter_texts
 
-        base = base_dir()
-        data_dir = resolve_data_dir(args.data_dir, base)
-        out = Path(args.out) if args.out else cache_dir(base, args.vocab_size, data_id(data_dir), args.max_chars)
-        texts = _CharCounter(limit_chars(iter_texts(data_dir, "train"), args.max_chars))
-        t0 = time.perf_counter()
-        tok = Tokenizer.train_from_iterator(texts, args.vocab_size)
-        seconds = time.perf_counter() - t0
-        tok.save(out)
-    except EngineError as e:
-        print(f"engine.tok_train: error: {e}", file=sys.stderr)
-        return 1
+    base = base_dir()
+    data_dir = resolve_data_dir(args.data_dir, base)
+    out = Path(args.out) if args.out else cache_dir(base, args.vocab_size, data_id(data_dir), args.max_chars)
+    texts = _CharCounter(limit_chars(iter_texts(data_dir, "train"), args.max_chars))
+    t0 = time.perf_counter()
+    tok = Tokenizer.train_from_iterator(texts, args.vocab_size)
+    seconds = time.perf_counter() - t0
+    tok.save(out)
     print(f"trained a {tok.get_vocab_size():,}-token tokenizer on {texts.chars:,} chars ({texts.docs:,} docs) "
           f"of {data_dir} in {seconds:.1f} s")
     print(f"fingerprint {tok.fingerprint}")
     print(f"saved to {out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    return run_main("engine.tok_train", lambda: train(args))
 
 
 if __name__ == "__main__":

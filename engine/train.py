@@ -18,6 +18,7 @@ if __name__ == "__main__":  # before torch's slow import: a worker must not outl
 
 import math
 import os
+import re
 import resource
 import sys
 import time
@@ -30,39 +31,45 @@ import torch.distributed as dist
 
 from engine import __version__
 from engine.checkpoint import (
+    CheckpointError,
     check_model_config,
     checkpoint_dir,
-    latest_step,
+    complete_steps,
     load_meta,
     load_model_state,
     load_rank_state,
+    meta_file,
+    meta_model_config,
+    model_file,
+    optim_file,
     restore_rng,
     rng_state,
     save_model_and_meta,
     save_rank_state,
+    weights_mismatch,
 )
-from engine.common import DistInfo, EngineError, base_dir, cleanup_distributed, compute_dtype, init_distributed, print0
+from engine.common import DistInfo, EngineError, cleanup_distributed, compute_dtype, init_distributed, print0
 from engine.config import TrainConfig, parse_config
 from engine.control import ControlChannel, apply_patch
+from engine.corpus import resolve_data_dir
 from engine.dataloader import make_loader
-from engine.dataset import data_id, iter_texts, resolve_data_dir
+from engine.dataset import data_id, iter_texts
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.lifeline import record_pid, tie_to_launcher
+from engine.loss_eval import evaluate_bpb
 from engine.optim import apply_schedules, build_optimizer
+from engine.shared import base_dir, one_line
+from engine.shared import peak_flops as peak_flops_for
 from engine.sinks import Sinks
 from engine.telemetry import SCHEMA_VERSION, TELEMETRY_FILE, TelemetryWriter
 from engine.tokenizer import Tokenizer, ensure_tokenizer
 
-# dense bf16 peak FLOP/s by GPU name fragment, for MFU; None (not shown) where no peak is known, e.g. CPUs
-PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12, "A10G": 70e12}
 SAMPLE_PROMPTS = ["def fibonacci(n):", "The Python standard library", "import os\n"]
 
 
 def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+    """Dense bf16 peak FLOP/s of a CUDA device, for MFU; None (not shown) where none is known, e.g. CPUs."""
+    return peak_flops_for(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
 
 
 def memory_bytes(device: torch.device) -> int:
@@ -85,26 +92,6 @@ def horizon(cfg: TrainConfig, model: GPT, flops_per_token: int) -> int:
     # scaling params: everything but the embedding lookups, which do no per-token compute
     embeds = model.transformer.wte.weight.numel() + sum(e.weight.numel() for e in model.value_embeds.values())
     return max(1, round(cfg.target_param_data_ratio * (model.num_params() - embeds) / cfg.total_batch_size))
-
-
-@torch.no_grad()
-def evaluate_bpb(model: GPT, batches, steps: int, token_bytes: torch.Tensor, autocast) -> float:
-    """Bits per byte: summed nats over byte-weighted tokens, independent of the tokenizer's vocab size."""
-    nats = torch.zeros((), dtype=torch.float64, device=token_bytes.device)
-    nbytes = torch.zeros((), dtype=torch.int64, device=token_bytes.device)
-    for _ in range(steps):
-        x, y, _state = next(batches)
-        with autocast:
-            loss = model(x, y, loss_reduction="none").view(-1)
-        y = y.view(-1)
-        valid = y >= 0
-        tb = torch.where(valid, token_bytes[y.clamp(min=0)], torch.zeros_like(y))
-        nats += (loss.double() * (tb > 0)).sum()
-        nbytes += tb.sum()
-    if dist.is_initialized():
-        dist.all_reduce(nats)
-        dist.all_reduce(nbytes)
-    return float("inf") if nbytes.item() == 0 else nats.item() / (math.log(2) * nbytes.item())
 
 
 def make_samples(model: GPT, tokenizer: Tokenizer, max_tokens: int = 32) -> list[tuple[str, str]]:
@@ -135,6 +122,8 @@ class Trainer:
         self.control = ControlChannel(run_dir, info)
         self.t_start = time.time()
         self.val_bpb: float | None = None
+        self.step = 0  # the step the model has reached: what run_end records however the run ends
+        self.setup_warnings: list[str] = []  # emitted right after run_start
 
     # ---- setup -------------------------------------------------------------------------------
     def _rank0_first(self, fn):
@@ -163,17 +152,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = GPT(mcfg).to(self.device)
         model.init_weights()
-        self.start_step, loader_state, rank_state = 0, None, None
-        resume_step = self._resume_step()
+        self.start_step, loader_state = 0, None
+        resume_step, meta, rank_state = self._resume(model)
         if resume_step is not None:
-            meta = load_meta(self.ckpt_dir, resume_step)
-            check_model_config(meta["model_config"], mcfg.to_dict(), self.ckpt_dir / f"meta_{resume_step:06d}.json")
-            self._check_tokenizer(meta, self.ckpt_dir)
-            load_state_dict_compat(model, load_model_state(self.ckpt_dir, resume_step, self.device))
-            rank_state = load_rank_state(self.ckpt_dir, resume_step, info.rank, self.device)
             loader_state = rank_state["dataloader"]
-            self.start_step = resume_step
-            self.val_bpb = meta.get("val_bpb")
+            self.start_step = self.step = resume_step
+            self.val_bpb = meta.get("val_bpb") if isinstance(meta.get("val_bpb"), int | float) else None
         elif cfg.init_from:
             self._init_from(model)
         self.resumed_from = resume_step
@@ -186,8 +170,12 @@ class Trainer:
                                          matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr,
                                          weight_decay=cfg.weight_decay, world_size=info.world_size)
         if rank_state is not None:
-            self.optimizer.load_state_dict(rank_state["optimizer"])
-            restore_rng(rank_state["rng"])
+            try:
+                self.optimizer.load_state_dict(rank_state["optimizer"])
+                restore_rng(rank_state["rng"])
+            except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+                raise CheckpointError(f"{optim_file(self.ckpt_dir, resume_step, info.rank)}: optimizer state does "
+                                      f"not fit this model ({one_line(e)}): delete this step or start fresh") from None
 
         self.flops_per_token = model.estimate_flops()
         per_fwdbwd = cfg.device_batch_size * cfg.max_seq_len * info.world_size
@@ -200,30 +188,100 @@ class Trainer:
                                         self.data_dir, info.rank, info.world_size, self.device, state=loader_state)
         self.loader_state = loader_state
 
-    def _resume_step(self) -> int | None:
+    def _resume_candidates(self) -> list[int]:
+        """Steps to try, newest first: the one asked for, all complete ones under --resume, else none."""
         cfg = self.cfg
-        existing = latest_step(self.ckpt_dir)
+        steps = complete_steps(self.ckpt_dir)
         if not (cfg.resume or cfg.resume_from_step >= 0):
-            if existing is not None:
+            if steps:
                 raise EngineError(f"{self.ckpt_dir}: run '{cfg.tag}' already has checkpoints (latest step "
-                                  f"{existing}): pass --resume to continue it or choose another --run")
-            return None
+                                  f"{steps[-1]}): pass --resume to continue it or choose another --run")
+            return []
         if cfg.resume_from_step >= 0:
-            return cfg.resume_from_step
-        if existing is None:
+            return [cfg.resume_from_step]
+        if not steps:
             raise EngineError(f"{self.ckpt_dir}: no complete checkpoint to resume: drop --resume to start fresh")
-        return existing
+        return steps[::-1]
+
+    def _resume(self, model: GPT) -> tuple[int | None, dict | None, dict | None]:
+        """(step, meta, this rank's state) of the newest step whose files load fully on every rank, the model
+        holding its weights; a damaged newer step is skipped with a warning. (None, None, None): a fresh run."""
+        candidates = self._resume_candidates()
+        skipped: list[str] = []
+        for step in candidates:
+            try:
+                meta, rank_state = self._load_step(model, step)
+                error = None
+            except CheckpointError as e:
+                meta = rank_state = None
+                error = str(e)
+            errors = [err for err in self._gather(error) if err]
+            if not errors:
+                for why in skipped:
+                    self.setup_warnings.append(f"resume: skipped a damaged checkpoint step ({why}); "
+                                               f"resuming from step {step}")
+                return step, meta, rank_state
+            skipped.append(error or errors[0])
+        if not skipped:
+            return None, None, None
+        if len(candidates) == 1:
+            raise CheckpointError(skipped[0])
+        raise CheckpointError(f"{self.ckpt_dir}: no checkpoint step loads fully (newest: {skipped[0]}): delete the "
+                              "damaged steps or drop --resume to start fresh")
+
+    def _gather(self, value):
+        """Every rank's `value`, in rank order (one process: just this one)."""
+        if not self.info.ddp:
+            return [value]
+        out = [None] * self.info.world_size
+        dist.all_gather_object(out, value)
+        return out
+
+    def _load_step(self, model: GPT, step: int) -> tuple[dict, dict]:
+        """Load one resume step into `model`: its meta (checked against the config), weights and this rank's
+        state. A damaged or refused file raises CheckpointError; a config or tokenizer mismatch EngineError."""
+        meta = load_meta(self.ckpt_dir, step)
+        self._check_meta(meta, self.ckpt_dir, step)
+        self._load_weights(model, self.ckpt_dir, step, meta)
+        rank_state = load_rank_state(self.ckpt_dir, step, self.info.rank, self.device, meta)
+        rng = rank_state["rng"]
+        if not isinstance(rank_state["optimizer"], dict) or not (
+                rng is None or isinstance(rng, dict) and isinstance(rng.get("cpu"), torch.Tensor)):
+            raise CheckpointError(f"{optim_file(self.ckpt_dir, step, self.info.rank)}: malformed optimizer state "
+                                  "(not the layout engine.train writes): delete this step")
+        return meta, rank_state
+
+    def _check_meta(self, meta: dict, ckpt_dir: Path, step: int) -> None:
+        source = meta_file(ckpt_dir, step)
+        check_model_config(meta_model_config(meta, source), self.model_config.to_dict(), source)
+        self._check_tokenizer(meta, ckpt_dir)
+
+    def _load_weights(self, model: GPT, ckpt_dir: Path, step: int, meta: dict) -> None:
+        state = load_model_state(ckpt_dir, step, self.device, meta)
+        try:
+            load_state_dict_compat(model, state)
+        except RuntimeError as e:  # strict load: missing/unexpected keys or shape mismatches
+            raise weights_mismatch(model_file(ckpt_dir, step), e) from None
 
     def _init_from(self, model: GPT) -> None:
         path = Path(self.cfg.init_from).expanduser()
-        step = int(path.stem.split("_")[-1]) if path.suffix == ".pt" else latest_step(path)
-        ckpt_dir = path.parent if path.suffix == ".pt" else path
-        if step is None:
-            raise EngineError(f"init_from: {path}: no complete checkpoint there: point at a model_*.pt file")
+        if path.suffix == ".pt":
+            m = re.fullmatch(r"model_(\d{6})\.pt", path.name)
+            if not m:
+                raise EngineError(f"init_from: {path}: not a model_XXXXXX.pt file: point at a checkpoint's model "
+                                  "file or its folder")
+            ckpt_dir, step = path.parent, int(m.group(1))
+            if step not in complete_steps(ckpt_dir):
+                raise EngineError(f"init_from: {path}: not a complete checkpoint (meta_{step:06d}.json and the "
+                                  "model file): pick another step")
+        else:
+            ckpt_dir, steps = path, complete_steps(path)
+            if not steps:
+                raise EngineError(f"init_from: {path}: no complete checkpoint there: point at a model_*.pt file")
+            step = steps[-1]
         meta = load_meta(ckpt_dir, step)
-        check_model_config(meta["model_config"], self.model_config.to_dict(), ckpt_dir / f"meta_{step:06d}.json")
-        self._check_tokenizer(meta, ckpt_dir)
-        load_state_dict_compat(model, load_model_state(ckpt_dir, step, self.device))
+        self._check_meta(meta, ckpt_dir, step)
+        self._load_weights(model, ckpt_dir, step, meta)
 
     def _check_tokenizer(self, meta: dict, ckpt_dir: Path) -> None:
         """Token ids only mean the same thing under the same tokenizer (stock checkpoints carry no hash)."""
@@ -246,16 +304,20 @@ class Trainer:
                       num_iterations=self.num_iterations, tokens_per_step=self.cfg.total_batch_size,
                       engine_version=__version__, pid=os.getpid(), run_dir=str(self.run_dir),
                       resumed_from_step=self.resumed_from)
+        for message in self.setup_warnings:
+            self.tel.emit("warning", message=message)
+            print0(f"warning: {message}")
         print0(f"run {self.cfg.run}: {self.raw_model.num_params():,} params, {self.num_iterations} steps of "
                f"{self.cfg.total_batch_size:,} tokens (grad accum {self.grad_accum}), world {self.info.world_size}, "
                f"{self.device} {str(self.dtype).removeprefix('torch.')}, data {self.data_dir}")
 
     def save(self, step: int, reason: str) -> None:
         t0 = time.time()
-        size = save_rank_state(self.ckpt_dir, step, self.info.rank, self.optimizer.state_dict(), self.loader_state,
-                               rng_state())
-        if self.info.ddp:
-            dist.barrier()  # every rank's state is on disk before the meta marks the step complete
+        record = save_rank_state(self.ckpt_dir, step, self.info.rank, self.optimizer.state_dict(),
+                                 self.loader_state, rng_state())
+        # every rank's state is on disk before the meta marks the step complete; the meta records their checksums
+        records = dict(enumerate(self._gather(record)))
+        size = record["bytes"]
         if self.info.master:
             cfg = self.cfg
             meta = {"val_bpb": self.val_bpb, "model_config": self.model_config.to_dict(),
@@ -265,7 +327,7 @@ class Trainer:
                     "run": cfg.run, "tokenizer_hash": self.tokenizer.fingerprint,
                     "tokenizer_dir": str(self.tokenizer_dir()), "data_dir": str(self.data_dir),
                     "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
-            size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta)
+            size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta, records)
             self.tel.emit("checkpoint", step=step, path=str(self.ckpt_dir / f"model_{step:06d}.pt"), reason=reason,
                           seconds=time.time() - t0, bytes=size)
             print0(f"saved checkpoint step {step} ({reason}) to {self.ckpt_dir}")
@@ -334,6 +396,7 @@ class Trainer:
         x, y, self.next_state = self._next_batch()
         step = self.start_step
         while True:
+            self.step = step
             cfg = self.cfg  # a patch may have replaced it
             last = step >= self.num_iterations
             save_now, stop = self.handle_control(step)
@@ -428,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     telemetry = TelemetryWriter(run_dir / TELEMETRY_FILE, run=cfg.run, enabled=rank == 0)
     t0 = time.time()
-    status, reason, step, code = "failed", "", 0, 1
+    status, reason, code = "failed", "", 1
     trainer = None
     sinks = Sinks()
     try:
@@ -439,21 +502,21 @@ def main(argv: list[str] | None = None) -> int:
         trainer.setup()
         trainer.emit_start()
         status = trainer.train()
-        step = trainer.num_iterations
         reason = "completed all steps" if status == "finished" else "stop requested"
         code = 0
     except EngineError as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = one_line(e)
         telemetry.emit("error", message=reason, traceback="", step=None)
         print(f"engine.train: error: {reason}", file=sys.stderr)
     except KeyboardInterrupt:
         status, reason, code = "stopped", "interrupted (SIGINT)", 130
     except Exception as e:
-        reason = f"{type(e).__name__}: {e}".splitlines()[0]
+        reason = one_line(e)
         telemetry.emit("error", message=reason, traceback=traceback.format_exc(), step=None)
         traceback.print_exc()
         print(f"engine.train: error: {reason}", file=sys.stderr)
     finally:
+        step = trainer.step if trainer is not None else 0
         telemetry.emit("run_end", status=status, reason=reason, step=step, elapsed=time.time() - t0)
         sinks.close()
         telemetry.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import pickle
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import rustbpe
 import tiktoken
 
 from engine.errors import EngineError
+from engine.shared import atomic_write
 
 # GPT-4's split pattern, except that numbers split into groups of 1-2 digits (not 1-3):
 # fewer number tokens is a better trade for a small vocabulary.
@@ -63,18 +63,6 @@ def limit_chars(texts: Iterable[str], max_chars: int, doc_cap: int = 10_000) -> 
             yield text
         if total >= max_chars:
             return
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class Tokenizer:
@@ -152,8 +140,8 @@ class Tokenizer:
         directory.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.save(self.token_bytes(), buf)
-        _write_atomic(directory / TOKEN_BYTES_FILE, buf.getvalue())
-        _write_atomic(directory / TOKENIZER_FILE, pickle.dumps(self.enc))
+        atomic_write(directory / TOKEN_BYTES_FILE, buf.getvalue())
+        atomic_write(directory / TOKENIZER_FILE, pickle.dumps(self.enc))
         self.directory = directory
         return directory
 

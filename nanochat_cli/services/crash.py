@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from engine import __version__
+from engine.shared import atomic_write
 from nanochat_cli.services import paths
-from nanochat_cli.services.fileio import atomic_write_text, private_dir
+from nanochat_cli.services.fileio import private_dir
 from nanochat_cli.services.masking import mask, remember_secret
 
 
@@ -46,5 +47,5 @@ def write_crash_dump(error: BaseException, state: Any, log_path: Path, secrets: 
         ]
     )
     path = private_dir(paths.crash_dir()) / f"crash-{stamp}-{os.getpid()}.txt"
-    atomic_write_text(path, mask(body), mode=0o600)
+    atomic_write(path, mask(body), mode=0o600)
     return path

@@ -23,9 +23,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from engine.safe_yaml import YamlError, load_yaml_file
+from engine.shared import atomic_write
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
-from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.ingest.store import DEFAULT_CAPACITY, MetricStore
 from nanochat_cli.services.ingest.system import SystemProbe
 from nanochat_cli.services.registry import MISSING, REGISTRY, Registry
@@ -402,7 +402,7 @@ def save_layout(layout: Layout, path: str | Path) -> Path:
     for s in data["screens"]:  # only what differs from the defaults, so layout files stay short and readable
         s["panels"] = [{k: v for k, v in p.items() if v != Placement.model_fields[k].default
                         and not (k == "thresholds" and not v)} for p in s["panels"]]
-    atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    atomic_write(Path(path), yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     return Path(path)
 
 

@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from engine.shared import base_dir  # data, tokenizers, runs and checkpoints: the engine's own rule
+
+__all__ = ["APP_NAME", "base_dir", "crash_dir", "logs_dir", "secrets_path", "shipped_prefabs_dir", "state_path",
+           "user_config_dir", "user_prefabs_dir"]
+
 APP_NAME = "nanochat-cli"
 
 
@@ -20,11 +25,6 @@ def user_config_dir() -> Path:
     import platformdirs  # only needed when the env var is absent
 
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
-
-
-def base_dir() -> Path:
-    """Data, tokenizers, runs and checkpoints: $NANOCHAT_BASE_DIR or ~/.cache/nanochat (the engine's rule)."""
-    return Path(os.environ.get("NANOCHAT_BASE_DIR") or Path.home() / ".cache" / "nanochat").expanduser()
 
 
 def user_prefabs_dir() -> Path:

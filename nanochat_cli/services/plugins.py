@@ -29,9 +29,9 @@ from typing import Any
 import yaml
 
 from engine.safe_yaml import YamlError, load_yaml_file
+from engine.shared import atomic_write, one_line
 from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.services import paths
-from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.registry import Registry
 
 ENTRY_POINT_GROUP = "nanochat_cli.plugins"
@@ -152,13 +152,6 @@ def _register_function(obj: Any, name: str) -> Callable[[Registry], Any]:
     return fn
 
 
-def _one_line(e: BaseException) -> str:
-    first = (str(e).strip().splitlines() or [""])[0]
-    if isinstance(e, USER_ERRORS):
-        return first
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
-
-
 def load_plugins(registry: Registry, extra_dirs: Iterable[str | Path] | None = None, *, repo: bool = True,
                  entry_points: bool = True, disabled: Iterable[str] = ()) -> PluginReport:
     """Load every plugin found (in-repo, extra_dirs, entry points) into `registry`, except those `disabled`.
@@ -198,7 +191,7 @@ def load_plugins(registry: Registry, extra_dirs: Iterable[str | Path] | None = N
                 register(registry)
         except (Exception, SystemExit) as e:  # a plugin calling sys.exit() must not end the app either
             registry.remove_owned(c.name)
-            err = _one_line(e)
+            err = one_line(e, type_name=not isinstance(e, USER_ERRORS))  # a user error is its own message
             registry.plugins[c.name] = err
             outcome(c, "failed", err)
             log.warning("plugin %s (%s) disabled: %s", c.name, c.origin, err, exc_info=True)
@@ -247,5 +240,5 @@ def set_plugin_enabled(name: str, enabled: bool, path: Path | None = None) -> bo
         return False
     off = off - {name} if enabled else off | {name}
     text = "# nanochat-cli plugins switched off (nanochat-cli plugins enable|disable NAME)\n"
-    atomic_write_text(path, text + yaml.safe_dump({"disabled": sorted(off)}, sort_keys=False))
+    atomic_write(path, text + yaml.safe_dump({"disabled": sorted(off)}, sort_keys=False))
     return True

@@ -34,9 +34,9 @@ from pathlib import Path
 from keyring.backend import KeyringBackend
 from keyring.errors import KeyringError, PasswordDeleteError
 
+from engine.shared import atomic_write
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
-from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.masking import remember_secret
 
 SECRET_NAMES = ("wandb_api_key", "hf_token")
@@ -78,14 +78,14 @@ class FileKeyring(KeyringBackend):
         data = self._read()
         data.setdefault(service, {})[username] = password
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic_write_text(self.path, json.dumps(data, indent=1), mode=0o600)
+        atomic_write(self.path, json.dumps(data, indent=1), mode=0o600)
 
     def delete_password(self, service: str, username: str) -> None:
         data = self._read()
         if username not in data.get(service, {}):
             raise PasswordDeleteError(f"no {username} stored for {service}")
         del data[service][username]
-        atomic_write_text(self.path, json.dumps(data, indent=1), mode=0o600)
+        atomic_write(self.path, json.dumps(data, indent=1), mode=0o600)
 
 
 def _is_system_backend(backend: KeyringBackend) -> bool:

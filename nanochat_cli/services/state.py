@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.shared import atomic_write
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
-from nanochat_cli.services.fileio import atomic_write_text
 
 
 @dataclass
@@ -53,4 +53,4 @@ def load_state(path: Path | None = None) -> UIState:
 
 def save_state(state: UIState, path: Path | None = None) -> None:
     path = Path(path) if path else paths.state_path()
-    atomic_write_text(path, json.dumps(asdict(state), indent=1, sort_keys=True) + "\n")
+    atomic_write(path, json.dumps(asdict(state), indent=1, sort_keys=True) + "\n")

@@ -41,11 +41,12 @@ def test_corrupt_files_give_one_line_errors(tmp_path):
     d = checkpoint_dir(tmp_path, "demo")
     d.mkdir(parents=True)
     (d / "meta_000003.json").write_text("{not json")
-    (d / "model_000003.pt").write_bytes(b"truncated")
+    (d / "meta_000004.json").write_text('{"model_config": {}}')  # a stock meta: no checksums to catch it first
+    (d / "model_000004.pt").write_bytes(b"truncated")
     with pytest.raises(EngineError, match="corrupt checkpoint meta"):
         load_meta(d, 3)
     with pytest.raises(EngineError, match="unreadable checkpoint file"):
-        load_model_state(d, 3)
+        load_model_state(d, 4)
 
 
 def test_stock_nanochat_optimizer_file_is_read(tmp_path):

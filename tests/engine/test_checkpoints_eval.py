@@ -1,4 +1,4 @@
-"""Checkpoint evaluation (val bpb through engine.train.evaluate_bpb + the eval prompts' completions, cached in the
+"""Checkpoint evaluation (val bpb through engine.loss_eval.evaluate_bpb + the eval prompts' completions, cached in the
 index) and the editable eval prompt set."""
 
 import math
@@ -12,8 +12,8 @@ from ckpt_helpers import STOCK_FIXTURE, corpus_texts, save_ours, tiny_model, tra
 from engine.checkpoint import checkpoint_dir
 from engine.dataloader import make_loader
 from engine.errors import EngineError
+from engine.loss_eval import evaluate_bpb
 from engine.tokenizer import Tokenizer
-from engine.train import evaluate_bpb
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.checkpoints.prompts import (
     SHIPPED,

@@ -18,7 +18,6 @@ from engine.dataset import (
     iter_texts,
     list_parquet_files,
     rank_row_groups,
-    resolve_data_dir,
 )
 from engine.errors import EngineError
 
@@ -210,9 +209,9 @@ def test_download_failures_name_the_url(shards: Path, tmp_path: Path):
 
 
 def test_resolve_data_dir(shards: Path, tmp_path: Path):
-    assert resolve_data_dir(str(shards), tmp_path) == shards
+    assert corpus.resolve_data_dir(str(shards), tmp_path) == shards
     with pytest.raises(EngineError, match="no such folder"):
-        resolve_data_dir(str(tmp_path / "nothing"), tmp_path)
+        corpus.resolve_data_dir(str(tmp_path / "nothing"), tmp_path)
 
 
 def test_small_embedded_corpus_serves_two_ranks(tmp_path: Path):
@@ -229,7 +228,7 @@ def test_small_embedded_corpus_serves_two_ranks(tmp_path: Path):
 
 
 def test_full_embedded_corpus_builds_once_and_is_honest(tmp_path: Path):
-    d = resolve_data_dir(None, tmp_path)
+    d = corpus.resolve_data_dir(None, tmp_path)
     info = json.loads((d / "manifest.json").read_text())
     assert info["kind"] == "embedded-python-stdlib" and info["python"] == sys.version.split()[0]
     assert info["documents"] > 1000 and info["chars"] > 10_000_000
@@ -240,7 +239,7 @@ def test_full_embedded_corpus_builds_once_and_is_honest(tmp_path: Path):
         assert len(rank_row_groups(d, split, 7, 8)) >= 1
     assert any("def " in t for t in iter_texts(d, "val"))
     mtime = (d / "manifest.json").stat().st_mtime_ns
-    assert resolve_data_dir(None, tmp_path) == d and (d / "manifest.json").stat().st_mtime_ns == mtime
+    assert corpus.resolve_data_dir(None, tmp_path) == d and (d / "manifest.json").stat().st_mtime_ns == mtime
 
 
 def test_incomplete_corpus_dir_is_reported(tmp_path: Path):

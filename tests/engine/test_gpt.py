@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.gpt import GPT, GPTConfig, KVCache, config_from_depth, load_state_dict_compat, window_sizes
+from engine.engine import KVCache
+from engine.gpt import GPT, GPTConfig, config_from_depth, load_state_dict_compat, window_sizes
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
 

@@ -38,3 +38,17 @@ def tiny_overrides(assets: dict[str, str], name: str, nproc: int = 2) -> dict[st
         "data.source": "parquet", "data.data_dir": assets["data"], "data.tokenizer_dir": assets["tok"],
         "run.name": name,
     }
+
+
+# A tiny model and batch for engine.train: one micro-batch of 4×64 tokens per step, no evals or samples.
+TINY_TRAIN_FLAGS = ["--depth", "2", "--aspect-ratio", "32", "--head-dim", "32", "--max-seq-len", "64",
+                    "--device-batch-size", "4", "--total-batch-size", "256", "--eval-tokens", "256",
+                    "--eval-every", "-1", "--sample-every", "-1", "--warmup-iters", "2", "--device-type", "cpu"]
+
+
+def train_in_process(base: Path, assets: dict[str, str], run: str, *flags: str) -> int:
+    """engine.train's main in this process (no torchrun, no interpreter start): returns its exit code."""
+    from engine.train import main
+
+    return main([*TINY_TRAIN_FLAGS, "--base-dir", str(base), "--run", run, "--data-dir", assets["data"],
+                 "--tokenizer-dir", assets["tok"], *flags])

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from engine.shared import atomic_write
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
-from nanochat_cli.services.fileio import atomic_write_text
 from nanochat_cli.services.state import UIState, load_state, save_state
 
 
@@ -45,10 +45,10 @@ def test_broken_state_says_how_to_reset():
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     target = tmp_path / "f.txt"
-    atomic_write_text(target, "old")
+    atomic_write(target, "old")
 
     with pytest.raises(TypeError):
-        atomic_write_text(target, 123)  # f.write(int) fails after the temp file exists
+        atomic_write(target, 123)  # f.write(int) fails after the temp file exists
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
-    atomic_write_text(target, "secret", mode=0o600)
+    atomic_write(target, "secret", mode=0o600)
     assert target.stat().st_mode & 0o777 == 0o600

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
-from nanochat_cli.services.fileio import atomic_write_text
+from engine.shared import atomic_write
 
 MODES = ("chat", "continue")
 SPECIAL_TEXT = {"tool_call": ("<|python_start|>", "<|python_end|>"),
@@ -261,8 +261,8 @@ def save_transcript(session: ChatSession, directory: str | Path, name: str | Non
               "max_tokens": session.max_tokens, "seed": session.seed, "started": session.started, **session.info}
     jsonl = directory / f"{name}.jsonl"
     md = directory / f"{name}.md"
-    atomic_write_text(jsonl, "\n".join(json.dumps(x) for x in [header, *session.log]) + "\n")
-    atomic_write_text(md, _markdown(session))
+    atomic_write(jsonl, "\n".join(json.dumps(x) for x in [header, *session.log]) + "\n")
+    atomic_write(md, _markdown(session))
     return jsonl, md
 
 

@@ -11,6 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from engine.shapes import config_from_depth
+from engine.shared import model_dim
 from nanochat_cli.formatting import setting
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.registry import REGISTRY, Registry
@@ -50,8 +52,6 @@ class ActiveConfig:
 
 def arch_overrides(model_config: dict[str, Any]) -> dict[str, Any]:
     """Config values (dotted keys) that rebuild exactly this model_config."""
-    from nanochat_cli.services.config.schema import model_dim
-
     L, C, H, kv = model_config["n_layer"], model_config["n_embd"], model_config["n_head"], model_config["n_kv_head"]
     hd = C // H
     ar = C // L if C % L == 0 else 0
@@ -63,15 +63,10 @@ def arch_overrides(model_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def config_model_config(resolved: dict[str, Any], vocab_size: int | None = None) -> dict[str, Any]:
-    """The model_config a run of this config would write (engine.gpt.config_from_depth without torch)."""
-    from nanochat_cli.services.config.schema import model_dim
-
-    hd = resolved["model.head_dim"]
-    dim = model_dim(resolved["model.depth"], resolved["model.aspect_ratio"], hd)
-    n_head = dim // hd
-    return {"sequence_len": resolved["model.max_seq_len"], "vocab_size": vocab_size or resolved["model.vocab_size"],
-            "n_layer": resolved["model.depth"], "n_head": n_head, "n_kv_head": resolved["model.n_kv_head"] or n_head,
-            "n_embd": dim, "window_pattern": resolved["model.window_pattern"]}
+    """The model_config a run of this config would write (the engine's own depth rule)."""
+    return config_from_depth(resolved["model.depth"], resolved["model.aspect_ratio"], resolved["model.head_dim"],
+                             resolved["model.max_seq_len"], vocab_size or resolved["model.vocab_size"],
+                             resolved["model.window_pattern"], resolved["model.n_kv_head"]).to_dict()
 
 
 @lru_cache(maxsize=8)

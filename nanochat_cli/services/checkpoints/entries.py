@@ -3,7 +3,9 @@
 A step is `meta_<step>.json` + `model_<step>.pt` (+ `optim_<step>_rank<r>.pt` per rank) in
 `<base>/{base,chatsft,chatrl}_checkpoints/<tag>/`, written by our engine or by stock nanochat.
 Steps whose save was cut short (no meta, no model) are "incomplete"; steps whose meta or model file
-is damaged are "corrupt". The model file is checked through its zip directory (torch.save's format).
+is damaged are "corrupt", and so is a model file that a weights-only load would refuse (torchfile.py).
+Our metas record each file's size and sha256: those files are checked against them ("verified"); a
+stock nanochat meta records none ("unverified"). A damaged optimizer file keeps the step from resuming.
 """
 
 from __future__ import annotations
@@ -11,17 +13,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from engine.shared import PHASE_DIRS, PHASE_OF_DIR, file_record_problem
 from nanochat_cli.services.checkpoints.reports import EvalReport
+from nanochat_cli.services.checkpoints.torchfile import check_torch_file
 from nanochat_cli.services.registry import MISSING, REGISTRY, Registry
 
-# engine.checkpoint.PHASE_DIRS (importing that module would load torch); a test keeps them equal
-PHASE_DIRS = {"base": "base_checkpoints", "sft": "chatsft_checkpoints", "rl": "chatrl_checkpoints"}
-PHASE_OF_DIR = {v: k for k, v in PHASE_DIRS.items()}
+__all__ = ["PHASE_DIRS", "PHASE_OF_DIR", "CheckpointEntry", "read_entry", "step_files", "signature",
+           "MODEL_CONFIG_KEYS"]
+
 _FILE_RE = re.compile(r"^(?:meta_(\d{6})\.json|model_(\d{6})\.pt|optim_(\d{6})_rank(\d+)\.pt)$")
 MODEL_CONFIG_KEYS = ("sequence_len", "vocab_size", "n_layer", "n_head", "n_kv_head", "n_embd", "window_pattern")
 
@@ -34,6 +37,8 @@ class CheckpointEntry:
     step: int
     status: str  # complete | incomplete | corrupt
     problem: str = ""  # what is wrong when not complete
+    integrity: str = "unverified"  # "verified": its meta's checksums match; "unverified": stock, none recorded
+    optim_problem: str = ""  # what is wrong with an optimizer file (the step cannot resume)
     origin: str = "stock"  # "ours" (our engine wrote it) or "stock" (stock nanochat)
     run: str | None = None
     val_bpb: float | None = None
@@ -88,9 +93,9 @@ class CheckpointEntry:
 
     @property
     def resumable(self) -> bool:
-        """Full state on disk: a base-phase step with every rank's optimizer file."""
+        """Full state on disk: a base-phase step with every rank's optimizer file, each one whole."""
         ranks = self.world_size or len(self.optim_ranks)
-        return (self.complete and self.phase == "base" and ranks > 0
+        return (self.complete and self.phase == "base" and ranks > 0 and not self.optim_problem
                 and set(range(ranks)) <= set(self.optim_ranks))
 
     def files(self) -> list[Path]:
@@ -147,30 +152,26 @@ def param_count(model_config: dict[str, Any]) -> int:
     return param_counts(shape)["total"]
 
 
-def check_model_file(path: Path) -> str | None:
-    """None when the file looks whole; else what is wrong. Reads the zip directory only, not the tensors."""
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        return f"model file unreadable ({e.strerror})"
-    if size == 0:
-        return "model file is empty"
-    if head[:2] == b"PK":
-        try:
-            with zipfile.ZipFile(path) as z:
-                infos = z.infolist()
-        except (zipfile.BadZipFile, OSError, ValueError):
-            return "model file is truncated or damaged (no zip directory)"
-        if not any(i.filename.endswith("data.pkl") for i in infos):
-            return "model file is not a torch checkpoint (no data.pkl)"
-        if any(i.header_offset + i.compress_size > size for i in infos):
-            return "model file is truncated (entries run past its end)"
-        return None
-    if head[:1] == b"\x80":  # torch's legacy (pre-zip) pickle format: nothing cheap to check
-        return None
-    return "model file is not a torch checkpoint"
+def _check_files(entry: CheckpointEntry, meta: dict[str, Any], files: dict[str, Any]) -> None:
+    """Check the model and optimizer files against the meta's checksums (when it has them) and for what a
+    weights-only load refuses: a bad model file makes the step corrupt, a bad optimizer file unresumable."""
+    records = meta.get("files")
+    verified = isinstance(records, dict)
+    checks = [("model", files["model"])] + [("optim", p) for _, p in sorted(files["optim"].items())]
+    for kind, path in checks:
+        problem = check_torch_file(path)
+        if problem is None and verified:
+            if path.name in records:
+                problem = file_record_problem(path, records[path.name])
+                problem = problem and f"{path.name}: {problem}"
+            else:
+                verified = False  # a file the meta does not know (e.g. a rank added by hand)
+        if problem and kind == "model":
+            entry.status, entry.problem = "corrupt", problem
+            return
+        if problem and not entry.optim_problem:
+            entry.optim_problem = problem
+    entry.integrity = "verified" if verified else "unverified"
 
 
 def step_files(ckpt_dir: Path) -> dict[int, dict[str, Any]]:
@@ -204,6 +205,11 @@ def signature(files: dict[str, Any]) -> list:
     return sorted(sig)
 
 
+def _text(value: Any) -> str | None:
+    """A meta's string field; anything else (a hand-edited or hostile meta) counts as absent."""
+    return value if isinstance(value, str) and value else None
+
+
 def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> CheckpointEntry:
     """Build one entry from its files: the meta is parsed, the model file's zip directory checked."""
     present = [p for p in [files["meta"], files["model"], *files["optim"].values()] if p is not None]
@@ -229,8 +235,8 @@ def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> 
         return entry
     uc = meta.get("user_config") if isinstance(meta.get("user_config"), dict) else None
     entry.origin = "ours" if "engine_version" in meta else "stock"
-    entry.engine_version = meta.get("engine_version")
-    entry.run = meta.get("run") or (uc or {}).get("run")
+    entry.engine_version = _text(meta.get("engine_version"))
+    entry.run = _text(meta.get("run")) or _text((uc or {}).get("run"))
     entry.val_bpb = meta.get("val_bpb") if isinstance(meta.get("val_bpb"), int | float) else None
     entry.model_config = {k: mc[k] for k in MODEL_CONFIG_KEYS}
     entry.user_config = uc
@@ -242,13 +248,11 @@ def read_entry(ckpt_dir: Path, phase: str, step: int, files: dict[str, Any]) -> 
     except (TypeError, ZeroDivisionError):
         entry.status, entry.problem = "corrupt", f"meta_{step:06d}.json has a malformed model_config"
         return entry
-    entry.tokenizer_hash = meta.get("tokenizer_hash")
-    entry.tokenizer_dir = meta.get("tokenizer_dir") or None
-    entry.data_dir = meta.get("data_dir") or None
+    entry.tokenizer_hash = _text(meta.get("tokenizer_hash"))
+    entry.tokenizer_dir = _text(meta.get("tokenizer_dir"))
+    entry.data_dir = _text(meta.get("data_dir"))
     entry.world_size = meta.get("world_size") if isinstance(meta.get("world_size"), int) else None
     entry.val_tokens = trained_eval_tokens(uc, entry.world_size) if entry.val_bpb is not None else None
     if entry.status == "complete":
-        problem = check_model_file(files["model"])
-        if problem:
-            entry.status, entry.problem = "corrupt", problem
+        _check_files(entry, meta, files)
     return entry

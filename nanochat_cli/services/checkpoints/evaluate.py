@@ -1,6 +1,6 @@
 """Evaluate a checkpoint: bits per byte on held-out data and greedy completions of the eval prompt set.
 
-Val bpb is the trainer's own measure (engine.train.evaluate_bpb) on the val split (the last parquet
+Val bpb is the trainer's own measure (engine.loss_eval.evaluate_bpb) on the val split (the last parquet
 shard) of the data the checkpoint was trained on, or of a data dir given here; the prompts come from
 the editable prompt set (prompts.py) and are completed greedily, so a report is reproducible.
 """
@@ -36,7 +36,7 @@ def val_bpb(model, tokenizer, data_dir: str | Path, tokens: int, device: str = "
 
     from engine.common import compute_dtype
     from engine.dataloader import make_loader
-    from engine.train import evaluate_bpb
+    from engine.loss_eval import evaluate_bpb
 
     if tokens < 1:
         raise EngineError(f"eval tokens={tokens}: must be at least 1 (or skip val bpb)")
@@ -75,7 +75,7 @@ def evaluate(ckpt: str | Path, tokens: int = 65536, max_new_tokens: int = 64, da
     use_inference_threads()
     ckpt_dir, step = resolve_checkpoint(ckpt, step)
     model, tok, meta = load_model(ckpt_dir, step, device, tokenizer_dir)
-    data_dir = data_dir or meta.get("data_dir")
+    data_dir = data_dir or (meta.get("data_dir") if isinstance(meta.get("data_dir"), str) else None)
     bpb, measured = None, 0
     if tokens > 0:
         if not data_dir:

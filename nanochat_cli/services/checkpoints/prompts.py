@@ -12,9 +12,9 @@ from pathlib import Path
 import yaml
 
 from engine.safe_yaml import YamlError, load_yaml_file
+from engine.shared import atomic_write
 from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
-from nanochat_cli.services.fileio import atomic_write_text
 
 FILE_NAME = "eval_prompts.yaml"
 SHIPPED = Path(__file__).with_name(FILE_NAME)
@@ -71,7 +71,7 @@ def save_prompt_set(prompts: list[EvalPrompt], path: Path | None = None) -> Path
     _from_raw(raw, path)  # refuse to write a list that would not load back
     text = "# Eval prompts (nanochat-cli). mode: continue | chat. Delete this file to get the defaults back.\n"
     text += yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
-    atomic_write_text(path, text)
+    atomic_write(path, text)
     return path
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.errors import EngineError
+from engine.shared import CHECKPOINT_FILE_RE, atomic_write, remove_stale_temps
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services import paths
 from nanochat_cli.services.checkpoints.compat import (
@@ -41,12 +42,11 @@ from nanochat_cli.services.checkpoints.entries import (
     step_files,
 )
 from nanochat_cli.services.checkpoints.reports import EvalReport
-from nanochat_cli.services.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from nanochat_cli.services.runs import LaunchSpec
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: entries carry integrity checks (checksums, weights-only scan); older ones are redone
 
 
 def index_path() -> Path:
@@ -87,7 +87,7 @@ class CheckpointRegistry:
 
     def _save_index(self) -> None:
         if self._dirty:
-            atomic_write_text(self.index_file, json.dumps(self._index, indent=1, default=str))
+            atomic_write(self.index_file, json.dumps(self._index, indent=1, default=str))
             self._dirty = False
 
     # -- scanning
@@ -113,6 +113,7 @@ class CheckpointRegistry:
         return entries
 
     def _scan_dir(self, ckpt_dir: Path, phase: str) -> list[CheckpointEntry]:
+        remove_stale_temps(ckpt_dir, CHECKPOINT_FILE_RE)  # what saves killed mid-write left (never a live one's)
         out = []
         for step, files in sorted(step_files(ckpt_dir).items(), reverse=True):
             key = f"{ckpt_dir}#{step}"
@@ -153,7 +154,7 @@ class CheckpointRegistry:
             path, step = path.parent, int(m.group(1))
         if not path.is_dir():
             raise EngineError(f"{path}: no such checkpoint dir or model file: pass a dir such as "
-                              f"{self.base / 'base_checkpoints' / '<tag>'} or a model_XXXXXX.pt file in it")
+                              f"{self.base / PHASE_DIRS['base'] / '<tag>'} or a model_XXXXXX.pt file in it")
         path = path.resolve()
         entries = self._scan_dir(path, PHASE_OF_DIR.get(path.parent.name, "base"))
         self._save_index()

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.shapes import config_from_depth, padded_vocab, window_sizes
+from engine.shared import PEAK_FLOPS
 
 # --- throughput and price assumptions (change these, not the formulas) ---
-# NVIDIA H100 SXM dense BF16 tensor-core peak from NVIDIA's datasheet (engine/train.py's PEAK_FLOPS uses it too).
-H100_BF16_PEAK_FLOPS = 989e12
+# NVIDIA H100 SXM dense BF16 tensor-core peak: the engine's table, which its MFU figures use too.
+H100_BF16_PEAK_FLOPS = PEAK_FLOPS["H100"]
 # Model FLOPs utilisation assumed for a compiled bf16 nanochat-style run on H100; a guess on the safe side of
 # what such runs log. Compare with the `mfu` the engine prints and adjust.
 GPU_MFU = 0.40

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from engine.safe_yaml import YamlError, load_yaml_file
+from engine.shared import atomic_write
 from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.estimate import CompatInfo, compat_matrix
@@ -30,7 +31,6 @@ from nanochat_cli.services.config.schema import (
     resolve_key,
     specs_by_category,
 )
-from nanochat_cli.services.fileio import atomic_write_text
 
 __all__ = ["BrokenPrefab", "Prefab", "PrefabError", "PrefabExists", "PrefabStore", "CompatInfo", "compat_matrix",
            "file_stem"]
@@ -291,7 +291,7 @@ class PrefabStore:
                                "extends": parent}
         doc.update(nest(own))
         text = f"# user prefab, written by nanochat-cli\n{yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)}"
-        atomic_write_text(target, text)
+        atomic_write(target, text)
         return target
 
     def delete(self, name: str) -> None:

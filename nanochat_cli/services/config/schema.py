@@ -12,7 +12,6 @@ import difflib
 import types
 import typing
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 import annotated_types as at
@@ -21,6 +20,7 @@ from pydantic.fields import FieldInfo
 
 from engine.config import TrainConfig, explain
 from engine.errors import short_repr
+from engine.shared import model_dim
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.registry import REGISTRY
 
@@ -342,11 +342,6 @@ def parse_value(spec: FieldSpec, text: str) -> Any:
     if msg:
         raise ValueError(msg)
     return typed
-
-
-def model_dim(depth: int, aspect_ratio: int, head_dim: int) -> int:
-    """The engine's own rounding rule (TrainConfig.model_dim), evaluated without building a TrainConfig."""
-    return TrainConfig.model_dim.fget(SimpleNamespace(depth=depth, aspect_ratio=aspect_ratio, head_dim=head_dim))
 
 
 def _cross_field(v: dict[str, Any]) -> list[ConfigIssue]:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from nanochat_cli.services.ingest.sources import Batch, TelemetrySource, one_line
+from engine.shared import one_line
+from nanochat_cli.services.ingest.sources import Batch, TelemetrySource
 from nanochat_cli.services.ingest.store import MetricStore
 from nanochat_cli.services.registry import REGISTRY, Registry
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from watchfiles._rust_notify import RustNotify  # watchfiles' documented low-level watcher
 
 from engine.errors import EngineError
+from engine.shared import one_line
 from engine.telemetry import TELEMETRY_FILE, TelemetryReader
 from nanochat_cli.services.ingest.store import MetricPoint, SourceHealth
 from nanochat_cli.services.ingest.system import SystemProbe
@@ -218,11 +219,6 @@ class SystemSource(ThreadedSource):
 
     def _closed(self) -> None:
         self.probe.close()
-
-
-def one_line(e: BaseException) -> str:
-    first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 def register_builtin_sources(registry: Any) -> None:

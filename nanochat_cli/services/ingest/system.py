@@ -16,6 +16,8 @@ from typing import Any
 
 import psutil
 
+from engine.shared import one_line
+
 log = logging.getLogger(__name__)
 
 CPU_ONLY = "CPU only: no NVIDIA GPU on this machine"
@@ -52,7 +54,7 @@ class SystemProbe:
             self.backend_note = ("no GPU readings: nvidia-ml-py is not installed (pip install nanochat-cli[gpu])"
                                  if gpu_present() else CPU_ONLY)
         except Exception as e:  # NVMLError: no driver / no device; the panel shows CPU and RAM instead
-            self.backend_note = (f"no GPU readings: NVML unavailable ({_one_line(e)})" if gpu_present()
+            self.backend_note = (f"no GPU readings: NVML unavailable ({one_line(e)})" if gpu_present()
                                  else CPU_ONLY)
         else:
             if not self._handles:
@@ -87,7 +89,7 @@ class SystemProbe:
             try:
                 self._nvml.nvmlShutdown()
             except Exception as e:
-                log.info("system probe: nvmlShutdown failed: %s", _one_line(e))
+                log.info("system probe: nvmlShutdown failed: %s", one_line(e))
             self._nvml, self._handles = None, []
 
 
@@ -95,6 +97,3 @@ def _text(name: str | bytes) -> str:
     return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
 
 
-def _one_line(e: BaseException) -> str:
-    first = (str(e).strip().splitlines() or [""])[0]
-    return f"{type(e).__name__}: {first}" if first else type(e).__name__

@@ -21,9 +21,9 @@ import yaml
 from engine.control import CONTROL_FILE
 from engine.lifeline import PIDS_DIR
 from engine.safe_yaml import YamlError, load_yaml_file
+from engine.shared import atomic_write
 from engine.telemetry import TELEMETRY_FILE
 from nanochat_cli.errors import AppError
-from nanochat_cli.services.fileio import atomic_write_text
 
 RUN_RECORD = "run.json"
 CONFIG_FILE = "config.yaml"
@@ -87,7 +87,7 @@ class RunDir:
         return data if isinstance(data, dict) else {}
 
     def write_record(self, record: dict[str, Any]) -> None:
-        atomic_write_text(self.record_path, json.dumps(record, indent=2) + "\n")
+        atomic_write(self.record_path, json.dumps(record, indent=2) + "\n")
 
     def update_record(self, **changes: Any) -> dict[str, Any]:
         record = {**self.record(), **changes}
@@ -96,7 +96,7 @@ class RunDir:
 
     # ---- the engine config -----------------------------------------------------------------------
     def write_config(self, engine_config: dict[str, Any]) -> Path:
-        atomic_write_text(self.config_path, yaml.safe_dump(engine_config, sort_keys=False))
+        atomic_write(self.config_path, yaml.safe_dump(engine_config, sort_keys=False))
         return self.config_path
 
     def config(self) -> dict[str, Any]:
