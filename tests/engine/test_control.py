@@ -150,6 +150,7 @@ def _gloo_worker(rank: int, run_dir: str, store: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # a real multi-process run: 10-30 s on a busy 2-core machine
 def test_two_gloo_ranks_get_the_same_requests_at_the_same_step(tmp_path):
     mp = pytest.importorskip("torch.multiprocessing")
     first = send_request(tmp_path, "save_now")

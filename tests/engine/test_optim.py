@@ -345,6 +345,7 @@ def _emulate_two_ranks(steps: int) -> dict[str, torch.Tensor]:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # a real multi-process run: 10-30 s on a busy 2-core machine
 def test_two_gloo_ranks_match_each_other_and_their_arithmetic_bit_exactly(tmp_path):
     mp.spawn(_rank_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))

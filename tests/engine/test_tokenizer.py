@@ -266,6 +266,7 @@ def run_cli(module: str, *args: str, base: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+@pytest.mark.slow  # a real multi-process run: 10-30 s on a busy 2-core machine
 def test_tok_train_and_tok_eval_clis(tmp_path, monkeypatch, capsys):
     pytest.importorskip("engine.dataset")
     data = write_shards(tmp_path / "data")

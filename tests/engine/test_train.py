@@ -177,6 +177,7 @@ def test_existing_checkpoints_are_never_overwritten_silently(tmp_path, assets):
     assert "n_layer=2" in other.stderr and "set depth so that n_layer matches" in other.stderr
 
 
+@pytest.mark.slow  # a real multi-process run: 10-30 s on a busy 2-core machine
 def test_trainer_feeds_wandb_and_otel(tmp_path, assets, monkeypatch):
     """The same metrics reach W&B (offline, read back from its run file) and an OTLP collector on loopback."""
     from sink_helpers import OtlpReceiver, read_wandb_records

@@ -25,6 +25,7 @@ def start_state(tmp_path, overrides: dict) -> None:
     save_state(UIState(screen="config", prefab="cpu-tiny", overrides=overrides), tmp_path / "config" / "state.json")
 
 
+@pytest.mark.slow  # a real multi-process run: 10-30 s on a busy 2-core machine
 async def test_launch_watch_steer_reattach_and_stop_a_real_run(tmp_path, assets):
     start_state(tmp_path, tiny_overrides(assets, "tui", nproc=2))
     first = make_app(tmp_path)
@@ -92,6 +93,7 @@ async def _launch_then_reattach(tmp_path, first) -> None:
         assert not isinstance(again.screen, CrashScreen)
 
 
+@pytest.mark.slow  # a real multi-process run: 10-30 s on a busy 2-core machine
 async def test_engine_failure_opens_the_crash_modal(tmp_path, assets):
     overrides = tiny_overrides(assets, "broken", nproc=1)
     overrides["data.data_dir"] = str(tmp_path / "no-such-data")  # valid config, but the engine finds no data
