@@ -211,7 +211,7 @@ def load(path: str | Path, kind: str | None = None) -> BaseModel:
 def resolve(name: str, config_dir: str | Path = DEFAULT_CONFIG_DIR) -> Path:
     """A config named by path (`my.toml`, `config/engine.toml`) or by name in the config dir (`engine`)."""
     p = Path(name)
-    if p.suffix == ".toml" or p.exists():
+    if p.suffix == ".toml" or p.is_file():
         return p
     return Path(config_dir) / f"{name}.toml"
 

@@ -28,6 +28,8 @@ MAX_WORKGROUPS_PER_DIM = 65535  # WebGPU's default limit
 class TestCase:
     """A task's buffers (group 0, by binding) and what the outputs must hold afterwards."""
 
+    __test__ = False  # not a pytest class, whatever its name
+
     inputs: dict[int, np.ndarray]  # binding -> initial contents (any dtype; uploaded as raw bytes)
     expected: dict[int, np.ndarray]  # binding -> contents after the run (compared as this dtype and shape)
     grid: tuple[int, int, int]  # invocations needed along x, y, z

@@ -74,6 +74,8 @@ def parse_naga_report(report: str) -> Diagnostic:
         message = f"{head}: {': '.join(notes)}"
     elif notes:
         message = f"{head} ({'; '.join(notes)})"
+    if label and label.lower() not in message.lower():
+        message = f"{message} [{label}]"
     return Diagnostic(line, col, " ".join(message.split()), label)
 
 
