@@ -227,7 +227,9 @@ def auto_buffers(source: str, n: int = 1024, seed: int = 0, values: dict[str, fl
     if unknown:
         fields = sorted({f"{b.name}{p}" for b in r.bindings if b.space == "uniform"
                          for p in _leaf_index(b.type, 1)[2]})
-        raise WgslError(f"--set {unknown[0]}: no uniform field of that name: use one of {fields or ['(none)']}")
+        if not fields:
+            raise WgslError(f"--set {unknown[0]}: the shader has no uniform buffer: drop --set")
+        raise WgslError(f"--set {unknown[0]}: no uniform field of that name: use one of {fields}")
     return out
 
 
