@@ -69,6 +69,7 @@ vertex workgroup_size
 OPERATORS = (">>=", "<<=", "->", "&&", "||", "==", "!=", "<=", ">=", "<<", ">>", "++", "--", "+=", "-=", "*=",
              "/=", "%=", "&=", "|=", "^=")
 _OP_CHARS = frozenset("".join(OPERATORS))
+_OPS_BY_FIRST = {c: [op for op in OPERATORS if op[0] == c] for c in _OP_CHARS}  # longest first, as OPERATORS
 
 # Token kinds.
 WHITESPACE, COMMENT, IDENT, KEYWORD, TYPE, BUILTIN, ATTRIBUTE, NUMBER, OPERATOR, PUNCT = (
@@ -219,7 +220,7 @@ def _merge(src: str, toks: list[Token], delims: set[int]) -> list[Token]:
             k += 1
             continue
         if t.kind == PUNCT and t.text in _OP_CHARS:
-            for op in OPERATORS:  # longest first; every character must be a plain, adjacent punct token
+            for op in _OPS_BY_FIRST[t.text]:  # longest first; every character must be a plain, adjacent punct
                 m = len(op)
                 if (src.startswith(op, t.start) and k + m <= n
                         and all(toks[k + q].kind == PUNCT and (k + q) not in delims for q in range(m))):
