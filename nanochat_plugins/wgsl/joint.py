@@ -39,6 +39,14 @@ def train_nl_bpe(prompts: Iterable[str], vocab_size: int, lowercase: bool = Fals
     return Tokenizer.train_from_iterator(texts, vocab_size)
 
 
+def build(prompts: Iterable[str], shaders: Iterable[str], nl_vocab_size: int = 512, lowercase: bool = False,
+          min_freq: int = 1) -> JointTokenizer:
+    """The tokenizer a [tokenizer] config section describes, learned from a dataset's (train) pairs:
+    `build(..., **cfg.tokenizer.model_dump(exclude={"tokenizer_type", "max_length"}))`."""
+    return JointTokenizer(train_nl_bpe(prompts, nl_vocab_size, lowercase), WgslVocab.build(shaders, min_freq),
+                          lowercase)
+
+
 class JointTokenizer:
     """The BPE and the WGSL vocabulary side by side; see the module docstring for the layout."""
 

@@ -121,6 +121,20 @@ def test_the_joint_tokenizer_saves_and_loads_with_the_same_ids(joint, tmp_path):
         JointTokenizer.load(tmp_path / "nowhere")
 
 
+def test_the_default_config_builds_a_tokenizer_that_fits_every_shipped_pair():
+    from nanochat_plugins.wgsl.config import GenerationConfig
+    from nanochat_plugins.wgsl.joint import build
+
+    cfg = GenerationConfig().tokenizer
+    train = [r for r in RECORDS if r.split == "train"]
+    tok = build([r.prompt for r in train], [r.shader for r in train],
+                **cfg.model_dump(exclude={"tokenizer_type", "max_length"}))
+    assert tok.nl.get_vocab_size() == cfg.nl_vocab_size
+    for r in RECORDS:  # held-out pairs too: unseen identifiers fall back to pieces, never fail
+        ids, _ = tok.render_pair(r.prompt, r.shader, max_tokens=cfg.max_length)
+        assert tok.decode_shader(ids) == r.shader
+
+
 def test_lowercase_prompts_and_bpe_errors():
     prompts = [r.prompt for r in RECORDS]
     bpe = train_nl_bpe(prompts, 300, lowercase=True)
