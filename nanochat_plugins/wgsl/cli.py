@@ -211,8 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for d in v.diagnostics:
             _out(d.format(args.file))
         return 1
-    if args.n < 1 or args.n > 1 << 24:
-        raise EngineError(f"--n {args.n}: must be between 1 and {1 << 24}")
+    if not 1 <= args.n <= 1 << 22:
+        raise EngineError(f"--n {args.n}: must be between 1 and {1 << 22}")
     r = reflect(source)
     ep = r.compute_entry(args.entry)
     if args.case:

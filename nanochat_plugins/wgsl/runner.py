@@ -172,6 +172,8 @@ _RANDOM = {"f32": lambda rng, n: rng.random(n, dtype=np.float32),
            "u32": lambda rng, n: rng.integers(0, 100, n, dtype=np.uint32),
            "i32": lambda rng, n: rng.integers(-50, 50, n, dtype=np.int32)}
 _DTYPES = {"f32": np.float32, "u32": np.uint32, "i32": np.int32}
+_CODES = ("f32", "u32", "i32")
+MAX_AUTO_BYTES = 256 << 20  # one binding's buffer for `wgsl run`
 
 
 def element_count(b: Binding, n: int) -> int:
@@ -179,16 +181,32 @@ def element_count(b: Binding, n: int) -> int:
     return n if b.type.runtime_sized else 1
 
 
-def _leaf_index(t: WgslType, count: int) -> tuple[np.ndarray, list[str], list[str]]:
-    """Word index (offset / 4) of every scalar in `count` values of `t`, their scalar types and paths."""
-    if t.runtime_sized:
+@dataclass(frozen=True)
+class _Leaves:
+    index: np.ndarray  # word index (byte offset / 4) of every scalar
+    code: np.ndarray  # its scalar type, as an index into _CODES
+    paths: list[str]  # the paths of one element's (or the value's) scalars, e.g. [".x", ".y"] or [".alpha"]
+
+
+def _leaves(t: WgslType, count: int) -> _Leaves:
+    """Every scalar of `count` elements of a runtime-sized array, or of one value of any other type; arrays are
+    expanded with numpy (a large array costs no Python loop per element)."""
+    if t.kind == "array":
         assert t.element is not None
-        leaves = t.element.leaves()
-        base = np.arange(count)[:, None] * t.stride
-        idx = (base + np.array([o for o, _, _ in leaves])[None, :]) // 4
-        return idx.reshape(-1), [s for _, s, _ in leaves] * count, [p for _, _, p in leaves]
-    leaves = t.leaves()
-    return np.array([o // 4 for o, _, _ in leaves]), [s for _, s, _ in leaves], [p for _, _, p in leaves]
+        n = count if t.count is None else t.count
+        if n * t.stride > MAX_AUTO_BYTES:
+            raise WgslError(f"type {t.text}: {n * t.stride / 2**20:.0f} MiB is over the {MAX_AUTO_BYTES >> 20} MiB "
+                            f"this command gives one binding: use a smaller --n or array")
+        inner = t.element.leaves()
+        offsets = np.array([o for o, _, _ in inner], dtype=np.int64)
+        index = ((np.arange(n, dtype=np.int64)[:, None] * t.stride + offsets[None, :]) // 4).reshape(-1)
+        code = np.tile(np.array([_CODES.index(s) for _, s, _ in inner], dtype=np.int8), n)
+        return _Leaves(index, code, [p for _, _, p in inner])
+    if t.size > MAX_AUTO_BYTES:
+        raise WgslError(f"type {t.text}: over the {MAX_AUTO_BYTES >> 20} MiB this command gives one binding")
+    inner = t.leaves()
+    return _Leaves(np.array([o // 4 for o, _, _ in inner], dtype=np.int64),
+                   np.array([_CODES.index(s) for _, s, _ in inner], dtype=np.int8), [p for _, _, p in inner])
 
 
 def auto_buffers(source: str, n: int = 1024, seed: int = 0, values: dict[str, float] | None = None,
@@ -201,32 +219,31 @@ def auto_buffers(source: str, n: int = 1024, seed: int = 0, values: dict[str, fl
     values = dict(values or {})
     used: set[str] = set()
     out: dict[tuple[int, int], bytes] = {}
+    fields: list[str] = []
     for b in r.bindings:
         count = element_count(b, n)
         size = b.type.stride * count if b.type.runtime_sized else b.type.size
         words = np.zeros(ceil_div(size, 4), dtype=np.uint32)
-        idx, scalars, paths = _leaf_index(b.type, count)
-        for s in ("f32", "u32", "i32"):
-            sel = np.array([x == s for x in scalars], dtype=bool)
-            if not sel.any():
-                continue
-            if b.space == "uniform":
-                vals = np.full(int(sel.sum()), n if s != "f32" else 1.0).astype(_DTYPES[s])
-                for j, p in enumerate(np.array(paths * (len(scalars) // max(len(paths), 1)))[sel]):
-                    for key in (f"{b.name}{p}", p.lstrip(".")):
-                        if key in values:
-                            vals[j] = _DTYPES[s](values[key])
-                            used.add(key)
-            elif b.writable:
-                continue
-            else:
-                vals = _RANDOM[s](rng, int(sel.sum()))
-            words[idx[sel]] = vals.view(np.uint32)
+        lv = _leaves(b.type, count)
+        if b.space == "uniform":
+            fields += [f"{b.name}{p}" for p in lv.paths]
+            for k, (i, c) in enumerate(zip(lv.index, lv.code, strict=True)):
+                kind = _CODES[c]
+                v: float = n if kind != "f32" else 1.0
+                p = lv.paths[k % len(lv.paths)]
+                for key in (f"{b.name}{p}", p.lstrip(".")):
+                    if key in values:
+                        v = values[key]
+                        used.add(key)
+                words[i] = np.array([v]).astype(_DTYPES[kind]).view(np.uint32)[0]
+        elif not b.writable:
+            for c, kind in enumerate(_CODES):
+                sel = lv.code == c
+                if sel.any():
+                    words[lv.index[sel]] = _RANDOM[kind](rng, int(sel.sum())).view(np.uint32)
         out[(b.group, b.binding)] = words.tobytes()
     unknown = sorted(set(values) - used)
     if unknown:
-        fields = sorted({f"{b.name}{p}" for b in r.bindings if b.space == "uniform"
-                         for p in _leaf_index(b.type, 1)[2]})
         if not fields:
             raise WgslError(f"--set {unknown[0]}: the shader has no uniform buffer: drop --set")
         raise WgslError(f"--set {unknown[0]}: no uniform field of that name: use one of {fields}")
@@ -234,17 +251,20 @@ def auto_buffers(source: str, n: int = 1024, seed: int = 0, values: dict[str, fl
 
 
 def describe(b: Binding, raw: bytes, n: int, shown: int = 8) -> str:
-    """One line: a binding's first values and, for numbers, min/mean/max."""
+    """One line: a binding's first values and, for arrays, min/mean/max."""
     count = element_count(b, n)
-    idx, scalars, paths = _leaf_index(b.type, count)
-    words = np.frombuffer(raw[: ceil_div(len(raw), 4) * 4], dtype=np.uint32)
-    idx = idx[idx < len(words)]
-    vals = [words[i:i + 1].view(_DTYPES[s])[0].item() for i, s in zip(idx[:shown], scalars, strict=False)]
-    floats = np.array([words[i:i + 1].view(_DTYPES[s])[0] for i, s in zip(idx, scalars, strict=False)],
-                      dtype=np.float64)
-    first = ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in vals)
-    more = ", …" if len(idx) > shown else ""
-    stats = (f"  min {floats.min():.4g} mean {floats.mean():.4g} max {floats.max():.4g}"
-             if b.type.kind == "array" and len(floats) and np.isfinite(floats).all() else "")
+    lv = _leaves(b.type, count)
+    words = np.frombuffer(raw[: len(raw) // 4 * 4], dtype=np.uint32)
+    keep = lv.index < len(words)
+    index, code = lv.index[keep], lv.code[keep]
+    values = np.empty(len(index), dtype=np.float64)
+    for c, kind in enumerate(_CODES):
+        sel = code == c
+        values[sel] = words[index[sel]].view(_DTYPES[kind])
+    first = ", ".join(f"{v:.4g}" if _CODES[c] == "f32" else str(int(v))
+                      for v, c in zip(values[:shown], code[:shown], strict=True))
+    more = ", …" if len(values) > shown else ""
+    stats = (f"  min {values.min():.4g} mean {values.mean():.4g} max {values.max():.4g}"
+             if b.type.kind == "array" and len(values) and np.isfinite(values).all() else "")
     kind = f"{b.type.text}, {count} element{'s' * (count != 1)}" if b.type.runtime_sized else b.type.text
     return f"binding {b.binding} `{b.name}` ({kind}): [{first}{more}]{stats}"
