@@ -8,7 +8,7 @@ batches, the way the file grows under a fast trainer). Every frame the composito
 rendered to terminal escape sequences and dropped (what the terminal driver would write), so frame cost
 is counted even without a terminal.
 
-1. key → repaint: press v (next dashboard tab) --presses times, 100 ms apart, while events stream in;
+1. key → repaint: press v (next tab, Runs included) --presses times, 100 ms apart, while events stream in;
    latency is from the key entering the app's driver queue to the first frame showing the new tab.
 2. event → panel at the default refresh: with the overview tab showing, each time the progress panel
    repaints, the age of the newest step it shows, measured at the frame that puts it on screen
@@ -154,7 +154,7 @@ async def bench(rate: float, seconds: float, presses: int) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
         screen = app.screen
-        await wait(lambda: screen.live is not None and screen._panels_in_view())
+        await wait(lambda: screen.views is not None and screen.views.panels_in_view())
         await pilot.pause(0.5)
         progress = screen.query_one("#panel-progress")
         paints: list[tuple[float, int]] = []
@@ -180,8 +180,8 @@ async def bench(rate: float, seconds: float, presses: int) -> None:
 
         # 1. key → repaint while ingesting
         key_ms: list[float] = []
-        tabs = screen._tabs()
-        views = [p.id for p in tabs.query("TabPane") if p.id != "view-runs"]
+        tabs = screen.views.tabs
+        views = [p.id for p in tabs.query("TabPane")]
         for _ in range(presses):
             expected = views[(views.index(tabs.active) + 1) % len(views)]
             t0 = time.perf_counter()

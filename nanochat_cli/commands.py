@@ -7,6 +7,7 @@ Every command calls the same app method or action as its key binding, so palette
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -50,15 +51,16 @@ class NanochatCommands(Provider):
 
 
 class ScreenCommands(NanochatCommands):
-    """The footer bindings of the screen the palette was opened from, each run as if its key was pressed."""
+    """The described bindings of the screen the palette was opened from (the footer's and those left out of it for
+    room), each run as if its key was pressed."""
 
     def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
         screen = self.screen
         label = SCREENS.get(getattr(screen, "SCREEN_NAME", ""), "")
         out: list[tuple[str, Callable[[], object], str]] = []
         for binding in screen.BINDINGS:
-            if isinstance(binding, Binding) and binding.show and binding.description:
-                key = binding.key.split(",")[0]
+            if isinstance(binding, Binding) and binding.description:
+                key = self.app.get_key_display(replace(binding, key=binding.key.split(",")[0]))
                 out.append((f"{label}: {binding.description}", partial(screen.run_action, binding.action),
                             f"{binding.tooltip} ({key})".strip()))
         return out

@@ -162,7 +162,7 @@ BUILTIN_PANELS = [
     PanelSpec(id="step_time", title="Step time", kind="bars", metrics=["t_data", "t_fwd_bwd", "t_optim"],
               refresh_hz=2, help="where each step's time goes: waiting for data, forward+backward, optimizer"),
     PanelSpec(id="events", title="Events", kind="log", refresh_hz=5,
-              help="checkpoints, control acks, warnings and errors, newest last"),
+              help="evals, checkpoints, control acks, warnings and errors, newest last"),
 ]
 
 

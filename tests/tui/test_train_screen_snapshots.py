@@ -32,8 +32,9 @@ async def replayed(pilot) -> None:
     await pilot.press("2")
     screen = pilot.app.screen
     await wait_for(pilot, "the replay", lambda: screen.live is not None and screen.live.final is not None)
-    await wait_for(pilot, "the panels", lambda: all(p.paints for p in screen._panels_in_view()))
-    plots = [plot for p in screen._panels_in_view() for plot in p.query(ChartPlot)]
+    await wait_for(pilot, "the panels",
+                   lambda: screen.views is not None and all(p.paints for p in screen.views.panels_in_view()))
+    plots = [plot for p in screen.views.panels_in_view() for plot in p.query(ChartPlot)]
     await wait_for(pilot, "the charts", lambda: all(p.builds and not p._busy.locked() for p in plots))
     await pilot.app.workers.wait_for_complete()
     await pilot.pause(0.2)

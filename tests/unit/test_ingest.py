@@ -78,9 +78,10 @@ def test_every_event_kind_lands_in_the_store(run_dir):
     assert [s.text for s in store.samples()] == [" blue"]
     assert store.ack("abc").ok is False and store.ack("nope") is None
     assert [(e.kind, e.level) for e in store.log()] == [
-        ("run_start", "info"), ("checkpoint", "info"), ("control_ack", "warn"), ("warning", "warn"),
+        ("run_start", "info"), ("eval", "info"), ("checkpoint", "info"), ("control_ack", "warn"), ("warning", "warn"),
         ("error", "error"), ("run_end", "error")]
-    assert "not hot-patchable: depth" in store.log()[2].message
+    assert (store.log()[1].step, store.log()[1].message) == (10, "val bpb 1.5000")
+    assert "not hot-patchable: depth" in store.log()[3].message
     assert snap.sources["jsonl"].malformed == 0
 
 

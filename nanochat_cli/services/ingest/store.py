@@ -200,7 +200,7 @@ class RunState:
 @dataclass(frozen=True, slots=True)
 class LogEntry:
     time: float
-    kind: str  # the event kind: checkpoint, control_ack, warning, error, run_start, run_end, sink_status
+    kind: str  # the event kind: eval, checkpoint, control_ack, warning, error, run_start, run_end, sink_status
     level: str  # info | warn | error
     message: str
     step: int | None = None
@@ -368,6 +368,7 @@ class MetricStore:
 
     def _on_eval(self, ev: EvalEvent) -> None:
         self._point("val_bpb", ev.step, ev.val_bpb)
+        self._log_event(ev)
 
     def _on_sample(self, ev: SampleEvent) -> None:
         self._samples.append(Sample(ev.step, ev.prompt, ev.text, ev.time))

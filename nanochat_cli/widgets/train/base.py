@@ -108,6 +108,6 @@ class Panel(Vertical):
 class MessagePanel(Static):
     """What stands in for a panel that cannot be shown (its plugin failed to load): says why."""
 
-    def __init__(self, title: str, message: str) -> None:
-        super().__init__(Text(message), classes="panel panel-missing", markup=False)
+    def __init__(self, panel: str, title: str, message: str) -> None:
+        super().__init__(Text(message), id=f"panel-{panel}", classes="panel panel-missing", markup=False)
         self.border_title = title

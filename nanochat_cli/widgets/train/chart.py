@@ -1,7 +1,9 @@
 """Chart panel (loss, validation bpb, LR/momentum, plugin charts): each metric a line over steps.
 
 Series come from `MetricStore.decimate`, min/max-decimated to the plot's width, so a spike survives and a
-million-step run draws as fast as a short one. Non-finite values are not drawn; the NaN threshold says so.
+million-step run draws as fast as a short one. Non-finite values are not drawn; the NaN threshold says so. The
+title is the legend (each metric's name in its line's colour, with its latest value), so nothing is drawn over the
+lines; until some metric has two points there is no line to draw, and the panel shows the values instead.
 Drawing a plotext figure takes 5-30 ms of pure Python, so it runs on a worker thread (one at a time per
 chart): the UI thread only gathers the points and shows the finished text, and keys stay responsive.
 """
@@ -52,14 +54,13 @@ class ChartPlot(PlotextPlot):
     def render(self) -> RenderResult:
         return self.built if self.built is not None else Text("")
 
-    def draw(self, series: list[tuple[str, list[tuple[float, float]], tuple[int, int, int]]],
-             ticks: list[int], labels: bool) -> None:
-        """Build the figure for `series` (name, points, rgb) at the current size on a worker thread."""
-        self._last = (series, ticks, labels)
+    def draw(self, series: list[tuple[list[tuple[float, float]], tuple[int, int, int]]], ticks: list[int]) -> None:
+        """Build the figure for `series` (points, rgb) at the current size on a worker thread."""
+        self._last = (series, ticks)
         width, height = self.size
         if width < 4 or height < 2:
             return  # not laid out yet: on_resize draws it
-        request = (series, ticks, labels, width, height, self._get_plotext_theme_name(self.app.theme))
+        request = (series, ticks, width, height, self._get_plotext_theme_name(self.app.theme))
         if not self._busy.acquire(blocking=False):
             self._pending = request  # drawn as soon as the running build ends
             return
@@ -72,15 +73,15 @@ class ChartPlot(PlotextPlot):
     def _build(self, request: tuple) -> None:
         try:
             while request is not None:
-                series, ticks, labels, width, height, theme = request
+                series, ticks, width, height, theme = request
                 plt = self.plt
                 plt.clear_data()
                 plt.plotsize(width, height)
                 plt._set_size(width, height)  # what PlotextPlot.render does: plotsize alone does not stick
                 plt.theme(theme)
-                for name, pts, rgb in series:
+                for pts, rgb in series:
                     xs, ys = zip(*pts, strict=True)
-                    plt.plot(xs, ys, marker="braille", color=rgb, label=name if labels else None)
+                    plt.plot(xs, ys, marker="braille", color=rgb)  # no label: the legend is the panel's title
                 plt.xticks(ticks, [fmt.count(t) for t in ticks])
                 text = Text.from_ansi(plt.build())
                 self.app.call_from_thread(self._show, text)
@@ -109,25 +110,44 @@ class ChartPanel(Panel):
     def paint(self) -> None:
         plot = self.query_one(ChartPlot)
         empty = self.query_one(".panel-empty", Static)
-        latest = [(m, self.store.latest(m)) for m in self.spec.metrics]
-        values = "  ".join(f"{m} {fmt.num(v)}" for m, v in latest if v is not None)
-        self.border_title = f"{self.spec.title} · {values}" if values else self.spec.title
+        theme = self.app.theme_variables
+        colours = {m: Color.parse(theme.get(SERIES_COLOURS[i % len(SERIES_COLOURS)], "white"))
+                   for i, m in enumerate(self.spec.metrics)}
+        self.border_title = self._legend(colours)
         width = max(4, self.content_region.width - Y_LABELS_WIDTH)
         series = [(m, self.store.decimate(m, width)) for m in self.spec.metrics]
         series = [(m, pts) for m, pts in series if pts]
-        if not series or self.content_region.height < 4:
+        if not any(len(pts) > 1 for _, pts in series) or self.content_region.height < 4:
             plot.display = False
             empty.display = True
-            step = self.store.run_state().step
-            empty.update(f"no {' / '.join(self.spec.metrics)} yet" + (f" (step {step})" if step else "")
-                         if not series else "too small to draw: enlarge the terminal or this panel")
+            empty.update(self._no_chart(series))
             return
         empty.display = False
         plot.display = True
-        theme = self.app.theme_variables
-        coloured = [(m, pts, Color.parse(theme.get(SERIES_COLOURS[i % len(SERIES_COLOURS)], "white")).rgb)
-                    for i, (m, pts) in enumerate(series)]
         lo = min(min(x for x, _ in pts) for _, pts in series)
         hi = max(max(x for x, _ in pts) for _, pts in series)
         ticks = step_ticks(lo, hi, max(2, width // TICK_SPACING))
-        plot.draw(coloured, ticks, labels=len(self.spec.metrics) > 1)
+        plot.draw([(pts, colours[m].rgb) for m, pts in series], ticks)
+
+    def _legend(self, colours: dict[str, Color]) -> Text:
+        """'Title · name value  name value', each name in its line's colour."""
+        latest = [(m, v) for m in self.spec.metrics if (v := self.store.latest(m)) is not None]
+        title = Text(self.spec.title)
+        for i, (m, value) in enumerate(latest):
+            title.append(" · " if i == 0 else "  ")
+            title.append(m, style=colours[m].hex)
+            title.append(f" {fmt.num(value)}")
+        return title
+
+    def _no_chart(self, series: list[tuple[str, list[tuple[float, float]]]]) -> Text:
+        """What stands in for the chart: the lone points' values, or why nothing is drawn."""
+        if not series:
+            step = self.store.run_state().step
+            return Text(f"no {' / '.join(self.spec.metrics)} yet" + (f" (step {step})" if step else ""))
+        if any(len(pts) > 1 for _, pts in series):
+            return Text("too small to draw: enlarge the terminal or this panel")
+        text = Text()
+        for m, ((x, y),) in series:
+            text.append(f"{m} {fmt.num(y, 5)} at step {x:.0f}\n", style="bold")
+        text.append("one point so far: the line starts with the next", style="dim")
+        return text

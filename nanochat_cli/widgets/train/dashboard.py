@@ -113,11 +113,11 @@ class Dashboard(Container):
         try:
             spec = self.preset.resolved(self.screen_id, panel, REGISTRY)
         except USER_ERRORS as e:
-            return MessagePanel(panel, str(e))
+            return MessagePanel(panel, panel, str(e))
         cls = PANEL_WIDGETS.get(spec.kind)
         if cls is None:
-            return MessagePanel(spec.title, f"panel kind {spec.kind!r} has no widget: use one of "
-                                            f"{', '.join(PANEL_WIDGETS)}")
+            return MessagePanel(panel, spec.title, f"panel kind {spec.kind!r} has no widget: use one of "
+                                                   f"{', '.join(PANEL_WIDGETS)}")
         return cls(spec, self.live, self.config)
 
     def panels(self) -> list[Panel]:

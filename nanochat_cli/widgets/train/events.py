@@ -1,4 +1,4 @@
-"""Events panel: checkpoints, control acks, warnings and errors from the run, newest at the bottom."""
+"""Events panel: evals, checkpoints, control acks, warnings and errors from the run, newest at the bottom."""
 
 from __future__ import annotations
 
