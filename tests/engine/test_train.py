@@ -40,6 +40,7 @@ def events(base: Path, run: str) -> list:
     return TelemetryReader(base / "runs" / run / "telemetry.jsonl").read_new()
 
 
+@pytest.mark.slow  # a real 2-process torchrun: 8-20 s depending on load
 def test_two_process_torchrun_writes_telemetry_and_checkpoint(tmp_path, assets):
     args = [*TINY, "--run", "ddp", "--data-dir", assets["data"], "--tokenizer-dir", assets["tok"],
             "--total-batch-size", "512", "--num-iterations", "4", "--eval-every", "2", "--save-every", "2"]
