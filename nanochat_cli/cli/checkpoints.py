@@ -2,7 +2,7 @@
 
     nanochat-cli checkpoints list [--compatible] [--prefab NAME --set k=v ...] [--base-dir DIR] [--json]
     nanochat-cli checkpoints delete PATH [--step N] [--yes]
-    nanochat-cli chat --checkpoint PATH [-p PROMPT] [--continue] [--temperature T] [--top-k K] [--max-tokens N]
+    nanochat-cli chat --checkpoint PATH [-p PROMPT] [--mode chat|continue] [--temperature T] [--top-k K] [--max-tokens N]
     nanochat-cli eval --checkpoint PATH [--tokens N] [--max-new-tokens N] [--data-dir DIR] [--json]
 
 PATH is a checkpoint dir (its latest complete step) or one model_XXXXXX.pt file. Without --prefab the
@@ -155,7 +155,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
     entry = _registry(args.base_dir).find(args.checkpoint, args.step)
     _require_complete(entry)
     session = ChatSession.from_checkpoint(entry.model_file, device=resolve_device(args.device),
-                                          tokenizer_dir=args.tokenizer_dir, mode="continue" if args.cont else "chat",
+                                          tokenizer_dir=args.tokenizer_dir, mode=chat_mode(args, entry.model_file),
                                           temperature=args.temperature, top_k=args.top_k or None,
                                           max_tokens=args.max_tokens, seed=args.seed)
     directory = transcript_dir(entry.ckpt_dir, entry.run)
@@ -240,11 +240,20 @@ def setup_checkpoints(ck: argparse.ArgumentParser) -> None:
     sp.set_defaults(func=cmd_checkpoints_delete)
 
 
+def chat_mode(args: argparse.Namespace, model_file: Path) -> str:
+    """--mode, else --continue, else what the checkpoint's phase implies (as the Chat tab does)."""
+    from nanochat_cli.services.checkpoints.chat import default_mode
+
+    return args.mode or ("continue" if args.cont else default_mode(model_file))
+
+
 def setup_chat(sp: argparse.ArgumentParser) -> None:
     with_model(sp)
     sp.add_argument("-p", "--prompt", help="send this one message, stream the reply to stdout and exit")
-    sp.add_argument("--continue", dest="cont", action="store_true",
-                    help="plain text continuation (base models) instead of the chat template")
+    sp.add_argument("--mode", choices=("chat", "continue"),
+                    help="chat template or plain text continuation (default: continue for a base checkpoint, "
+                         "chat for SFT/RL ones)")
+    sp.add_argument("--continue", dest="cont", action="store_true", help="same as --mode continue")
     sp.add_argument("--temperature", type=float, default=0.8, help="0 = greedy (default 0.8)")
     sp.add_argument("--top-k", type=int, default=50, help="sample from the k likeliest tokens; 0 = no limit")
     sp.add_argument("--max-tokens", type=int, default=256, help="longest reply in tokens (default 256)")
