@@ -11,14 +11,14 @@ def file_size(n: int) -> str:
     return f"{n} B"
 
 
-def count(n: int | None) -> str:
-    """A count (parameters, tokens) in SI steps: '350.0K', '1.2M', '7.0B'; '-' when unknown."""
+def count(n: float | None) -> str:
+    """A count (parameters, tokens, FLOPs) in SI steps: '350.0K', '1.2M', '7.0B', '3.1T'; '-' when unknown."""
     if n is None:
         return "-"
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= div:
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
             return f"{n / div:.1f}{unit}"
-    return str(n)
+    return f"{n:.0f}"
 
 
 def param_count(n: int | None) -> str:

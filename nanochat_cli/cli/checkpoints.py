@@ -2,7 +2,7 @@
 
     nanochat-cli checkpoints list [--compatible] [--prefab NAME --set k=v ...] [--base-dir DIR] [--json]
     nanochat-cli checkpoints delete PATH [--step N] [--yes]
-    nanochat-cli chat --checkpoint PATH [-p PROMPT] [--mode chat|continue] [--temperature T] [--top-k K] [--max-tokens N]
+    nanochat-cli chat --checkpoint PATH [-p PROMPT] [--mode chat|continue] [--temperature T] [--top-k K]
     nanochat-cli eval --checkpoint PATH [--tokens N] [--max-new-tokens N] [--data-dir DIR] [--json]
 
 PATH is a checkpoint dir (its latest complete step) or one model_XXXXXX.pt file. Without --prefab the

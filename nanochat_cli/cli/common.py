@@ -109,14 +109,6 @@ def confirm(question: str) -> bool:
 
 # ---- formatting
 
-def count(n: float) -> str:
-    """1.2K, 3.4M, 5.6B, 7.8T."""
-    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.1f}{unit}"
-    return f"{n:.0f}"
-
-
 def hours(h: float) -> str:
     """An estimated wall time given in hours: '42 min', '3.5 h', '120 h (5.0 days)'."""
     if h < 1:

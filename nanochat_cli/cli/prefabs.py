@@ -15,7 +15,6 @@ from nanochat_cli.cli.common import (
     add_set_option,
     confirm,
     console,
-    count,
     fail,
     hours,
     parse_sets,
@@ -23,6 +22,7 @@ from nanochat_cli.cli.common import (
     value,
 )
 from nanochat_cli.errors import USER_ERRORS
+from nanochat_cli.formatting import count
 
 if TYPE_CHECKING:
     from nanochat_cli.services.registry import Registry
