@@ -117,6 +117,7 @@ class Segmenter:
                 raise ValueError(f"merge {i}: ({a}, {b}) uses a token that is not defined before it")
             self.expansion[first_id + i] = self.expansion[a] + self.expansion[b]
         self.n_merges = len(merges)
+        self.by_atoms = {atoms: tid for tid, atoms in self.expansion.items()}
         root: dict = {}
         for tid, atoms in self.expansion.items():
             node = root

@@ -15,7 +15,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.tct.bpe import END, N_BYTES, Segmenter
-from engine.tct.machine import Atoms, Machine
+from engine.tct.machine import Atoms, Machine, prefix_ok
 from engine.tct.schema import SchemaGraph
 from engine.tct.vocab import VOCAB_SIZE, Vocab
 from engine.tct.walk import Walker
@@ -41,6 +41,9 @@ class Tokenizer:
         self.expansion = self.segmenter.expansion
         # tokens made only of string bytes without END: inside an open string they are always acceptable
         self.plain = {t: bytes(x) for t, x in self.expansion.items() if all(b < END for b in x)}
+        self.by_first: dict[int, list[int]] = {}  # first atom -> tokens starting with it
+        for t, x in self.expansion.items():
+            self.by_first.setdefault(x[0], []).append(t)
         self.escapes = 0
 
     # ------------------------------------------------------------------------------------ encoding
@@ -103,36 +106,38 @@ class Tokenizer:
         """Tokens whose every atom `m` accepts next (m itself is not advanced)."""
         strict = m.strict
         first = m.legal_atoms()
-        if not first:
-            return []
-        mode = m.string_value_mode()
-        post = m.after_string() if mode else None
-        continues: dict[tuple[int, ...], bool] = {}  # atoms after a string's END -> accepted from `post`
+        ctx = m.string_context()
+        continues: dict[tuple[Any, tuple[int, ...]], bool] = {}  # (end key, atoms after END) -> accepted
         out = []
-        for t, atoms in self.expansion.items():
-            if atoms[0] not in first:
-                continue
-            if len(atoms) == 1:
-                out.append(t)
-                continue
-            plain = self.plain.get(t)
-            if plain is not None and m.in_text:
-                if not strict or m.bytes_ok(plain):
+        for a0 in first:
+            for t in self.by_first.get(a0, ()):
+                atoms = self.expansion[t]
+                if len(atoms) == 1:
                     out.append(t)
-                continue
-            if post is not None and atoms[0] < 256 and END in atoms:
-                cut = atoms.index(END)
-                if not m.text_complete(bytes(atoms[:cut])):
                     continue
-                rest = atoms[cut + 1:]
-                ok = continues.get(rest)
-                if ok is None:
-                    trial = post.clone(strict)
-                    ok = continues[rest] = all(trial.step(x) for x in rest)
-                if ok:
+                if ctx is not None and a0 < 256:
+                    plain = self.plain.get(t)
+                    if plain is not None:  # string bytes only: fine while they can still form a valid string
+                        if not strict or prefix_ok(ctx.buf, plain, ctx.pats):
+                            out.append(t)
+                        continue
+                    cut = atoms.index(END) if END in atoms else -1
+                    key = m.end_key(ctx, bytes(atoms[:cut])) if cut >= 0 else None
+                    if cut < 0:  # bytes then structure with no END between: never valid, let the machine say so
+                        key = None
+                        if all(map(m.clone(strict).step, atoms)):
+                            out.append(t)
+                        continue
+                    if key is None:
+                        continue
+                    rest = atoms[cut + 1:]
+                    if END not in rest:  # what follows the string depends on its text only through `key`
+                        ok = continues.get((key, rest))
+                        if ok is None:
+                            ok = continues[(key, rest)] = all(map(m.clone(strict).step, atoms))
+                        if ok:
+                            out.append(t)
+                        continue
+                if all(map(m.clone(strict).step, atoms)):
                     out.append(t)
-                continue
-            trial = m.clone(strict)
-            if all(trial.step(x) for x in atoms):
-                out.append(t)
         return sorted(out)

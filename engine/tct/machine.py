@@ -20,10 +20,11 @@ import codecs
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from engine.tct.bpe import END
-from engine.tct.schema import Node, SchemaGraph
+from engine.tct.schema import Node, ObjShape, SchemaGraph
 from engine.tct.vocab import N_ENUM, N_INT, SPECIALS, Vocab
 
 _ROOT, _OBJ, _ARR, _STR = range(4)
@@ -34,6 +35,33 @@ _NUM_BYTES = frozenset(b"0123456789.-+eE")
 # bytes that can start a string's UTF-8 (or end an empty string: END)
 _START_BYTES = frozenset([*range(0x80), *range(0xC2, 0xF5), END])
 _start_cache: dict[tuple[Any, ...], frozenset[int]] = {}
+
+
+@dataclass
+class StrCtx:
+    purpose: int
+    pats: tuple[Any, ...]
+    buf: bytes
+    shape: ObjShape | None  # keys: the object the key belongs to
+    keys: set[str]  # keys: those already present
+
+
+def _key_pats(shape: ObjShape) -> tuple[Any, ...]:
+    return tuple(p for p, _ in shape.patterns) if shape.additional is None else ()
+
+
+def prefix_ok(buf: bytes | bytearray, data: bytes, pats: tuple[Any, ...]) -> bool:
+    """Whether string bytes `buf` + `data` are still a valid UTF-8 prefix that can still match `pats`."""
+    start = len(buf)
+    while start > 0 and len(buf) - start < 3 and 0x80 <= buf[start - 1] < 0xC0:
+        start -= 1
+    if start > 0 and buf[start - 1] >= 0xC0:
+        start -= 1  # the lead byte of a character still being completed
+    try:
+        codecs.utf_8_decode(bytes(buf[start:]) + data, "surrogatepass", False)
+    except UnicodeDecodeError:
+        return False
+    return not pats or _can_match(pats, bytes(buf) + data)
 
 
 def _start_bytes(pats: tuple[Any, ...]) -> frozenset[int]:
@@ -117,30 +145,21 @@ class Machine:
         """A copy for trying atoms out (no output building); the original is not affected."""
         m = Machine.__new__(Machine)
         m.a, m.build, m.strict, m.done, m.unit = self.a, False, strict, self.done, False
-        copies: dict[int, Frame] = {}
-        stack = []
-        for f in self.stack:
+        stack: list[Frame] = []
+        parent = None
+        for f in self.stack:  # each frame's parent is the frame below it
             g = Frame.__new__(Frame)
-            for slot in Frame.__slots__:
-                setattr(g, slot, getattr(f, slot))
-            g.keys = set(f.keys)
-            g.buf = bytearray(f.buf)
-            g.box = None
-            g.parent = copies.get(id(f.parent)) if f.parent is not None else None
-            copies[id(f)] = g
+            g.kind, g.node, g.box, g.keys, g.parent, g.pkey = f.kind, f.node, None, set(f.keys), parent, f.pkey
+            g.visible, g.mode, g.vnode, g.vesc, g.cur_key = f.visible, f.mode, f.vnode, f.vesc, f.cur_key
+            g.buf, g.purpose, g.pats = bytearray(f.buf), f.purpose, f.pats
             stack.append(g)
+            parent = g
         m.root, m.stack = stack[0], stack
         return m
 
     @property
     def in_string(self) -> bool:
         return self.stack[-1].kind == _STR
-
-    @property
-    def in_text(self) -> bool:
-        """In a string value or key (not a number's text)."""
-        top = self.stack[-1]
-        return top.kind == _STR and top.purpose != _P_NUM
 
     # ---------------------------------------------------------------- output
 
@@ -195,57 +214,58 @@ class Machine:
         """Fast path for string bytes without END while a string is open (decoding checks UTF-8 at END)."""
         self.stack[-1].buf += data
 
-    def string_value_mode(self) -> str | None:
-        """'in': reading a string value; 'start': a value is expected and string bytes would start a string
-        value; None otherwise. In both, how the document continues after the string does not depend on its
-        text, which lets `legal` try each continuation once instead of once per token."""
+    def string_context(self) -> StrCtx | None:
+        """What string bytes would be part of next: the open string, or a string value or free key that a
+        byte would start. None where that is not simple (a number's text, an implicit array). Within one
+        context, whether a token whose string ends early is accepted depends on its text only through
+        `end_key`, which lets `Tokenizer.legal_tokens` try each continuation once, not once per token."""
         top = self.stack[-1]
+        strict = self.strict
         if top.kind == _STR:
-            return "in" if top.purpose == _P_VALUE and not top.pats else None
+            if top.purpose == _P_NUM:
+                return None
+            obj = top.parent if top.purpose == _P_KEY else None
+            return StrCtx(top.purpose, top.pats, bytes(top.buf), obj.node.obj if obj else None,
+                          obj.keys if obj else set())
         if top.kind == _OBJ and top.mode == _KEYMODE:
-            return None
+            shape = top.node.obj
+            if strict and not self._free_keys_allowed(top.node):
+                return None
+            return StrCtx(_P_KEY, _key_pats(shape) if strict else (), b"", shape, top.keys)
         node = self.a.any if top.vesc else top.vnode
         if node.arr is not None and not node.arr_marker:
             return None
-        if node.str is None or not node.str.open or node.str_marker or (self.strict and node.str.patterns):
-            return None
-        return "start"
+        if node.str is not None and node.str.open and not node.str_marker:
+            return StrCtx(_P_VALUE, node.str.compiled if strict else (), b"", None, set())
+        if node.obj is not None and not node.obj_marker and (not strict or self._free_keys_allowed(node)):
+            return StrCtx(_P_KEY, _key_pats(node.obj) if strict else (), b"", node.obj, set())
+        return None
 
-    def after_string(self) -> Machine:
-        """A copy advanced past the end of the current/next string value (see string_value_mode)."""
-        m = self.clone(self.strict)
-        if m.stack[-1].kind == _STR:
-            m.stack[-1].buf = bytearray()
-        if not m.step(END):
-            raise AssertionError("a string value can always end")
-        return m
-
-    def text_complete(self, data: bytes) -> bool:
-        """Whether the open string's bytes (none if no string is open) plus `data` are complete UTF-8."""
-        top = self.stack[-1]
-        buf = top.buf if top.kind == _STR else b""
+    def end_key(self, ctx: StrCtx, data: bytes) -> Any:
+        """If the context's string could end after `data`: what the continuation depends on (a hashable),
+        else None."""
         try:
-            (bytes(buf) + data).decode("utf-8", "surrogatepass")
+            text = (ctx.buf + data).decode("utf-8", "surrogatepass")
         except UnicodeDecodeError:
-            return False
-        return True
+            return None
+        if ctx.pats and not any(p.search(text) for p in ctx.pats):
+            return None
+        if ctx.purpose == _P_VALUE:
+            return 0
+        shape = ctx.shape
+        if text in shape.props or text in ctx.keys:
+            return None
+        node = shape.value_node(text)
+        if node is None:
+            if self.strict:
+                return None
+            node = self.a.any
+        return node.ident
 
     def bytes_ok(self, data: bytes) -> bool:
-        """Whether the open string's bytes followed by `data` are still a valid UTF-8 prefix."""
-        buf = self.stack[-1].buf
-        start = len(buf)
-        while start > 0 and len(buf) - start < 3 and 0x80 <= buf[start - 1] < 0xC0:
-            start -= 1
-        if start > 0 and buf[start - 1] >= 0xC0:
-            start -= 1  # the lead byte of a character still being completed
-        try:
-            codecs.utf_8_decode(bytes(buf[start:]) + data, "surrogatepass", False)
-        except UnicodeDecodeError:
-            return False
-        pats = self.stack[-1].pats
-        if pats:  # can the text still become a match?
-            return _can_match(pats, bytes(buf) + data)
-        return True
+        """Whether the open string's bytes followed by `data` can still become a valid string here."""
+        top = self.stack[-1]
+        return prefix_ok(top.buf, data, top.pats)
 
     def _step(self, t: int) -> bool:
         a = self.a

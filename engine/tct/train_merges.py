@@ -4,7 +4,8 @@
 
 Each workflow is walked against the schema into its atom stream (free-string bytes with END, and the
 structural tokens); the merges are greedy BPE over those streams (see bpe.py), so they cover both the
-strings the schema leaves free and the structural runs that repeat. Training is deterministic: the same
+strings the schema leaves free and the structural runs that repeat. The schema's own descriptions join
+the training text (see `schema_text_streams`). Training is deterministic: the same
 files give the same merges. The output starts with `#` lines recording how it was made (the command,
 file counts, a digest of the files' contents).
 """
@@ -24,7 +25,7 @@ from typing import Any
 from engine.errors import EngineError
 from engine.tct import bpe
 from engine.tct.corpus import Corpus, load_corpus
-from engine.tct.schema import workflow_graph
+from engine.tct.schema import workflow_graph, workflow_schema
 from engine.tct.vocab import Vocab
 from engine.tct.walk import Walker
 
@@ -37,13 +38,36 @@ def atom_streams(docs: list[Any]) -> list[list[int]]:
     return [walker.atoms(doc) for doc in docs]
 
 
+def schema_text_streams() -> list[list[int]]:
+    """The schema's own prose (`description`, `$comment`), each text as a string's atoms (bytes + END).
+
+    Always at hand and about exactly this domain (event names, keys, actions vocabulary), it gives the
+    string merges some English to generalize from when the workflow corpus is small."""
+    texts: list[str] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k in ("description", "$comment") and isinstance(v, str):
+                    texts.append(v)
+                else:
+                    walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(workflow_schema())
+    return [[*t.encode("utf-8"), bpe.END] for t in texts]
+
+
 def train_on(corpus: Corpus, n_merges: int | None = None) -> list[tuple[int, int]]:
-    """Merges trained on a corpus's documents; all that fit the vocabulary unless `n_merges` is given."""
+    """Merges trained on a corpus's documents (plus the schema's prose); all that fit unless `n_merges`."""
     room = Vocab(tuple(workflow_graph().property_names)).n_merges
     limit = room if n_merges is None else n_merges
     if not 0 <= limit <= room:
         raise EngineError(f"--merges {n_merges}: must be between 0 and {room}")
-    return bpe.train(atom_streams([json.loads(text) for _, text in corpus.docs]), limit)
+    streams = atom_streams([json.loads(text) for _, text in corpus.docs]) + schema_text_streams()
+    return bpe.train(streams, limit)
 
 
 def corpus_digest(corpus: Corpus) -> str:
