@@ -18,6 +18,7 @@ from importlib import resources
 from typing import Any
 
 from engine.errors import EngineError
+from engine.shared import one_line
 from engine.tct.codec import Tokenizer
 from engine.tct.schema import workflow_graph
 from engine.tct.vocab import VOCAB_SIZE
@@ -78,8 +79,7 @@ def parse_json(json_str: str | bytes, name: str = "json_str") -> Any:
     try:
         return json.loads(json_str, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise EngineError(f"{name}: not valid JSON ({msg}): pass a JSON document "
+        raise EngineError(f"{name}: not valid JSON ({one_line(e, type_name=False)}): pass a JSON document "
                           "(convert YAML with yaml_to_json first)") from None
 
 

@@ -22,12 +22,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.errors import EngineError
+from engine.shared import atomic_write, run_main, sha256_file
 from engine.tct import extract_window, tokenizer
 from engine.tct.corpus import load_corpus
 from engine.tct.schema import SCHEMA_FILE
@@ -66,35 +64,17 @@ def windows(tokens: list[int], context_size: int, stride: int) -> list[tuple[int
     return [(s, extract_window(tokens, s, s + context_size)) for s in range(0, max(len(tokens), 1), stride)]
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are data files, not secrets
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_text(path: Path, text: str) -> None:
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-
-
 def _write_shard(path: Path, rows: list[dict[str, Any]]) -> None:
     table = pa.table({
         "tokens": pa.array([r["tokens"] for r in rows], type=pa.list_(pa.uint16())),
         "doc": pa.array([r["doc"] for r in rows], type=pa.string()),
         "start": pa.array([r["start"] for r in rows], type=pa.int32()),
     })
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp, row_group_size=ROW_GROUP_WINDOWS))
+    atomic_write(path, lambda f: pq.write_table(table, f, row_group_size=ROW_GROUP_WINDOWS))
 
 
 def _sha256_data(name: str) -> str:
-    return hashlib.sha256(resources.files("engine.tct").joinpath("data", name).read_bytes()).hexdigest()
+    return sha256_file(Path(__file__).resolve().parent / "data" / name)
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
@@ -171,8 +151,8 @@ def prepare(inputs: list[str], output: str, context_size: int, stride: int | Non
                    for n, s in splits.items()},
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    _write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
-    _write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write(out / "report.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
@@ -203,14 +183,14 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         report = prepare(args.input, args.output, args.context_size, args.stride, args.val_fraction, args.overwrite)
-    except EngineError as e:
-        print(f"engine.tct.prepare: error: {e}", file=sys.stderr)
-        return 1
-    print(format_report(report))
-    print(f"wrote {args.output}")
-    return 0
+        print(format_report(report))
+        print(f"wrote {args.output}")
+        return 0
+
+    return run_main("engine.tct.prepare", body)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
+from engine.shared import atomic_write, run_main
 from engine.tct import bpe
 from engine.tct.corpus import Corpus, load_corpus
 from engine.tct.schema import workflow_graph, workflow_schema
@@ -78,20 +77,8 @@ def corpus_digest(corpus: Corpus) -> str:
 
 
 def write_merges(path: Path, merges: list[tuple[int, int]], header: list[str]) -> None:
-    """Atomic write (temp file, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = "".join(f"# {line}\n" for line in header) + "".join(f"{a} {b}\n" for a, b in merges)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; this is package data, not a secret
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, body)
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -105,7 +92,8 @@ def build_arg_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_arg_parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         t0 = time.perf_counter()
         corpus = load_corpus(args.input)
         if not corpus.docs:
@@ -119,14 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             f"merges: {len(merges)}",
         ]
         write_merges(Path(args.output), merges, header)
-    except EngineError as e:
-        print(f"engine.tct.train_merges: error: {e}", file=sys.stderr)
-        return 1
-    for path, reason in corpus.skipped:
-        print(f"skipped {path}: {reason}")
-    print(f"trained {len(merges)} merges on {len(corpus.docs)} workflows in {time.perf_counter() - t0:.1f} s; "
-          f"wrote {args.output}")
-    return 0
+        for path, reason in corpus.skipped:
+            print(f"skipped {path}: {reason}")
+        print(f"trained {len(merges)} merges on {len(corpus.docs)} workflows in {time.perf_counter() - t0:.1f} s; "
+              f"wrote {args.output}")
+        return 0
+
+    return run_main("engine.tct.train_merges", body)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from engine.errors import EngineError
+from engine.shared import one_line
 
 _BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -80,7 +81,7 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 def _first_line(e: Exception) -> str:
     if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
         return f"line {e.problem_mark.line + 1}, column {e.problem_mark.column + 1}: {e.problem or e.context}"
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return one_line(e, type_name=False)
 
 
 def load_workflow_yaml(text: str, name: str = "<yaml>") -> dict[str, Any]:
