@@ -6,11 +6,12 @@ holds at most one shape per kind: the `oneOf`/`anyOf` branches of the schema are
 their siblings and `$ref`s, then branches of the same kind are merged (properties united, enum lists
 concatenated, a string shape stays open if any branch is open). So the branch a value takes is its
 kind, which the value's first token already tells the decoder; only where two kinds could start with
-the same token does the encoder spend one marker token (`OBJ_START` / `ARR_START`) on the branch.
+the same token does the encoder spend one marker token (`OBJ_START` / `ARR_START` / `STR_START`).
 
-Validation-only keywords (`required`, `pattern`, `minItems`, `not`, `dependencies`, ...) do not shape
-the token stream; they are kept for later checks (constrained decoding) where noted. The shapes are
-therefore a little looser than the schema, never tighter: every schema-valid document has an
+Validation-only keywords (`minItems`, `not`, `dependencies`, ...) do not shape the token stream;
+`required` and `pattern`/`patternProperties` are kept for the decoder's strict mode (constrained
+decoding). Draft-07 ignores keywords beside `$ref`; both readings are united (see `_expand`). The shapes
+are therefore a little looser than the schema, never tighter: every schema-valid document has an
 encoding that uses no escape.
 
 The schema file is a pinned copy of the one `check-jsonschema` vendors (see data/PROVENANCE.md):

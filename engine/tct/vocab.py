@@ -1,7 +1,7 @@
 """The token id layout: 8192 ids shared by every kind of token.
 
     [0, 256)                    bytes of free strings (0xFF = END, the string terminator)
-    [256, 256 + merges)         BPE merges over those bytes (engine/tct/data/merges.txt)
+    [256, 256 + merges)         BPE merges over atoms: bytes and structural tokens (engine/tct/data/merges.txt)
     [first_structural, 8192)    structural tokens, in this order:
         specials                ESC OBJ_START OBJ_END ARR_START ARR_END STR_START TRUE FALSE NULL NUM
         ENUM_0 .. ENUM_63       an enum value by its index in the enum the schema gives at that point

@@ -10,7 +10,8 @@ from jsonschema import Draft7Validator
 from engine.tct import decode, encode, tokenizer
 from engine.tct.schema import workflow_schema
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=60, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 SCHEMA = workflow_schema()
 VALIDATOR = Draft7Validator(SCHEMA)
 ANNOTATIONS = {"$comment", "description", "default", "examples", "title"}
@@ -148,7 +149,7 @@ def test_schema_documents_round_trip_and_valid_ones_take_no_escape(doc):
         assert tok.escapes == 0, doc
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30, deadline=None, database=None)
 @given(workflows, st.data())
 def test_schema_documents_legal_next_tokens_contain_the_actual_next_token(doc, data):
     tok = tokenizer()
