@@ -326,51 +326,41 @@ class Machine:
             if node.obj is not None and not node.obj_marker:
                 return self._key_atom(self._open(parent, _OBJ, node), t)
             return False
-        off = t - a.enum_base
-        if 0 <= off < N_ENUM:
-            if node.str is not None and off < len(node.str.values):
-                self._complete(parent, node.str.values[off], False)
-                return True
-            return False
-        off = t - a.int_base
-        if 0 <= off < N_INT:
-            if node.num:
-                self._complete(parent, off, False)
-                return True
-            return False
-        if t == a.TRUE or t == a.FALSE:
-            if node.bool:
-                self._complete(parent, t == a.TRUE, False)
-                return True
-            return False
-        if t == a.NULL:
-            if node.null:
-                self._complete(parent, None, False)
-                return True
-            return False
-        if t == a.NUM:
-            if node.num:
-                self._open_str(parent, _P_NUM)
-                return True
-            return False
-        if t == a.STR_START:
-            if node.str_marker:
-                self._open_str(parent, _P_VALUE, node)
-                return True
-            return False
-        if t == a.OBJ_START:
-            if node.obj_marker:
-                self._open(parent, _OBJ, node)
-                return True
-            return False
-        if t == a.ARR_START:
-            if node.arr_marker:
-                self._open(parent, _ARR, node)
-                return True
-            return False
+        scalar = self._scalar(node, t)
+        if scalar is not None:  # a one-atom value
+            allowed, value = scalar
+            if allowed:
+                self._complete(parent, value, False)
+            return allowed
+        if t == a.NUM or t == a.STR_START:  # a number's text / a marked string value follows
+            allowed = node.num if t == a.NUM else node.str_marker
+            if allowed:
+                self._open_str(parent, *((_P_NUM, None) if t == a.NUM else (_P_VALUE, node)))
+            return allowed
+        if t == a.OBJ_START or t == a.ARR_START:
+            allowed = node.obj_marker if t == a.OBJ_START else node.arr_marker
+            if allowed:
+                self._open(parent, _OBJ if t == a.OBJ_START else _ARR, node)
+            return allowed
         if node.obj is not None and not node.obj_marker and (t == a.OBJ_END or t >= a.key_base):
             return self._key_atom(self._open(parent, _OBJ, node), t)
         return False
+
+    def _scalar(self, node: Node, t: int) -> tuple[bool, Any] | None:
+        """For an atom that is a whole value (ENUM_i, INT_n, TRUE, FALSE, NULL): (allowed at `node`, value)."""
+        a = self.a
+        off = t - a.enum_base
+        if 0 <= off < N_ENUM:
+            ok = node.str is not None and off < len(node.str.values)
+            return ok, node.str.values[off] if ok else None
+        off = t - a.int_base
+        if 0 <= off < N_INT:
+            return node.num, off
+        if t == a.TRUE or t == a.FALSE:
+            return node.bool, t == a.TRUE
+        if t == a.NULL:
+            return node.null, None
+        return None
 
     def _key_atom(self, f: Frame, t: int) -> bool:
         a = self.a
