@@ -5,9 +5,18 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.engine import KVCache
-from engine.gpt import GPT, GPTConfig, config_from_depth, load_state_dict_compat, window_sizes
+from engine.gpt import (
+    GPT,
+    GPTConfig,
+    attention_mask,
+    config_from_depth,
+    load_state_dict_compat,
+    sliding_window_attention,
+    window_sizes,
+)
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
 
@@ -70,3 +79,21 @@ def test_init_matches_spec():
     assert model.lm_head.weight.shape[0] == 128  # vocab padded to a multiple of 64
     assert sorted(model.value_embeds.keys()) == ["1", "3"]
     assert model(torch.randint(0, 100, (1, 64))).shape == (1, 64, 100)
+
+
+@pytest.mark.parametrize(("T", "window", "block"), [(512, 128, None), (300, 128, None), (300, 128, 128),
+                                                    (64, 10, 7), (100, 70, None), (33, 40, None)])
+def test_sliding_window_blocks_equal_the_masked_attention(T, window, block):
+    """Training's sliding-window attention skips key blocks no query can see; values and gradients must equal
+    one full masked attention (float64: the same sums in another grouping agree to ~1e-15)."""
+    g = torch.Generator().manual_seed(T + window)
+    # [B, T, H, D] transposed to [B, H, T, D], as the model makes them: not contiguous
+    q, k, v = (torch.randn(2, T, 3, 16, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    ref = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v)),
+                                         attn_mask=attention_mask(0, T, T, window, q.device))
+    got = sliding_window_attention(*(t.transpose(1, 2) for t in (q, k, v)), window, block)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(got, (q, k, v), up), torch.autograd.grad(ref, (q, k, v), up), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
