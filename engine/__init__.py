@@ -12,8 +12,10 @@ control.py) and loads the torch ones only off its UI thread (checkpoints, chat, 
 """
 
 import os
+import time
 
 __version__ = "0.1.0"
+IMPORTED_AT = time.time()  # start-up phases of a trainer count from here (engine/startup.py)
 
 # OpenMP threads that sleep when idle instead of spinning. Read once, when torch loads OpenMP, so it is set
 # here, before any engine module imports torch (processes started from this one inherit it). On a busy CPU a

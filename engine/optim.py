@@ -65,6 +65,11 @@ def orthogonalize(G: Tensor, steps: int = 5) -> Tensor:
     return (X.mT if tall else X).reshape(shape)
 
 
+def _undecorated(fn: Callable) -> Callable:
+    """The function under functools.wraps-style decorators (itself where there are none)."""
+    return getattr(fn, "__wrapped__", fn)
+
+
 def _fusable(params: list[Tensor]) -> bool:
     """torch's fused AdamW kernel needs one device (CPU or CUDA) and one floating dtype across the list."""
     p0 = params[0]
@@ -125,6 +130,17 @@ class MuonAdamW(torch.optim.Optimizer):
         self.world_size = world_size
         self.bucket_cap_mb = bucket_cap_mb
         self.fused_adamw = True  # False forces the op-by-op AdamW (tests compare the two)
+
+    # torch.optim.Optimizer wraps these in torch._disable_dynamo, whose first call imports torch._dynamo: 1.3 s
+    # of a 2-core machine before the first step. We never compile the optimizer, so call the plain functions.
+    def add_param_group(self, param_group: dict) -> None:
+        _undecorated(torch.optim.Optimizer.add_param_group)(self, param_group)
+
+    def state_dict(self) -> dict:
+        return _undecorated(torch.optim.Optimizer.state_dict)(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        _undecorated(torch.optim.Optimizer.load_state_dict)(self, state_dict)
 
     def _ranks(self) -> tuple[int, int]:
         """(rank, world) of the running job; checks it matches what the optimizer was built for."""
