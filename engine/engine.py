@@ -47,9 +47,10 @@ class KVCache:
         t0, t1 = self.pos, self.pos + k.size(2)
         if t1 > self.kv.size(4):
             raise ValueError(f"KV cache overflow: {t1} positions > capacity {self.kv.size(4)}")
-        self.kv[layer, 0, :, :, t0:t1] = k
-        self.kv[layer, 1, :, :, t0:t1] = v
-        return self.kv[layer, 0, :, :, :t1], self.kv[layer, 1, :, :, :t1]
+        kc, vc = self.kv[layer]  # narrow() views: a third of the indexing ops per decoded token
+        kc.narrow(2, t0, t1 - t0).copy_(k)
+        vc.narrow(2, t0, t1 - t0).copy_(v)
+        return kc.narrow(2, 0, t1), vc.narrow(2, 0, t1)
 
     def advance(self, n: int) -> None:
         self.pos += n

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.lm_loss import softcap_cross_entropy
 from engine.shapes import GPTConfig, config_from_depth, has_value_embed, padded_vocab, window_sizes
 
 if TYPE_CHECKING:
@@ -30,10 +31,19 @@ def norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
+def rotary_full(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Half-width tables [..., D/2] to the full-width pair apply_rotary takes: [cos, cos] and [sin, -sin]."""
+    return torch.cat([cos, cos], dim=-1), torch.cat([sin, -sin], dim=-1)
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """With halves x1, x2: [x1·cos + x2·sin, x2·cos - x1·sin] (nanochat's rotation), for full-width tables.
+
+    As x·[cos, cos] + [x2, x1]·[sin, -sin]: four ops instead of eight, and bit-for-bit the same numbers
+    (x1·(-sin) is -(x1·sin) exactly, and a + b = b + a).
+    """
     d = x.size(-1) // 2
-    x1, x2 = x[..., :d], x[..., d:]
-    return torch.cat([x1 * cos + x2 * sin, -x1 * sin + x2 * cos], dim=-1)
+    return x * cos + torch.cat([x[..., d:], x[..., :d]], dim=-1) * sin
 
 
 def attention_mask(q_pos0: int, tq: int, tk: int, window: int, device: torch.device) -> torch.Tensor:
@@ -41,6 +51,57 @@ def attention_mask(q_pos0: int, tq: int, tk: int, window: int, device: torch.dev
     qi = torch.arange(q_pos0, q_pos0 + tq, device=device)[:, None]
     kj = torch.arange(tk, device=device)[None, :]
     return (kj <= qi) & (qi - kj <= window)
+
+
+def sliding_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int,
+                             block: int | None = None) -> torch.Tensor:
+    """Causal attention where query i sees keys i-window..i, for q, k, v [B, H, T, D] starting at position 0.
+
+    One full [T, T] masked attention computes every score and masks most of them away when window << T.
+    Here queries go in blocks of `block` (default: half the window, measured fastest on CPU at windows of
+    128), each against only the block + window keys that can reach it, so the work is T·(block+window)
+    scores instead of T². Keys before position 0 are zero padding, masked; queries past T are padding
+    whose outputs are dropped.
+    """
+    B, H, T, D = q.shape
+    bs = block or max(32, window // 2)
+    nb = -(-T // bs)
+    tail = nb * bs - T
+    qb = F.pad(q, (0, 0, 0, tail)).reshape(B, H * nb, bs, D)
+    kv = [F.pad(t, (0, 0, window, tail)).unfold(2, bs + window, bs).transpose(-1, -2) for t in (k, v)]
+    kb, vb = (t.reshape(B, H * nb, bs + window, D) for t in kv)
+    a = torch.arange(bs, device=q.device)[:, None]  # query offset in its block
+    b = torch.arange(bs + window, device=q.device)[None, :]  # key offset in its window
+    first = torch.arange(nb, device=q.device)[:, None, None] * bs - window  # absolute position of key 0
+    mask = (b >= a) & (b <= a + window) & (first + b >= 0)  # [nb, bs, bs + window]
+    y = F.scaled_dot_product_attention(qb, kb, vb, attn_mask=mask.repeat(H, 1, 1))
+    return y.reshape(B, H, nb * bs, D)[:, :, :T]
+
+
+class DecodeWeights:
+    """Weights laid out for one-token decoding: transposed to [in, out], row-concatenated, kept until one changes.
+
+    A decoded token multiplies one vector by each weight matrix, which only streams the matrix from memory;
+    CPU BLAS streams the [in, out] layout about twice as fast as nn.Linear's [out, in] (lm_head at vocab 32768,
+    dim 256: 1.1 vs 2.4 ms, most of a decode step), and q, k and v become one product. The key is each
+    weight's storage and in-place version, so an optimizer step or a load refreshes the copy.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.value: list[torch.Tensor] = []
+
+    def get(self, *groups: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for g in groups for w in g)
+        if key != self.key:
+            self.value = [torch.cat([w.detach() for w in g]).t().contiguous() for g in groups]
+            self.key = key
+        return self.value
+
+
+def decoding(x: torch.Tensor, kv_cache) -> bool:
+    """One new position per row, with a cache, no autograd: the memory-bound single-token path."""
+    return kv_cache is not None and x.size(1) == 1 and not torch.is_grad_enabled()
 
 
 class CausalSelfAttention(nn.Module):
@@ -58,16 +119,33 @@ class CausalSelfAttention(nn.Module):
         self.ve_gate = (nn.Linear(self.ve_gate_channels, config.n_kv_head, bias=False)
                         if has_value_embed(layer_idx, config.n_layer) else None)
 
+        self.decode_weights = DecodeWeights()
+
     def forward(self, x, ve, cos, sin, window: int, kv_cache: KVCache | None):
         B, T, _ = x.shape
-        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
-        k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)
-        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
-        if ve is not None:
-            gate = 3 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))
-            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_kv_head, self.head_dim)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        q, k = norm(q) * 1.2, norm(k) * 1.2
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        w_proj = None
+        if decoding(x, kv_cache):
+            w_qkv, w_proj, *w_gate = self.decode_weights.get(
+                (self.c_q.weight, self.c_k.weight, self.c_v.weight), (self.c_proj.weight,),
+                *([(self.ve_gate.weight,)] if self.ve_gate is not None else []))
+            qkv = x.view(B, -1) @ w_qkv
+            # q and k rotate and normalise together: one op each instead of two
+            qk = norm(apply_rotary(qkv[:, :(H + Hkv) * D].view(B, 1, H + Hkv, D), cos, sin)) * 1.2
+            q, k = qk[:, :, :H], qk[:, :, H:]
+            v = qkv[:, (H + Hkv) * D:].view(B, 1, Hkv, D)
+            if ve is not None:
+                gate = 3 * torch.sigmoid(x.view(B, -1)[:, :self.ve_gate_channels] @ w_gate[0])
+                v = v + gate.view(B, 1, Hkv, 1) * ve.view(B, 1, Hkv, D)
+        else:
+            q = self.c_q(x).view(B, T, H, D)
+            k = self.c_k(x).view(B, T, Hkv, D)
+            v = self.c_v(x).view(B, T, Hkv, D)
+            if ve is not None:
+                gate = 3 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))
+                v = v + gate.unsqueeze(-1) * ve.view(B, T, Hkv, D)
+            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+            q, k = norm(q) * 1.2, norm(k) * 1.2
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
         pos0 = 0
         if kv_cache is not None:
@@ -79,10 +157,16 @@ class CausalSelfAttention(nn.Module):
         Tk = k.size(2)
         if pos0 == 0 and Tk == T and window >= T - 1:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif pos0 == 0 and Tk == T:
+            y = sliding_window_attention(q, k, v, window)
+        elif T == 1:  # one decoded token sees the last window + 1 keys, all of them: no mask to build
+            start = max(0, Tk - 1 - window)
+            y = F.scaled_dot_product_attention(q, k[:, :, start:], v[:, :, start:])
         else:
             mask = attention_mask(pos0, T, Tk, window, q.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, -1))
+        y = y.transpose(1, 2).contiguous().view(B, T, -1)
+        return self.c_proj(y) if w_proj is None else (y.view(B, -1) @ w_proj).view(B, 1, -1)
 
 
 class MLP(nn.Module):
@@ -90,8 +174,13 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+        self.decode_weights = DecodeWeights()
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None):
+        if decoding(x, kv_cache):
+            w_fc, w_proj = self.decode_weights.get((self.c_fc.weight,), (self.c_proj.weight,))
+            B = x.size(0)
+            return (F.relu(x.view(B, -1) @ w_fc).square() @ w_proj).view(B, 1, -1)
         return self.c_proj(F.relu(self.c_fc(x)).square())
 
 
@@ -103,7 +192,7 @@ class Block(nn.Module):
 
     def forward(self, x, ve, cos, sin, window, kv_cache):
         x = x + self.attn(norm(x), ve, cos, sin, window, kv_cache)
-        return x + self.mlp(norm(x))
+        return x + self.mlp(norm(x), kv_cache)
 
 
 class GPT(nn.Module):
@@ -137,6 +226,7 @@ class GPT(nn.Module):
         cos, sin = self._rotary_tables(self.rotary_len, head_dim)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
+        self.decode_weights = DecodeWeights()
 
     def _rotary_tables(self, seq_len: int, head_dim: int, device=None):
         inv_freq = self.rope_base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
@@ -192,9 +282,10 @@ class GPT(nn.Module):
         pos0 = kv_cache.get_pos() if kv_cache is not None else 0
         if pos0 + T > self.cos.size(1):
             raise ValueError(f"sequence of {pos0 + T} tokens exceeds the rotary table ({self.cos.size(1)})")
-        cos, sin = self.cos[:, pos0:pos0 + T], self.sin[:, pos0:pos0 + T]
+        cos, sin = rotary_full(self.cos[:, pos0:pos0 + T], self.sin[:, pos0:pos0 + T])
 
         x = norm(self.transformer.wte(idx))
+        embed_last = x[:, -1:]  # the cache's smear input for the next call
         # smear: mix in the previous token's embedding through a learned gate on the current one
         gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[..., :self.smear_channels]))
         prev = x[:, :-1]
@@ -204,7 +295,7 @@ class GPT(nn.Module):
                 x = x + gate * prev
             else:
                 x = torch.cat([x[:, :1], x[:, 1:] + gate[:, 1:] * prev], dim=1)
-            kv_cache.prev_embed = norm(self.transformer.wte(idx[:, -1:]))
+            kv_cache.prev_embed = embed_last
         elif T > 1:
             x = torch.cat([x[:, :1], x[:, 1:] + gate[:, 1:] * prev], dim=1)
 
@@ -219,12 +310,15 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.advance(T)
         x = norm(x - self.backout_lambda * xb)
+        if targets is not None:  # chunked: the full B·T × vocab logits are never held (engine/lm_loss.py)
+            return softcap_cross_entropy(x, self.lm_head.weight, targets, self.config.vocab_size, self.softcap,
+                                         loss_reduction)
+        if decoding(x, kv_cache):
+            (w_head,) = self.decode_weights.get((self.lm_head.weight[:self.config.vocab_size],))
+            logits = (x.view(B, -1) @ w_head).view(B, 1, -1).float()
+            return logits.div_(self.softcap).tanh_().mul_(self.softcap)  # in place: the same ops, no new buffers
         logits = self.lm_head(x)[..., :self.config.vocab_size].float()
-        logits = self.softcap * torch.tanh(logits / self.softcap)
-        if targets is None:
-            return logits
-        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1,
-                               reduction=loss_reduction)
+        return self.softcap * torch.tanh(logits / self.softcap)
 
 
 def load_state_dict_compat(model: GPT, state_dict: dict) -> None:

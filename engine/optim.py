@@ -51,6 +51,8 @@ def orthogonalize(G: Tensor, steps: int = 5) -> Tensor:
     Singular values land in a band around 1 rather than exactly on it; Muon does not need more.
     """
     X = G.bfloat16() if G.is_cuda else G.float()
+    shape = X.shape
+    X = X.reshape(-1, *shape[-2:])  # one batch dim, for the fused baddbmm below
     tall = X.size(-2) > X.size(-1)
     if tall:  # iterate on the smaller Gram matrix
         X = X.mT
@@ -58,8 +60,21 @@ def orthogonalize(G: Tensor, steps: int = 5) -> Tensor:
     X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.02 + 1e-6)
     for a, b, c in POLAR_EXPRESS[:steps]:
         A = X @ X.mT
-        X = a * X + (b * A + c * (A @ A)) @ X
-    return X.mT if tall else X
+        B = torch.baddbmm(A, A, A, beta=b, alpha=c)  # b A + c A², one call
+        X = torch.baddbmm(X, B, X, beta=a)  # a X + B X
+    return (X.mT if tall else X).reshape(shape)
+
+
+def _undecorated(fn: Callable) -> Callable:
+    """The function under functools.wraps-style decorators (itself where there are none)."""
+    return getattr(fn, "__wrapped__", fn)
+
+
+def _fusable(params: list[Tensor]) -> bool:
+    """torch's fused AdamW kernel needs one device (CPU or CUDA) and one floating dtype across the list."""
+    p0 = params[0]
+    return (hasattr(torch, "_fused_adamw_") and p0.device.type in ("cpu", "cuda") and p0.is_floating_point()
+            and all(p.device == p0.device and p.dtype == p0.dtype and p.grad.dtype == p0.dtype for p in params))
 
 
 def _all_gather_flat() -> Callable:
@@ -114,6 +129,18 @@ class MuonAdamW(torch.optim.Optimizer):
         super().__init__(param_groups, defaults={})
         self.world_size = world_size
         self.bucket_cap_mb = bucket_cap_mb
+        self.fused_adamw = True  # False forces the op-by-op AdamW (tests compare the two)
+
+    # torch.optim.Optimizer wraps these in torch._disable_dynamo, whose first call imports torch._dynamo: 1.3 s
+    # of a 2-core machine before the first step. We never compile the optimizer, so call the plain functions.
+    def add_param_group(self, param_group: dict) -> None:
+        _undecorated(torch.optim.Optimizer.add_param_group)(self, param_group)
+
+    def state_dict(self) -> dict:
+        return _undecorated(torch.optim.Optimizer.state_dict)(self)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        _undecorated(torch.optim.Optimizer.load_state_dict)(self, state_dict)
 
     def _ranks(self) -> tuple[int, int]:
         """(rank, world) of the running job; checks it matches what the optimizer was built for."""
@@ -180,15 +207,27 @@ class MuonAdamW(torch.optim.Optimizer):
     def _step_adamw(self, group: dict) -> None:
         lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
         beta1, beta2 = group["betas"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return
+        for p in params:
             state = self.state[p]
             if not state:
                 state["step"] = 0
                 state["exp_avg"] = torch.zeros_like(p)
                 state["exp_avg_sq"] = torch.zeros_like(p)
             state["step"] += 1
+        states = [self.state[p] for p in params]
+        if self.fused_adamw and _fusable(params):
+            # torch's own fused AdamW kernel: one pass over p, grad, m, v instead of eight; the same update
+            # (its denominator is sqrt(v)/sqrt(1-beta2^t) + eps, ours below sqrt(v/(1-beta2^t)) + eps: rounding)
+            dev = params[0].device
+            steps = [torch.tensor(float(s["step"]), device=dev) for s in states]
+            torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                                [s["exp_avg_sq"] for s in states], [], steps, lr=lr, beta1=beta1, beta2=beta2,
+                                weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+            return
+        for p, state in zip(params, states, strict=True):
             t, g = state["step"], p.grad
             if wd:
                 p.mul_(1 - lr * wd)

@@ -64,6 +64,7 @@ class RunStartEvent(_Event):
     pid: int
     run_dir: str
     resumed_from_step: int | None = None
+    startup: dict[str, float] = Field(default_factory=dict)  # phase -> Unix time it ended (engine/startup.py)
 
 
 class StepEvent(_Event):

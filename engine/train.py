@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from engine import __version__
+from engine import IMPORTED_AT, __version__
 from engine.checkpoint import (
     CheckpointError,
     check_model_config,
@@ -61,6 +61,7 @@ from engine.optim import apply_schedules, build_optimizer
 from engine.shared import base_dir, one_line
 from engine.shared import peak_flops as peak_flops_for
 from engine.sinks import Sinks
+from engine.startup import StartupClock
 from engine.telemetry import SCHEMA_VERSION, TELEMETRY_FILE, TelemetryWriter
 from engine.tokenizer import Tokenizer, ensure_tokenizer
 
@@ -124,6 +125,7 @@ class Trainer:
         self.val_bpb: float | None = None
         self.step = 0  # the step the model has reached: what run_end records however the run ends
         self.setup_warnings: list[str] = []  # emitted right after run_start
+        self.startup = StartupClock()  # main() hands over its own, started earlier
 
     # ---- setup -------------------------------------------------------------------------------
     def _rank0_first(self, fn):
@@ -141,10 +143,12 @@ class Trainer:
         if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
             raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
         self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
+        self.startup.mark("data")
         self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
             cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
             data_id=data_id(self.data_dir)))
         self.token_bytes = self.tokenizer.token_bytes().to(self.device)
+        self.startup.mark("tokenizer")
 
         mcfg = config_from_depth(cfg.depth, cfg.aspect_ratio, cfg.head_dim, cfg.max_seq_len,
                                  self.tokenizer.get_vocab_size(), cfg.window_pattern, cfg.n_kv_head)
@@ -165,6 +169,7 @@ class Trainer:
         self.model = torch.compile(model, dynamic=False) if cfg.compile else model
         if cfg.fp8:
             self._enable_fp8(model)
+        self.startup.mark("model")
 
         self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr,
                                          matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr,
@@ -177,6 +182,7 @@ class Trainer:
                 raise CheckpointError(f"{optim_file(self.ckpt_dir, resume_step, info.rank)}: optimizer state does "
                                       f"not fit this model ({one_line(e)}): delete this step or start fresh") from None
 
+        self.startup.mark("optimizer")
         self.flops_per_token = model.estimate_flops()
         per_fwdbwd = cfg.device_batch_size * cfg.max_seq_len * info.world_size
         if cfg.total_batch_size % per_fwdbwd:
@@ -187,6 +193,7 @@ class Trainer:
         self.train_loader = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "train",
                                         self.data_dir, info.rank, info.world_size, self.device, state=loader_state)
         self.loader_state = loader_state
+        self.startup.mark("loader")
 
     def _resume_candidates(self) -> list[int]:
         """Steps to try, newest first: the one asked for, all complete ones under --resume, else none."""
@@ -303,7 +310,7 @@ class Trainer:
                       num_params=self.raw_model.num_params(), num_flops_per_token=self.flops_per_token,
                       num_iterations=self.num_iterations, tokens_per_step=self.cfg.total_batch_size,
                       engine_version=__version__, pid=os.getpid(), run_dir=str(self.run_dir),
-                      resumed_from_step=self.resumed_from)
+                      resumed_from_step=self.resumed_from, startup=self.startup.stamps)
         for message in self.setup_warnings:
             self.tel.emit("warning", message=message)
             print0(f"warning: {message}")
@@ -470,6 +477,8 @@ class Trainer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    startup = StartupClock(IMPORTED_AT)
+    startup.mark("imports")
     tie_to_launcher()
     try:
         cfg = parse_config(argv)
@@ -498,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         sinks = Sinks.from_config(cfg, run_dir, rank, telemetry.emit)
         telemetry.listeners.append(sinks.on_event)
         info = init_distributed(cfg.device_type)
+        startup.mark("distributed")
         trainer = Trainer(cfg, info, telemetry, run_dir, sinks)
+        trainer.startup = startup
         trainer.setup()
         trainer.emit_start()
         status = trainer.train()

@@ -5,9 +5,20 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.engine import KVCache
-from engine.gpt import GPT, GPTConfig, config_from_depth, load_state_dict_compat, window_sizes
+from engine.gpt import (
+    GPT,
+    GPTConfig,
+    apply_rotary,
+    attention_mask,
+    config_from_depth,
+    load_state_dict_compat,
+    rotary_full,
+    sliding_window_attention,
+    window_sizes,
+)
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "nanochat-parity" / "d4-s128"
 
@@ -70,3 +81,52 @@ def test_init_matches_spec():
     assert model.lm_head.weight.shape[0] == 128  # vocab padded to a multiple of 64
     assert sorted(model.value_embeds.keys()) == ["1", "3"]
     assert model(torch.randint(0, 100, (1, 64))).shape == (1, 64, 100)
+
+
+@pytest.mark.parametrize(("T", "window", "block"), [(512, 128, None), (300, 128, None), (300, 128, 128),
+                                                    (64, 10, 7), (100, 70, None), (33, 40, None)])
+def test_sliding_window_blocks_equal_the_masked_attention(T, window, block):
+    """Training's sliding-window attention skips key blocks no query can see; values and gradients must equal
+    one full masked attention (float64: the same sums in another grouping agree to ~1e-15)."""
+    g = torch.Generator().manual_seed(T + window)
+    # [B, T, H, D] transposed to [B, H, T, D], as the model makes them: not contiguous
+    q, k, v = (torch.randn(2, T, 3, 16, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    ref = F.scaled_dot_product_attention(*(t.transpose(1, 2) for t in (q, k, v)),
+                                         attn_mask=attention_mask(0, T, T, window, q.device))
+    got = sliding_window_attention(*(t.transpose(1, 2) for t in (q, k, v)), window, block)
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+    up = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(got, (q, k, v), up), torch.autograd.grad(ref, (q, k, v), up), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_decoding_follows_weight_updates():
+    """Single-token decoding reads its own transposed copies of the weights; an in-place update (an optimizer
+    step, a load) must reach them, or samples taken during training would come from stale weights."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(sequence_len=64, vocab_size=100, n_layer=2, n_head=2, n_kv_head=1, n_embd=64)
+    model = GPT(cfg)
+    model.init_weights()
+    idx = torch.randint(0, 100, (1, 12))
+
+    def decode_last() -> torch.Tensor:
+        cache = KVCache(1, cfg.n_kv_head, 64, 32, cfg.n_layer)
+        model(idx[:, :-1], kv_cache=cache)
+        return model(idx[:, -1:], kv_cache=cache)[:, -1]
+
+    with torch.no_grad():
+        decode_last()  # builds the copies
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+        torch.testing.assert_close(decode_last(), model(idx)[:, -1], atol=1e-5, rtol=0)
+
+
+def test_rotary_is_bit_for_bit_nanochats_rotation():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 7, 3, 16, generator=g)
+    angles = torch.randn(1, 7, 1, 8, generator=g)
+    cos, sin = angles.cos(), angles.sin()
+    x1, x2 = x[..., :8], x[..., 8:]
+    reference = torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1)  # nanochat's formula
+    assert torch.equal(apply_rotary(x, *rotary_full(cos, sin)), reference)

@@ -51,6 +51,12 @@ def test_two_process_torchrun_writes_telemetry_and_checkpoint(tmp_path, assets):
     assert kinds[0] == "run_start" and kinds[-1] == "run_end"
     start = evs[0]
     assert start.world_size == 2 and start.num_iterations == 4 and start.num_params > 0
+    # start-up phases in the order they ran, all before run_start and after the process began
+    phases = ["process", "engine_import", "imports", "distributed", "data", "tokenizer", "model", "optimizer",
+              "loader"]
+    assert list(start.startup) == phases
+    stamps = list(start.startup.values())
+    assert stamps == sorted(stamps) and stamps[-1] <= start.time and start.time - stamps[0] < 300
     steps = [e for e in evs if e.event == "step"]
     assert [s.step for s in steps] == [1, 2, 3, 4]
     assert all(s.loss > 0 and s.tokens_per_sec > 0 and s.t_fwd_bwd > 0 for s in steps)

@@ -1,0 +1,393 @@
+"""The engine vs a stock nanochat checkout: training-step tokens/s, loss trajectories, peak RSS, KV-cache decode.
+
+    python bench/vs_nanochat.py --nanochat /path/to/nanochat [--patterns L SSSL] [--steps 20] [--threads N]
+    python bench/vs_nanochat.py                     # no checkout: measures the engine alone
+
+One config for both (depth 4, dim 256, head_dim 64, T 512, B 4, vocab 32768, fp32, the same threads); one
+set of initial weights, copied into both. Each model lives in its own worker process (so its peak RSS is
+its own) and the workers take turns: round r runs `--round-steps` training steps (forward + backward + its
+own MuonAdamW step) in one, then the other, alternating who goes first, so load from other processes hits
+both alike. Round 0 is warm-up (nanochat compiles its optimizer there) and is left out of the medians.
+
+Loss trajectories: the same `--steps` batches (a Zipf unigram stream where every odd token follows its
+predecessor through a fixed map, so there is something to learn) from the same weights, the same lrs with
+nanochat's 40-step linear warm-up (at full lr from step 0 this run blows up by step 5 and any two
+trajectories part by whole nats, which tests nothing).
+Stock nanochat's MuonAdamW is not ours (it adds NorMuon variance reduction, row equilibration and norm
+snapping), so its trajectory is shown but cannot match to float tolerance. The float comparison is
+against nanochat's model driven by our optimizer (same math, nanochat's code for the model), with the
+tolerance derived from that run itself: see `tolerance()`.
+
+Decode: greedy KV-cache generation with each side's Engine on the same weights (ours after the trajectory
+run) and prompt; tokens must be identical. Nothing from the nanochat checkout is copied here: it is
+imported at run time from the path given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# the user's own setting, before `engine` sets its default in this process: nanochat's worker runs with this
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+
+DEPTH, DIM, HEAD_DIM, SEQ, BATCH, VOCAB = 4, 256, 64, 512, 4, 32768
+LRS = dict(embedding_lr=0.3, unembedding_lr=0.008, matrix_lr=0.02, scalar_lr=0.5, weight_decay=0.2)
+PROMPT_TOKENS = 32
+WARMUP = 40
+
+
+def model_config(pattern: str) -> dict:
+    return dict(sequence_len=SEQ, vocab_size=VOCAB, n_layer=DEPTH, n_head=DIM // HEAD_DIM,
+                n_kv_head=DIM // HEAD_DIM, n_embd=DIM, window_pattern=pattern)
+
+
+def lr_multiplier(step: int) -> float:
+    """Linear warm-up over WARMUP steps (nanochat's default length); Muon momentum stays at its 0.95."""
+    return min(1.0, (step + 1) / WARMUP)
+
+
+def make_batches(steps: int, seed: int = 1234):
+    """`steps` (x, y) pairs [BATCH, SEQ]: Zipf-distributed tokens, every odd position the image of the one before."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    probs = 1.0 / torch.arange(1, VOCAB + 1, dtype=torch.float64)
+    perm, succ = torch.randperm(VOCAB, generator=g), torch.randperm(VOCAB, generator=g)
+    out = []
+    for _ in range(steps):
+        seq = perm[torch.multinomial(probs, BATCH * (SEQ + 1), replacement=True, generator=g)].view(BATCH, SEQ + 1)
+        seq[:, 1::2] = succ[seq[:, 0:-1:2]]
+        out.append((seq[:, :-1].contiguous(), seq[:, 1:].contiguous()))
+    return out
+
+
+class BenchTokenizer:
+    """Just what both Engines ask of a tokenizer; the special ids lie past the vocab, so greedy decoding never
+    samples one: no early stop, no tool call."""
+
+    names = ["<|bos|>", "<|user_start|>", "<|user_end|>", "<|assistant_start|>", "<|assistant_end|>",
+             "<|python_start|>", "<|python_end|>", "<|output_start|>", "<|output_end|>"]
+
+    def encode_special(self, name: str) -> int:
+        return VOCAB + 1 + self.names.index(name)
+
+    def get_bos_token_id(self) -> int:
+        return self.encode_special("<|bos|>")
+
+    def encode(self, text, *args, **kwargs):
+        return [ord(c) % VOCAB for c in text]
+
+    def decode(self, ids) -> str:
+        return " ".join(map(str, ids))
+
+
+# ---- worker processes ----------------------------------------------------------------------------------------
+
+class Side:
+    """One implementation's model, optimizer and engine inside a worker process."""
+
+    def __init__(self, kind: str, nanochat: str | None, threads: int, omp_wait_policy: str | None):
+        # each side's OpenMP settings go in before torch loads OpenMP: ours are the engine's own defaults
+        # (engine/__init__.py), nanochat's whatever the user had (or what --nanochat-omp-policy says)
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        if omp_wait_policy:
+            os.environ["OMP_WAIT_POLICY"] = omp_wait_policy
+        if kind == "ours":
+            import engine  # noqa: F401
+        import torch
+
+        torch.set_num_threads(threads)
+        self.kind, self.torch = kind, torch
+        if kind == "nanochat":
+            sys.path.insert(0, nanochat)
+            from nanochat.engine import Engine
+            from nanochat.gpt import GPT, GPTConfig
+        else:
+            from engine.engine import Engine
+            from engine.gpt import GPT, GPTConfig
+        self.GPT, self.GPTConfig, self.Engine = GPT, GPTConfig, Engine
+
+    def build(self, pattern: str, weights: str, dtype: str = "float32") -> None:
+        torch = self.torch
+        self.model = self.GPT(self.GPTConfig(**model_config(pattern)))
+        if self.kind == "nanochat":
+            self.model.init_weights()  # rotary buffers; the weights are replaced next
+        self.model.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
+        self.model.to(getattr(torch, dtype))
+        self.optimizer = None
+
+    def omp_wait_policy(self) -> str | None:
+        return os.environ.get("OMP_WAIT_POLICY")
+
+    def optimizer_ours(self) -> None:
+        from engine.optim import build_optimizer
+
+        self.optimizer = build_optimizer(self.model, **LRS)
+
+    def optimizer_own(self) -> None:
+        if self.kind == "nanochat":
+            self.optimizer = self.model.setup_optimizer(**LRS)
+        else:
+            self.optimizer_ours()
+
+    def steps(self, batches, lo: int, hi: int) -> tuple[float, list[float]]:
+        losses = []
+        t0 = time.perf_counter()
+        for step in range(lo, hi):
+            x, y = batches[step]
+            for group in self.optimizer.param_groups:  # the same linear warm-up on both sides
+                group["lr"] = group["initial_lr"] * lr_multiplier(step)
+            loss = self.model(x, y)
+            loss.backward()
+            self.optimizer.step()
+            self.model.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+        return time.perf_counter() - t0, losses
+
+    def save(self, path: str) -> None:
+        self.torch.save(self.model.state_dict(), path)
+
+    def decode(self, prompt: list[int], max_tokens: int) -> tuple[float, list[int]]:
+        engine = self.Engine(self.model, BenchTokenizer())
+        self.model.eval()
+        t0 = time.perf_counter()
+        out = [col[0] for col, _ in engine.generate(prompt, num_samples=1, max_tokens=max_tokens, temperature=0.0)]
+        return time.perf_counter() - t0, out
+
+
+def worker(kind: str, nanochat: str | None, threads: int, omp_wait_policy: str | None, conn) -> None:
+    import contextlib
+    import io
+
+    quiet = io.StringIO()  # nanochat prints its lr scaling and padding notes; keep the table readable
+    with contextlib.redirect_stdout(quiet):
+        side = Side(kind, nanochat, threads, omp_wait_policy)
+    while True:
+        try:
+            cmd, args = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if cmd == "quit":
+            conn.send(None)
+            return
+        try:
+            with contextlib.redirect_stdout(quiet):
+                if cmd == "rss":
+                    result = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+                else:
+                    result = getattr(side, cmd)(*args)
+            conn.send(("ok", result))
+        except Exception as e:  # report, keep the worker alive for a clean shutdown
+            import traceback
+
+            conn.send(("error", f"{kind}.{cmd}: {type(e).__name__}: {e}\n{traceback.format_exc()}"))
+
+
+class Worker:
+    def __init__(self, kind: str, nanochat: str | None, threads: int, omp_wait_policy: str | None):
+        ctx = mp.get_context("spawn")
+        self.kind = kind
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=worker, args=(kind, nanochat, threads, omp_wait_policy, child), daemon=True)
+        self.proc.start()
+
+    def __call__(self, cmd: str, *args):
+        self.conn.send((cmd, args))
+        status, result = self.conn.recv()
+        if status != "ok":
+            raise SystemExit(result)
+        return result
+
+    def close(self) -> None:
+        self.conn.send(("quit", ()))
+        self.conn.recv()
+        self.proc.join(timeout=30)
+
+
+# ---- reporting ------------------------------------------------------------------------------------------------
+
+def tolerance(ref: list[float], perturbed: list[float], loss0: float) -> list[float]:
+    """Per-step float tolerance for two float32 implementations of the same math.
+
+    `perturbed` is the reference trajectory restarted from weights moved by one float32 rounding (each weight
+    times 1 + u·ε, u uniform in [-1, 1]): the gap it opens is how far this training run carries a difference
+    of one rounding. It is large here: at nanochat's init several scalar gradients are pure rounding noise
+    and Adam turns noise into full-size steps of either sign, so one rounding moves the step-1 loss by ~1e-3.
+    Two implementations that round differently are another draw of the same process, so we allow 4x the
+    envelope of the measured gap (its running max: a single step can cross by chance; 4x because one
+    perturbed run is a single sample of that spread), floored at 16 roundings of the initial loss for the
+    steps before any divergence.
+    """
+    import torch
+
+    eps = torch.finfo(torch.float32).eps
+    env, out = 0.0, []
+    for a, b in zip(ref, perturbed, strict=True):
+        env = max(env, abs(a - b))
+        out.append(max(4 * env, 16 * eps * loss0))
+    return out
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:8.0f}"
+
+
+def train_compare(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
+    tokens_per_step = BATCH * SEQ
+    sides = {"ours": Worker("ours", None, args.threads, USER_OMP_WAIT_POLICY)}
+    if args.nanochat:
+        sides["nanochat"] = Worker("nanochat", args.nanochat, args.threads,
+                                   args.nanochat_omp_policy or USER_OMP_WAIT_POLICY)
+    for w in sides.values():
+        w("build", pattern, weights)
+        w("optimizer_own")
+    names = list(sides)
+    rates = {n: [] for n in names}
+    losses = {n: [] for n in names}
+    rounds = args.steps // args.round_steps
+    print(f"\n== pattern {pattern}: depth {DEPTH}, dim {DIM}, T {SEQ}, B {BATCH}, vocab {VOCAB}, fp32, "
+          f"{args.threads} threads, {args.round_steps} steps per round")
+    header = "round " + "".join(f"{n + ' tok/s':>16}" for n in names) + ("     ratio" if len(names) > 1 else "")
+    print(header)
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        lo, hi = r * args.round_steps, (r + 1) * args.round_steps
+        got = {}
+        for n in order:
+            dt, ls = sides[n]("steps", batches, lo, hi)
+            got[n] = (hi - lo) * tokens_per_step / dt
+            losses[n] += ls
+        if r > 0:
+            for n in names:
+                rates[n].append(got[n])
+        ratio = f"{got['ours'] / got['nanochat']:10.2f}" if len(names) > 1 else ""
+        print(f"{r:>4}{'*' if r == 0 else ' '} " + "".join(f"{got[n]:16.0f}" for n in names) + ratio)
+    med = {n: statistics.median(rates[n]) for n in names}
+    line = "median " + "".join(f"{med[n]:16.0f}" for n in names)
+    result = {"pattern": pattern, "median": med, "rates": rates, "losses": losses}
+    if len(names) > 1:
+        ratios = [a / b for a, b in zip(rates["ours"], rates["nanochat"], strict=True)]
+        result["ratio"] = med["ours"] / med["nanochat"]
+        result["ratio_spread"] = (min(ratios), max(ratios))
+        line += f"{result['ratio']:10.2f}   (per-round ratios {min(ratios):.2f}–{max(ratios):.2f})"
+    print(line + "\n(* warm-up round, not in the medians)")
+    result["rss"] = {n: sides[n]("rss") for n in names}
+    print("peak RSS  " + "  ".join(f"{n} {result['rss'][n] / 2**20:.0f} MiB" for n in names))
+
+    ckpt = str(tmp / f"trained-{pattern}.pt")
+    sides["ours"]("save", ckpt)
+    if "nanochat" in sides:
+        nano = sides["nanochat"]
+        # the same math as ours: nanochat's model, our optimizer; and again from weights one rounding away
+        nano("build", pattern, weights)
+        nano("optimizer_ours")
+        _, ref = nano("steps", batches, 0, args.steps)
+        nano("build", pattern, str(tmp / "perturbed.pt"))
+        nano("optimizer_ours")
+        _, perturbed = nano("steps", batches, 0, args.steps)
+        tol = tolerance(ref, perturbed, ref[0])
+        result.update(ref=ref, perturbed=perturbed, tol=tol)
+        print("step        ours   nanochat model+our optim   |diff|   tolerance   stock nanochat (own optim)")
+        ok = True
+        for i, (a, b, t, s) in enumerate(zip(losses["ours"], ref, tol, losses["nanochat"], strict=True)):
+            ok &= abs(a - b) <= t
+            print(f"{i:>4} {a:11.6f} {b:26.6f} {abs(a - b):8.1e} {t:11.1e} {s:28.6f}")
+        result["trajectory_ok"] = ok
+        print(f"trajectory: ours vs nanochat's model with our optimizer {'MATCH' if ok else 'MISMATCH'} "
+              f"within tolerance at every step; stock nanochat differs by up to "
+              f"{max(abs(a - b) for a, b in zip(losses['ours'], losses['nanochat'], strict=True)):.3g} "
+              "(its optimizer is another variant)")
+    else:
+        print("losses: " + " ".join(f"{v:.4f}" for v in losses["ours"]))
+
+    # decode: both engines on ours' trained weights, same prompt, greedy
+    prompt = batches[0][0][0, :PROMPT_TOKENS].tolist()
+    for w in sides.values():
+        w("build", pattern, ckpt)
+    dec = {n: [] for n in names}
+    outs = {}
+    for r in range(args.decode_rounds + 1):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            dt, toks = sides[n]("decode", prompt, args.decode_tokens)
+            outs[n] = toks
+            if r > 0:
+                dec[n].append(len(toks) / dt)
+    dmed = {n: statistics.median(dec[n]) for n in names}
+    result["decode"] = dmed
+    text = f"decode (greedy, KV cache, prompt {PROMPT_TOKENS}, {args.decode_tokens} new tokens): "
+    text += "  ".join(f"{n} {dmed[n]:.0f} tok/s [{min(dec[n]):.0f}–{max(dec[n]):.0f}]" for n in names)
+    if len(names) > 1:
+        same = outs["ours"] == outs["nanochat"]
+        result["decode_ratio"], result["decode_same"] = dmed["ours"] / dmed["nanochat"], same
+        text += f"  ratio {result['decode_ratio']:.2f}, identical tokens: {'yes' if same else 'NO'}"
+    print(text)
+    for w in sides.values():
+        w.close()
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nanochat", help="path to a stock nanochat checkout (the folder holding nanochat/)")
+    p.add_argument("--patterns", nargs="+", default=["L", "SSSL"])
+    p.add_argument("--steps", type=int, default=20, help="training steps per model (the trajectory length)")
+    p.add_argument("--round-steps", type=int, default=2, help="steps per timed round")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--decode-tokens", type=int, default=200)
+    p.add_argument("--decode-rounds", type=int, default=3)
+    p.add_argument("--nanochat-omp-policy", choices=["PASSIVE", "ACTIVE"],
+                   help="give nanochat's worker this OMP_WAIT_POLICY (default: the environment's, as a user of "
+                        "stock nanochat would have; the engine sets PASSIVE for itself unless the environment says)")
+    a = p.parse_args()
+    if a.nanochat and not (Path(a.nanochat) / "nanochat" / "gpt.py").exists():
+        raise SystemExit(f"--nanochat {a.nanochat}: no nanochat/gpt.py there: pass the checkout's root folder")
+    if a.steps % a.round_steps or a.steps // a.round_steps < 2:
+        raise SystemExit("--steps must be a multiple of --round-steps, at least two rounds")
+    if not a.nanochat:
+        print("no --nanochat checkout given: measuring the engine alone (no ratios, no trajectory comparison)")
+
+    import torch
+
+    from engine.gpt import GPT, GPTConfig
+
+    results = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        batches = make_batches(a.steps)
+        for pattern in a.patterns:
+            torch.manual_seed(0)
+            model = GPT(GPTConfig(**model_config(pattern)))
+            model.init_weights()
+            weights = str(tmp / "init.pt")
+            torch.save(model.state_dict(), weights)
+            g = torch.Generator().manual_seed(7)
+            eps = torch.finfo(torch.float32).eps
+            torch.save({k: v * (1 + eps * (2 * torch.rand(v.shape, generator=g) - 1))
+                        for k, v in model.state_dict().items()}, tmp / "perturbed.pt")
+            del model
+            results.append(train_compare(pattern, a, weights, batches, tmp))
+
+    print("\n== summary")
+    for r in results:
+        line = f"{r['pattern']:>5}: train ours {r['median']['ours']:.0f} tok/s"
+        if "ratio" in r:
+            line += (f", nanochat {r['median']['nanochat']:.0f} tok/s, ratio {r['ratio']:.2f} "
+                     f"[{r['ratio_spread'][0]:.2f}–{r['ratio_spread'][1]:.2f}]"
+                     f"; peak RSS {r['rss']['ours'] / 2**20:.0f} vs {r['rss']['nanochat'] / 2**20:.0f} MiB"
+                     f"; trajectory {'ok' if r['trajectory_ok'] else 'MISMATCH'}"
+                     f"; decode ratio {r['decode_ratio']:.2f} (tokens {'identical' if r['decode_same'] else 'DIFFER'})")
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
