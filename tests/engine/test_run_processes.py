@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from engine_assets import build_assets, tiny_overrides
+from process_helpers import gone, wait_until
 
 from nanochat_cli.cli import main
 from nanochat_cli.services.runs import RunDir, RunOrchestrator, run_processes, spec_from_resolved
@@ -31,21 +32,8 @@ while True:
 """
 
 
-def wait_until(what: str, cond, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def kill_all(pids) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 from fake_job import fake_orchestrator
+from process_helpers import gone, wait_until
 
 from engine.config import TrainConfig
 from nanochat_cli.cli import main
@@ -30,21 +31,8 @@ HELPERS = Path(__file__).resolve().parents[1] / "helpers"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_until(what: str, cond, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def rank_pids(run_dir: Path, n: int) -> list[int]:
