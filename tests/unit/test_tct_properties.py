@@ -10,7 +10,9 @@ from jsonschema import Draft7Validator
 from engine.tct import decode, encode, tokenizer
 from engine.tct.schema import workflow_schema
 
-SETTINGS = settings(max_examples=60, deadline=None, database=None,
+# derandomized: CI sees the same examples every run (a new counterexample is found by a developer raising
+# max_examples, not by chance in someone else's CI run)
+SETTINGS = settings(max_examples=60, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 SCHEMA = workflow_schema()
 VALIDATOR = Draft7Validator(SCHEMA)
@@ -149,7 +151,7 @@ def test_schema_documents_round_trip_and_valid_ones_take_no_escape(doc):
         assert tok.escapes == 0, doc
 
 
-@settings(max_examples=30, deadline=None, database=None)
+@settings(max_examples=30, deadline=None, database=None, derandomize=True)
 @given(workflows, st.data())
 def test_schema_documents_legal_next_tokens_contain_the_actual_next_token(doc, data):
     tok = tokenizer()
