@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -28,8 +27,11 @@ from nanochat_cli.errors import AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.ingest.store import DEFAULT_CAPACITY, MetricStore
 from nanochat_cli.services.ingest.system import SystemProbe
+from nanochat_cli.services.lazy_module import LazyModule
 from nanochat_cli.services.registry import MISSING, REGISTRY, Registry
 from nanochat_cli.services.runs.status import HUNG_KEY
+
+np = LazyModule("numpy")  # imported on first use: ~50 ms the app's first paint does not need
 
 __all__ = ["KINDS", "Alert", "Layout", "LayoutStore", "PanelSpec", "Placement", "LayoutInfo", "ScreenLayout",
            "SystemProbe", "Thresholds", "check_thresholds", "load_layout", "register_builtins", "save_layout"]

@@ -18,8 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import numpy as np
-
 from engine.telemetry import (
     CheckpointEvent,
     ControlAckEvent,
@@ -33,6 +31,9 @@ from engine.telemetry import (
 )
 from nanochat_cli.services.ingest.describe import describe, sink_fields
 from nanochat_cli.services.ingest.eta import EtaEstimator
+from nanochat_cli.services.lazy_module import LazyModule
+
+np = LazyModule("numpy")  # imported on first use: ~50 ms the app's first paint does not need
 
 DEFAULT_CAPACITY = 4096  # exact points kept per metric; the envelope keeps capacity // 2 buckets of the rest
 MAX_SERIES = 256  # a source inventing metric names cannot grow the store without bound
