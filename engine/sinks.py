@@ -110,7 +110,7 @@ class WandbSink:
         if kind == "step":
             item = ("log", ev.step, {k: v for k in STEP_METRICS if (v := getattr(ev, k)) is not None})
         elif kind == "eval":
-            item = ("log", ev.step, {"val_bpb": ev.val_bpb})
+            item = ("log", ev.step, {k: v for k in ("val_bpb", "val_loss") if (v := getattr(ev, k)) is not None})
         elif kind == "control_ack" and ev.ok and ev.applied:
             item = ("config", ev.step, dict(ev.applied))  # hot patches show in the run's config
         elif kind == "run_end":

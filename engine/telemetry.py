@@ -65,6 +65,7 @@ class RunStartEvent(_Event):
     run_dir: str
     resumed_from_step: int | None = None
     startup: dict[str, float] = Field(default_factory=dict)  # phase -> Unix time it ended (engine/startup.py)
+    stage: str = "base"  # pipeline stage of the module that wrote it: base, sft, rl, eval
 
 
 class StepEvent(_Event):
@@ -90,7 +91,8 @@ class StepEvent(_Event):
 class EvalEvent(_Event):
     event: Literal["eval"] = "eval"
     step: int
-    val_bpb: float
+    val_bpb: float | None = None  # pretraining: bits per byte on validation text
+    val_loss: float | None = None  # SFT and others: mean loss per trained token on held-out data
 
 
 class SampleEvent(_Event):
@@ -160,12 +162,60 @@ class SinkStatusEvent(_Event):
     url: str | None = None  # the W&B run page (online); None offline and for OTel
 
 
+class RolloutSample(BaseModel):
+    model_config = ConfigDict(extra="ignore", ser_json_inf_nan="strings")
+    prompt: str
+    response: str
+    reward: float
+
+
+class RolloutEvent(_Event):
+    """One RL step's rollouts: K samples per prompt, their rewards and a few of them to show."""
+
+    event: Literal["rollout"] = "rollout"
+    step: int
+    prompts: int
+    k: int  # samples per prompt
+    reward_mean: float
+    reward_std: float
+    pass_at_k: dict[str, float] = Field(default_factory=dict)  # "1", "4", ... -> share of prompts solved
+    mean_len: float  # sampled tokens per answer
+    max_len: int
+    tool_call_rate: float  # share of samples that called a tool
+    samples: list[RolloutSample] = Field(default_factory=list)
+
+
+class EvalResultEvent(_Event):
+    """One task's score from an evaluation stage (CORE-style base eval, chat eval, ...)."""
+
+    event: Literal["eval_result"] = "eval_result"
+    suite: str  # "core", "chat", ...
+    task: str
+    metric: str  # "accuracy", "pass@1", ...
+    value: float
+    n: int  # examples scored
+    baseline: float | None = None  # random-guess score of the task, where it has one
+    centered: float | None = None  # (value - baseline) / (1 - baseline)
+    step: int | None = None
+    checkpoint: str | None = None
+
+
+class PluginEvent(_Event):
+    """An event of a plugin's own: `plugin` names it, `kind` says what `data` holds (documented by the plugin)."""
+
+    event: Literal["plugin"] = "plugin"
+    plugin: str
+    kind: str
+    step: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
 _EVENT_CLASSES = (RunStartEvent, StepEvent, EvalEvent, SampleEvent, CheckpointEvent, ControlAckEvent,
-                  WarningEvent, ErrorEvent, RunEndEvent, SinkStatusEvent)
+                  WarningEvent, ErrorEvent, RunEndEvent, SinkStatusEvent, RolloutEvent, EvalResultEvent, PluginEvent)
 EVENT_TYPES: dict[str, type[_Event]] = {c.model_fields["event"].default: c for c in _EVENT_CLASSES}
 Event = Annotated[
     RunStartEvent | StepEvent | EvalEvent | SampleEvent | CheckpointEvent | ControlAckEvent | WarningEvent
-    | ErrorEvent | RunEndEvent | SinkStatusEvent,
+    | ErrorEvent | RunEndEvent | SinkStatusEvent | RolloutEvent | EvalResultEvent | PluginEvent,
     Field(discriminator="event"),
 ]
 _adapter: TypeAdapter[Event] = TypeAdapter(Event)

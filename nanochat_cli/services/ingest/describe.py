@@ -39,7 +39,9 @@ def describe(ev: Any, world_size: int = 1) -> Described | None:
         return Described("info", _line(f"run {ev.run} started: {ev.world_size}× {ev.device} {ev.dtype}, "
                                        f"{ev.num_iterations} steps{resumed}"))
     if kind == "eval":
-        return Described("info", f"val bpb {ev.val_bpb:.4f}", ev.step)
+        parts = [f"val bpb {ev.val_bpb:.4f}" if ev.val_bpb is not None else "",
+                 f"val loss {ev.val_loss:.4f}" if ev.val_loss is not None else ""]
+        return Described("info", ", ".join(p for p in parts if p) or "eval", ev.step)
     if kind == "sample":
         return Described("info", _line(f"sample {ev.prompt!r} → {ev.text}"), ev.step)
     if kind == "checkpoint":

@@ -368,7 +368,10 @@ class MetricStore:
             r.status = "running"
 
     def _on_eval(self, ev: EvalEvent) -> None:
-        self._point("val_bpb", ev.step, ev.val_bpb)
+        if ev.val_bpb is not None:
+            self._point("val_bpb", ev.step, ev.val_bpb)
+        if ev.val_loss is not None:
+            self._point("val_loss", ev.step, ev.val_loss)
         self._log_event(ev)
 
     def _on_sample(self, ev: SampleEvent) -> None:

@@ -60,7 +60,7 @@ class RunSummary:
             self.end_status, self.end_reason = None, ""  # a resumed run starts over
         elif kind == "step":
             self.step, self.total, self.loss, self.elapsed, self.eta = ev.step, ev.total, ev.loss, ev.elapsed, ev.eta
-        elif kind == "eval":
+        elif kind == "eval" and ev.val_bpb is not None:
             self.val_bpb = ev.val_bpb
         elif kind == "error":
             self.error = ev.message
