@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.checkpoint import resolve_source
 from engine.errors import EngineError
-from engine.stage import StageRun, resolve_source, stage_main
+from engine.stage import StageRun, stage_main
 
 SAMPLE_PROMPTS = ["The Python standard library", "def main():", "import os\n", "class Config:"]
 

@@ -37,6 +37,7 @@ from engine.checkpoint import (
     complete_steps,
     load_rank_state,
     optim_file,
+    resolve_source,
     restore_rng,
     rng_state,
     save_model_and_meta,
@@ -46,7 +47,7 @@ from engine.common import DistInfo, EngineError, init_distributed, print0
 from engine.config import explain
 from engine.control import ControlChannel
 from engine.grpo import advantages, ks_for, pass_at_k, pg_loss, rollout_tensors
-from engine.stage import StageRun, resolve_source, stage_main
+from engine.stage import StageRun, stage_main
 from engine.telemetry import SCHEMA_VERSION, TelemetryWriter
 
 
@@ -57,7 +58,8 @@ def _f(default: Any, help: str, hot: bool = False, **kw: Any) -> Any:
 class RLConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    run: str = _f("rl", "run name: run dir <base>/runs/<run> and checkpoint tag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    run: str = _f("rl", "run name: run dir <base>/runs/<run> and checkpoint tag",
+                  pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     model_tag: str | None = _f(None, "checkpoint dir name under chatrl_checkpoints/ (default: the run name)")
     base_dir: str | None = _f(None, "base dir (default $NANOCHAT_BASE_DIR or ~/.cache/nanochat)")
     device_type: Literal["", "cpu", "cuda", "mps"] = _f("", "device: cpu, cuda or mps ('' = autodetect)")
@@ -233,7 +235,8 @@ class RLTrainer:
         return (self.cfg.seed * 1_000_003 + step * 100_003 + idx * 1009 + chunk) & 0x7FFFFFFF
 
     # ---- rollouts ----------------------------------------------------------------------------
-    def sample(self, prompt: list[int], n: int, temperature: float, seed: int) -> tuple[list[list[int]], list[list[int]]]:
+    def sample(self, prompt: list[int], n: int, temperature: float,
+               seed: int) -> tuple[list[list[int]], list[list[int]]]:
         """n answers to `prompt`: full sequences (prompt + answer, ending with its stop token when it stopped)
         and masks (1 on sampled tokens)."""
         from engine.engine import PAD_TOKEN

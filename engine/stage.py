@@ -1,8 +1,8 @@
 """What every post-training stage module (`engine.rl`, `engine.base_eval`, …) shares with `engine.train`.
 
 Flags generated from a stage's pydantic config class (same `--config FILE.yaml` + `--key=value` rules as
-`engine.train`), the newest checkpoint of the previous stage (`source: auto`), and the run wrapper that
-owns the run dir, the telemetry writer and the `run_end` event however the stage ends.
+`engine.train`) and the run wrapper that owns the run dir, the telemetry writer and the `run_end` event
+however the stage ends.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from engine.config import explain, load_yaml_config
 from engine.errors import EngineError
-from engine.shared import PHASE_DIRS, base_dir, one_line
-
-# the stage whose checkpoints a stage starts from when its source is `auto` (the contract's table)
-PREVIOUS_STAGE = {"sft": ("sft", "base"), "rl": ("rl", "sft"), "base_eval": ("eval", "base")}
+from engine.shared import base_dir, one_line
 
 
 def _allows_none(annotation: Any) -> bool:
@@ -71,25 +68,6 @@ def parse_stage_config(cls: type[BaseModel], argv: list[str] | None, prog: str, 
 
 def stage_base(cfg: Any) -> Path:
     return Path(cfg.base_dir).expanduser() if getattr(cfg, "base_dir", None) else base_dir()
-
-
-def resolve_source(base: Path, stage: str, source: str, step: int = -1) -> tuple[Path, int]:
-    """(checkpoint dir, step) a stage starts from: `source` is a checkpoint dir, a model_XXXXXX.pt file or
-    `auto` (the newest checkpoint dir, by mtime, of the previous stage under `base`); step -1 = newest."""
-    from engine.checkpoint import complete_steps
-    from engine.inference_load import resolve_checkpoint
-
-    if source != "auto":
-        return resolve_checkpoint(source, None if step < 0 else step)
-    phase = PREVIOUS_STAGE[stage][1]
-    root = Path(base) / PHASE_DIRS[phase]
-    dirs = [d for d in root.iterdir() if d.is_dir() and complete_steps(d)] if root.is_dir() else []
-    if not dirs:
-        hint = "nanochat-cli train --prefab cpu-tiny" if phase == "base" else f"the {phase} stage"
-        raise EngineError(f"source: no {phase} checkpoint in {root}: train one first with {hint}, or pass "
-                          "--source PATH")
-    newest = max(dirs, key=lambda d: max(p.stat().st_mtime for p in d.glob("meta_*.json")))
-    return resolve_checkpoint(newest, None if step < 0 else step)
 
 
 class StageRun:
