@@ -1,69 +1,22 @@
-"""What every post-training stage module (`engine.rl`, `engine.base_eval`, …) shares with `engine.train`.
-
-Flags generated from a stage's pydantic config class (same `--config FILE.yaml` + `--key=value` rules as
-`engine.train`) and the run wrapper that owns the run dir, the telemetry writer and the `run_end` event
-however the stage ends.
+"""The run wrapper of a stage that does not train (`engine.base_eval`): it owns the run dir, the telemetry
+writer and the `run_end` event however the stage ends. Training stages use engine.train.run_training.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 import traceback
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from engine.config import explain, load_yaml_config
+from engine.config import parse_config
 from engine.errors import EngineError
 from engine.shared import base_dir, one_line
-
-
-def _allows_none(annotation: Any) -> bool:
-    return annotation is None or type(None) in typing.get_args(annotation) or (
-        isinstance(annotation, types.UnionType) and type(None) in annotation.__args__)
-
-
-def build_stage_parser(cls: type[BaseModel], prog: str, description: str) -> argparse.ArgumentParser:
-    """`--flag` per field of `cls` (`--x/--no-x` for booleans), plus `--config`."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--config", help="YAML file with config keys (flat, or in sections); flags override it")
-    for name, f in cls.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if f.annotation is bool:
-            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f.description)
-        else:
-            p.add_argument(flag, dest=name, default=None, help=f.description, metavar=name.upper())
-    return p
-
-
-def parse_stage_config(cls: type[BaseModel], argv: list[str] | None, prog: str, description: str = "") -> Any:
-    """Flags over --config over defaults; any problem is an EngineError of one line."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    args = build_stage_parser(cls, prog, description).parse_args(argv)
-    values: dict[str, Any] = {}
-    if args.config:
-        values = {k: v for k, v in load_yaml_config(args.config).items()}
-        unknown = sorted(set(values) - set(cls.model_fields))
-        if unknown:
-            raise EngineError(f"{args.config}: unknown key {unknown[0]!r} for {prog}: use one of "
-                              f"{', '.join(cls.model_fields)}")
-    values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
-    for name, f in cls.model_fields.items():
-        if values.get(name) in ("", "none", "None") and _allows_none(f.annotation):
-            values[name] = None
-    try:
-        return cls(**values)
-    except ValidationError as e:
-        raise EngineError(explain(e, args.config or "flags")) from None
 
 
 def stage_base(cfg: Any) -> Path:
@@ -120,7 +73,7 @@ def stage_main(prog: str, cls: type[BaseModel], body: Callable[[StageRun], str],
                description: str = "") -> int:
     """Parse the config (exit 2 on a bad one), then run `body` inside a StageRun."""
     try:
-        cfg = parse_stage_config(cls, argv, prog, description)
+        cfg = parse_config(argv, cls, prog, description)
         run = StageRun(prog, cfg)
     except EngineError as e:
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)

@@ -66,7 +66,8 @@ def make_trainer(base: Path, source: Path, run: str, **kw) -> tuple[RLTrainer, P
     run_dir.mkdir(parents=True, exist_ok=True)
     tel = TelemetryWriter(run_dir / "telemetry.jsonl", run=run)
     info = DistInfo(ddp=False, rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
-    trainer = RLTrainer(cfg, info, tel, run_dir, base, LetterTask(5), LetterTask(2, 100))
+    trainer = RLTrainer(cfg, info, tel, run_dir)
+    trainer.train_task, trainer.eval_task = LetterTask(5), LetterTask(2, 100)
     trainer.setup()
     trainer.emit_start()
     return trainer, run_dir
