@@ -86,7 +86,7 @@ def build(out_dir: Path, per_task: int = PER_TASK, seed: int = SEED) -> Path:
         atomic_write(out_dir / "eval_data" / uri, "".join(json.dumps(r) + "\n" for r in rows))
         yaml_lines += [f"- label: {label}", f"  icl_task_type: {kind}", f"  dataset_uri: {uri}",
                        f"  num_fewshot: [{shots}]", f"  continuation_delimiter: {json.dumps(delim)}"]
-        csv_lines.append(f"{label},{baseline:.4f}")
+        csv_lines.append(f"{label},{baseline:.6f}")
     atomic_write(out_dir / "core.yaml", "\n".join(yaml_lines) + "\n")
     atomic_write(out_dir / "eval_meta_data.csv", "\n".join(csv_lines) + "\n")
     return out_dir
