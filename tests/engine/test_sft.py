@@ -3,6 +3,7 @@ before and after), the chatsft checkpoint and its meta, exact resume, and one-li
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -71,7 +72,15 @@ def test_sft_resumes_exactly(base_ckpt):
     # drop the final step, as if the run had been killed after its step-2 save, and resume from there
     for p in (base_ckpt / "chatsft_checkpoints" / "parts").glob("*000004*"):
         p.unlink()
-    assert run_sft(base_ckpt, "parts", "--num-iterations", "4", "--resume") == 0
+    # a newer base checkpoint of another shape appeared meanwhile: resume keeps the source it started from
+    newer = base_ckpt / "base_checkpoints" / "newer"
+    meta = load_meta(base_ckpt / "base_checkpoints" / "tiny", 0)
+    config = GPTConfig(**{**meta["model_config"], "n_layer": 1})
+    save_model_and_meta(newer, 0, GPT(config).state_dict(), {**meta, "model_config": config.to_dict()})
+    try:
+        assert run_sft(base_ckpt, "parts", "--num-iterations", "4", "--resume") == 0
+    finally:
+        shutil.rmtree(newer)
     whole = load_model_state(base_ckpt / "chatsft_checkpoints" / "whole", 4)
     parts = load_model_state(base_ckpt / "chatsft_checkpoints" / "parts", 4)
     assert all(torch.equal(whole[k], parts[k]) for k in whole)
