@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     return run_training(argv, Trainer, parse_config, "engine.train")
 
 
-def run_training(argv: list[str] | None, trainer_cls: type[Trainer], parse, prog: str) -> int:
+def run_training(argv: list[str] | None, trainer_cls: type, parse, prog: str) -> int:
     """A training stage's main: parse the config (`parse(argv)`), open the run dir and telemetry, run
     `trainer_cls` under torch.distributed, and end with run_end whatever happens. Returns the exit code."""
     startup = StartupClock(IMPORTED_AT)
