@@ -108,11 +108,13 @@ class RLTrainer(Trainer):
         self.resumed_from = resume_step
         self.raw_model = self.model = model.train()
         self.engine = Engine(model, tok, tool=self.tool)
-        frac = cfg.init_lr_frac
-        self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr * frac,
-                                         unembedding_lr=cfg.unembedding_lr * frac, matrix_lr=cfg.matrix_lr * frac,
-                                         scalar_lr=cfg.scalar_lr * frac, weight_decay=cfg.weight_decay,
-                                         world_size=self.info.world_size)
+        self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr,
+                                         matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr,
+                                         weight_decay=cfg.weight_decay, world_size=self.info.world_size)
+        # every group moves gently, the fixed-lr ones too (smear/backout: 0.2): Adam turns the noisy RL gradient
+        # into full-size steps, and at 0.2 a step those gates wreck an SFT model in a few steps
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = group["lr"] = group["lr"] * cfg.init_lr_frac
         self.num_iterations = cfg.num_iterations
         if rank_state is not None:
             self._restore_optimizer(rank_state, resume_step)

@@ -153,3 +153,18 @@ def test_stop_and_patch_requests_are_obeyed(tmp_path, source):
     (ckpt,) = events(run_dir, "checkpoint")
     assert ckpt["reason"] == "stop" and ckpt["step"] == 0
     assert complete_steps(checkpoint_dir(tmp_path / "base", "ctl", "rl")) == [0]
+
+
+def test_every_lr_is_scaled_by_init_lr_frac(tmp_path, source):
+    """Fixed-lr groups too (smear/backout at 0.2): unscaled, Adam's full-size steps on noisy RL gradients
+    wrecked an SFT model within a few steps."""
+    from engine.optim import build_optimizer
+
+    trainer, _ = make_trainer(tmp_path / "base", source, "lrs", init_lr_frac=0.05)
+    cfg = trainer.cfg
+    plain = build_optimizer(trainer.model, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr,
+                            matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr, weight_decay=cfg.weight_decay)
+    got = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
+    want = {g["name"]: 0.05 * g["initial_lr"] for g in plain.param_groups}
+    assert got.keys() == want.keys() and all(got[k] == pytest.approx(want[k]) for k in got)
+    assert got["smear"] == pytest.approx(0.05 * 0.2)
