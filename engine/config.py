@@ -74,6 +74,10 @@ class TrainConfig(BaseModel):
     # data
     data_dir: str | None = _f(None, "folder of parquet shards with a 'text' column (default: embedded corpus)")
     tokenizer_dir: str | None = _f(None, "folder with tokenizer.pkl (default: trained once on the data and cached)")
+    data_source: str | None = _f(None, "module:callable that supplies tokenizer and batches instead of data_dir "
+                                       "(see engine/data_source.py; None = parquet text)",
+                                 pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    data_source_options: str | None = _f(None, "text passed to the data_source callable (its own format)")
 
     # cadence
     eval_every: int = _f(250, "evaluate val bits-per-byte every N steps (-1 = only at the end)", hot=True, ge=-1)
@@ -171,7 +175,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     values: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
     for k in ("model_tag", "base_dir", "n_kv_head", "data_dir", "tokenizer_dir", "init_from", "wandb_entity",
-              "otel_endpoint"):
+              "otel_endpoint", "data_source", "data_source_options"):
         if values.get(k) in ("", "none", "None"):
             values[k] = None
     try:

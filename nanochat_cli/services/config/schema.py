@@ -109,7 +109,7 @@ ENGINE_LAYOUT: dict[str, list[str | tuple[str, str]]] = {
     "training": ["num_iterations", "target_flops", "target_param_data_ratio", "device_batch_size",
                  "total_batch_size", "embedding_lr", "unembedding_lr", "matrix_lr", "scalar_lr", "weight_decay",
                  "lr_scale", "warmup_iters", "warmdown_ratio", "final_lr_frac", "compile", "fp8", "seed"],
-    "data": ["data_dir", "tokenizer_dir"],
+    "data": ["data_dir", "tokenizer_dir", "data_source", "data_source_options"],
     "telemetry": ["eval_every", "eval_tokens", "sample_every", "save_every", "log_every", "wandb",
                   "wandb_project", "wandb_entity", "otel_endpoint"],
     "run": [("name", "run"), "base_dir", "model_tag", "resume", "resume_from_step", "init_from"],
