@@ -121,8 +121,9 @@ class ShaderModel:
             beams = [(ids, score) for _, ids, score in keep]
             feed = torch.tensor([[ids[-1]] for ids, _ in beams], dtype=torch.long, device=self.device)
             logits = self.model(feed, kv_cache=cache)[:, -1, :].float()
-        out = done or [Candidate(ids, score, False) for ids, score in beams]
-        return sorted(out, key=lambda c: -c.score)[:k]
+        # finished candidates first (best mean log-probability first), then the beams the limit cut off
+        cut = [Candidate(ids, score, False) for ids, score in beams]
+        return (sorted(done, key=lambda c: -c.score) + sorted(cut, key=lambda c: -c.score))[:k]
 
     @torch.inference_mode()
     def sample(self, prompt: str, n: int = 1, temperature: float = 0.8, top_k: int | None = 40, seed: int = 0,
