@@ -220,8 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     ep = r.compute_entry(args.entry)
     if args.case:
         rec = dataset.find(args.case, args.dataset or dataset.BUNDLED)
-        with ShaderWorker(args.timeout) as worker:  # a child process: a shader that never ends is killed
-            result = worker.run_case(source, rec.family, rec.params, rec.seed, args.entry)
+        worker = ShaderWorker.shared(args.timeout)  # a child process: a shader that never ends is killed
+        result = worker.run_case(source, rec.family, rec.params, rec.seed, args.entry)
         log.info("run %s against %s: %s", args.file, rec.id, result.message)
         _out(f"{args.file}: {ep.name} on the buffers of {rec.id} ({rec.family}): {result.message} "
              f"[{result.seconds * 1e3:.1f} ms]")
@@ -229,8 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid = _parse_grid(args.grid, args.n)
     data = runner.auto_buffers(source, args.n, args.seed, _parse_sets(args.set), r)
     writable = [(b.group, b.binding) for b in r.bindings if b.writable]
-    with ShaderWorker(args.timeout) as worker:
-        out, seconds = worker.dispatch(source, data, writable, grid, args.entry)
+    out, seconds = ShaderWorker.shared(args.timeout).dispatch(source, data, writable, grid, args.entry)
     groups = [runner.ceil_div(g, w) for g, w in zip(grid, ep.workgroup_size, strict=True)]
     _out(f"{args.file}: ran {ep.name} @workgroup_size{ep.workgroup_size} as {groups[0]}x{groups[1]}x{groups[2]} "
          f"workgroups over a {grid[0]}x{grid[1]}x{grid[2]} grid in {seconds * 1e3:.1f} ms")

@@ -112,8 +112,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     _out(f"-- validation: {verdict} ({a.how}{tries}): {a.message}")
     code = 0 if a.valid else 1
     if a.valid:
-        with ShaderWorker(args.timeout) as worker:
-            rc = check_run(worker, a.shader, record)
+        rc = check_run(ShaderWorker.shared(args.timeout), a.shader, record)
         what = "correct" if rc.correct else "WRONG" if rc.correct is False else ("ran" if rc.ok else "FAILED")
         _out(f"-- run: {what}: {rc.message}")
         code = 0 if rc.ok else 1

@@ -9,6 +9,7 @@ gets a one-line `ShaderTimeout` instead of a hung process.
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing as mp
 import time
 from typing import Any
@@ -18,6 +19,9 @@ from nanochat_plugins.wgsl.errors import WgslError
 
 DEFAULT_TIMEOUT_S = 10.0
 START_TIMEOUT_S = 60.0  # a cold start imports numpy and wgpu and opens the adapter
+
+
+_shared: dict[str, ShaderWorker | None] = {}
 
 
 class ShaderTimeout(WgslError):
@@ -115,6 +119,18 @@ class ShaderWorker:
                 self._proc.kill()
             self._proc.join(5)
             self._proc = None
+
+    @classmethod
+    def shared(cls, timeout: float = DEFAULT_TIMEOUT_S) -> ShaderWorker:
+        """This process's long-lived worker (its adapter starts once); closed at exit."""
+        if _shared.get("worker") is None:
+            _shared["worker"] = cls(timeout)
+            atexit.register(_shared["worker"].close)
+        worker = _shared["worker"]
+        if not timeout > 0:
+            raise WgslError(f"timeout={timeout}: must be a positive number of seconds")
+        worker.timeout = timeout
+        return worker
 
     def __enter__(self) -> ShaderWorker:
         return self
