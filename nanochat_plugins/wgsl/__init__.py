@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nanochat_plugins.wgsl import cli, tui
+from nanochat_plugins.wgsl import chat_mode, cli, tui
 
 if TYPE_CHECKING:
     from nanochat_cli.plugin_api import Registry
@@ -22,3 +22,4 @@ def register(registry: Registry) -> None:
                                                           "shaders, the dataset, the TOML configs (also: "
                                                           "tiny-agent-trainer)")
     tui.register(registry)
+    chat_mode.register(registry)

@@ -44,3 +44,12 @@ def test_train_resume_generate_and_eval(tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "e.json").read_text())["results"]
     assert set(res) == {"greedy", "retry2"} and res["greedy"]["n"] == 2
+    # the Chat mode claims the checkpoint and answers with a highlighted shader and its checks
+    code = ("from pathlib import Path; from nanochat_cli.plugin_api import ModeRequest; "
+            "from nanochat_plugins.wgsl import chat_mode as m; import sys; p = Path(sys.argv[1]); "
+            "assert m.claims(p); r = m.run(ModeRequest('chromatic.gamma-000', p, max_tokens=16)); "
+            "print(r.language, r.ok, len(r.validation), r.validation[0].split(':')[0])")
+    r = subprocess.run([sys.executable, "-c", code, str(ckpt)], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    language, ok, n, first = r.stdout.split()
+    assert (language, first) == ("wgsl", "validation") and ok in ("True", "False") and n in ("1", "2")
