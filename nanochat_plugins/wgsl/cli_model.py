@@ -139,6 +139,10 @@ def evaluate(sm: Any, records: list, beam: int, retries: int, timeout: float, ma
     valid = correct = 0
     val_s, run_s, gen_s, rows = [], [], [], []
     with ShaderWorker(timeout) as worker:
+        try:
+            worker.warm()
+        except WgslError:
+            pass  # no adapter: each check says so
         for i, rec in enumerate(records):
             g = generate(sm, rec.prompt, beam, retries, seed=i, max_new=max_new)
             a = g.best
