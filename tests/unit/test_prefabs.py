@@ -13,7 +13,8 @@ from nanochat_cli.services.config.estimate import compat_matrix
 from nanochat_cli.services.config.prefabs import PrefabError, PrefabExists, PrefabStore, file_stem
 from nanochat_cli.services.config.schema import ConfigError, to_engine_config
 
-SHIPPED = ["cpu-tiny", "cpu-small", "$10", "$100", "$1000"]
+SHIPPED = ["cpu-tiny", "wgsl-cpu", "cpu-small", "wgsl-gpu", "$10", "$100", "$1000"]
+PRETRAIN = ["cpu-tiny", "cpu-small", "$10", "$100", "$1000"]  # the embedded-corpus ladder
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_cpu_tiny_is_a_quick_two_process_cpu_run(store):
 
 
 def test_gpu_tiers_grow_in_scale_and_cost(store):
-    infos = [compat_matrix(store.resolve(n)) for n in SHIPPED]
+    infos = [compat_matrix(store.resolve(n)) for n in PRETRAIN]
     tiny, small, usd10, usd100, usd1000 = infos
     assert tiny.params < small.params < usd10.params < usd100.params < usd1000.params
     assert usd10.gpus == 1 and usd100.gpus == 8 and usd1000.gpus == 8
