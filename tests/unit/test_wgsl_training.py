@@ -131,3 +131,15 @@ def test_train_maps_the_toml_and_rejects_wrong_types(capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert err == (f"nanochat-cli: error: {bad}: training.batch_size: Input should be a valid integer "
                    "(got 'eight')")
+
+
+def test_chat_mode_claims_wgsl_checkpoints_only(src, tmp_path):
+    from nanochat_plugins.wgsl import chat_mode
+
+    for name, tok_dir in [("wgsl", src.tokenizer.directory), ("text", tmp_path)]:
+        ckpt = tmp_path / name
+        ckpt.mkdir()
+        (ckpt / "meta_000010.json").write_text(json.dumps({"tokenizer_dir": str(tok_dir)}))
+        (ckpt / "model_000010.pt").write_bytes(b"")
+    assert chat_mode.claims(tmp_path / "wgsl") and chat_mode.claims(tmp_path / "wgsl" / "model_000010.pt")
+    assert not chat_mode.claims(tmp_path / "text") and not chat_mode.claims(tmp_path / "nowhere")
