@@ -40,6 +40,8 @@ SOURCE_PHASES: dict[str, tuple[str, ...]] = {
 # what to run to get a checkpoint of a phase, for the "nothing to start from" line
 MAKE_PHASE = {"base": "nanochat-cli train --prefab cpu-tiny", "sft": "nanochat-cli train --prefab cpu-tiny-sft",
               "rl": "nanochat-cli train --prefab cpu-tiny-rl"}
+# eval runs two modules, each in its own run: <run.name>-core, <run.name>-chat
+RUN_SUFFIX = {"base_eval": "core", "chat_eval": "chat"}
 # app config key -> the stage config field it fills (where the stage's class has that field)
 SHARED_KEYS: dict[str, str] = {
     "run.name": "run", "run.base_dir": "base_dir", "training.seed": "seed", "run.start_from": "source",
@@ -94,7 +96,7 @@ def stage_values(resolved: dict[str, Any], module: str, fields: dict[str, Any]) 
         device = resolved.get("hardware.device", "auto")
         values["device_type"] = "" if device == "auto" else device
     if "run" in values and len(modules_for(resolved.get("run.stage", "base"))) > 1:
-        values["run"] = f"{values['run']}-{module.replace('_', '-')}"  # eval: one run per module
+        values["run"] = f"{values['run']}-{RUN_SUFFIX[module]}"  # eval: one run per module
     options = parse_options(resolved.get("run.stage_options", ""))
     unknown = sorted(set(options) - set(fields))
     if unknown:
