@@ -13,8 +13,8 @@ from nanochat_cli.services.config.estimate import compat_matrix
 from nanochat_cli.services.config.prefabs import PrefabError, PrefabExists, PrefabStore, file_stem
 from nanochat_cli.services.config.schema import ConfigError, to_engine_config
 
-SHIPPED = ["cpu-tiny", "cpu-tiny-sft", "cpu-tiny-rl", "cpu-tiny-eval", "cpu-small", "$10", "$100", "$100-sft", "$100-rl",
-           "$100-eval", "$1000"]
+SHIPPED = ["cpu-tiny", "cpu-tiny-sft", "cpu-tiny-rl", "cpu-tiny-eval", "cpu-small", "$10", "$100", "$100-sft",
+           "$100-rl", "$100-eval", "$1000"]
 BASE_TIERS = [n for n in SHIPPED if not n.endswith(("-sft", "-rl", "-eval"))]  # the pretraining prefabs
 
 

@@ -121,9 +121,9 @@ def build_report(record: PipelineRecord, runs_dir: Path, base: Path | None = Non
     facts = {s.module: _step_facts(runs_dir, s) for s in record.steps}
     total = sum(s.seconds for s in record.steps)
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created)) if record.created else "?"
+    sets = " ".join(f"{k}={v}" for k, v in record.overrides.items())
     out = [f"# Pipeline report: {record.name}", "",
-           f"- prefab: `{record.prefab}`" + (f", overrides: `{' '.join(f'{k}={v}' for k, v in record.overrides.items())}`"
-                                             if record.overrides else ""),
+           f"- prefab: `{record.prefab}`" + (f", overrides: `{sets}`" if sets else ""),
            f"- started {when}; status **{record.status}**; wall time {duration(total)}"]
     if base is not None:
         out.append(f"- base dir: `{base}`")

@@ -126,3 +126,17 @@ def list_pipelines(base: Path) -> list[PipelineDir]:
     root = pipelines_root(base)
     dirs = [PipelineDir(d) for d in root.iterdir() if (d / RECORD).is_file()] if root.is_dir() else []
     return sorted(dirs, key=lambda d: d.record_path.stat().st_mtime, reverse=True)
+
+
+def find_report(base: Path, run: str | None = None) -> PipelineDir | None:
+    """The pipeline that ran `run` (any of its stages), else the newest pipeline with a report; None if none."""
+    found = [d for d in list_pipelines(base) if d.report_path.is_file()]
+    if run:
+        for d in found:
+            try:
+                record = d.read()
+            except AppError:
+                continue
+            if record is not None and any(a.run == run for s in record.steps for a in s.attempts):
+                return d
+    return found[0] if found else None
