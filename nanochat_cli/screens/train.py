@@ -173,7 +173,8 @@ class TrainScreen(AppScreen):
         if self.live is None:
             return
         try:
-            problem = self.editor.choose(small=self.app.size.height < SMALL_TERMINAL_ROWS)
+            stage = self.live.record.get("stage") or getattr(self.live.spec, "stage", None) or "base"
+            problem = self.editor.choose(small=self.app.size.height < SMALL_TERMINAL_ROWS, stage=str(stage))
         except USER_ERRORS as e:
             self.napp._error(str(e))
             return
