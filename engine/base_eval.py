@@ -22,8 +22,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.checkpoint import resolve_source
 from engine.errors import EngineError
-from engine.stage import StageRun, resolve_source, stage_main
+from engine.stage import StageRun, stage_main
 
 SAMPLE_PROMPTS = ["The Python standard library", "def main():", "import os\n", "class Config:"]
 
@@ -87,10 +88,9 @@ def run_eval(run: StageRun) -> str:
 
     cfg: BaseEvalConfig = run.cfg
     info = init_distributed(cfg.device_type)
+    tasks = load_bundle(cfg.bundle or shipped_bundle()) if cfg.core else []  # a bad bundle fails before the model
     ckpt_dir, step = resolve_source(run.base, "base_eval", cfg.source, cfg.source_step)
     run.step = step
-    # the bundle is read before the model: a bad one fails fast
-    tasks = load_bundle(cfg.bundle or shipped_bundle()) if cfg.core else []
     model, tokenizer, meta = load_model(ckpt_dir, step, info.device, cfg.tokenizer_dir)
     torch.manual_seed(cfg.seed)
     checkpoint = str(ckpt_dir / f"model_{step:06d}.pt")
