@@ -30,8 +30,9 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
 }
 # engine module -> (module that defines its config class, class name); the contract names the classes
 CONFIG_CLASSES: dict[str, tuple[str, str]] = {
-    "train": ("engine.config", "TrainConfig"), "sft": ("engine.sft", "SFTConfig"), "rl": ("engine.rl", "RLConfig"),
-    "base_eval": ("engine.base_eval", "BaseEvalConfig"), "chat_eval": ("engine.chat_eval", "ChatEvalConfig"),
+    "train": ("engine.config", "TrainConfig"), "sft": ("engine.sft_config", "SFTConfig"),
+    "rl": ("engine.rl", "RLConfig"), "base_eval": ("engine.base_eval", "BaseEvalConfig"),
+    "chat_eval": ("engine.chat_eval_config", "ChatEvalConfig"),
 }
 # engine module -> the checkpoint phases `source: auto` looks in, first match wins (docs: POSTTRAIN contract)
 SOURCE_PHASES: dict[str, tuple[str, ...]] = {
@@ -86,8 +87,11 @@ def parse_options(text: str) -> dict[str, str]:
     return out
 
 
-def stage_values(resolved: dict[str, Any], module: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """The values the app gives stage module `module` whose config class has `fields` (name -> FieldInfo)."""
+def stage_values(resolved: dict[str, Any], module: str, fields: dict[str, Any],
+                 stage_fields: set[str] | None = None) -> dict[str, Any]:
+    """The values the app gives stage module `module` whose config class has `fields` (name -> FieldInfo).
+    `stage_fields`: every field of the stage's modules (eval has two): an option that only the other module
+    has is left to it, one that none has is an error."""
     values: dict[str, Any] = {}
     for key, name in SHARED_KEYS.items():
         if name in fields and key in resolved:
@@ -98,17 +102,22 @@ def stage_values(resolved: dict[str, Any], module: str, fields: dict[str, Any]) 
     if "run" in values and len(modules_for(resolved.get("run.stage", "base"))) > 1:
         values["run"] = f"{values['run']}-{RUN_SUFFIX[module]}"  # eval: one run per module
     options = parse_options(resolved.get("run.stage_options", ""))
-    unknown = sorted(set(options) - set(fields))
+    known = set(fields) | (stage_fields or set())
+    unknown = sorted(set(options) - known)
     if unknown:
-        raise AppError(f"run.stage_options: {unknown[0]}: not a setting of engine.{module}: use one of "
-                       f"{', '.join(sorted(fields))}")
-    return {**values, **options}
+        modules = " or ".join(f"engine.{m}" for m in modules_for(resolved.get("run.stage", "base"))) \
+            if stage_fields else f"engine.{module}"
+        raise AppError(f"run.stage_options: {unknown[0]}: not a setting of {modules}: use one of "
+                       f"{', '.join(sorted(known))}")
+    return {**values, **{k: v for k, v in options.items() if k in fields}}
 
 
 def build_config(resolved: dict[str, Any], module: str) -> BaseModel:
     """The validated config object of stage module `module` for the resolved app config."""
     cls = config_class(module)
-    values = stage_values(resolved, module, cls.model_fields)
+    others = [m for m in modules_for(resolved.get("run.stage", "base")) if m not in (module, "train")]
+    stage_fields = set().union(*(config_class(m).model_fields for m in others)) if others else None
+    values = stage_values(resolved, module, cls.model_fields, stage_fields)
     try:
         return cls.model_validate(values)
     except ValidationError as e:
