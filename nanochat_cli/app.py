@@ -417,15 +417,15 @@ class NanochatApp(App[None]):
         from nanochat_cli.services.pipeline import write_report
 
         def launch(spec: Any) -> None:
-            info = self.orchestrator.launch(spec, self.secrets)
+            info = pipe.orch.launch(spec, self.secrets)
             self.call_from_thread(self._show_stage, info.name, spec)
-            while self.orchestrator.poll(info.name) is None and not pipe.stopped:
-                time.sleep(0.5)
+            while pipe.orch.poll(info.name) is None and not pipe.stopped:
+                time.sleep(0.2)
 
         def work() -> None:
             try:
                 record = pipe.run(launch)
-                write_report(pipe.dir, record, self.orchestrator.runs_dir, pipe.base)
+                write_report(pipe.dir, record, pipe.orch.runs_dir, pipe.base)
             except (*USER_ERRORS, OSError) as e:
                 self.call_from_thread(self._error, f"pipeline {pipe.name}: {e}")
                 return

@@ -27,15 +27,19 @@ EXIT = {"finished": 0, "stopped": 130, "failed": 1, "running": 1}
 def parse_pipeline_sets(items: list[str] | None) -> dict[str, Any]:
     """--set k=v (every stage) and stage:k=v (that stage only), each checked like `train --set`."""
     from nanochat_cli.cli.common import parse_sets
+    from nanochat_cli.errors import AppError
     from nanochat_cli.services.config.schema import STAGES
 
     out: dict[str, Any] = {}
     for item in items or []:
         stage, sep, rest = item.partition(":")
-        if sep and stage in STAGES and "=" in rest and "=" not in stage:
+        if not sep or "=" in stage:  # no prefix (a ':' in the value is the value's)
+            out.update(parse_sets([item]))
+        elif stage in STAGES:
             out.update({f"{stage}:{k}": v for k, v in parse_sets([rest]).items()})
         else:
-            out.update(parse_sets([item]))
+            raise AppError(f"--set {item}: {stage!r} is not a stage: prefix a key with one of {', '.join(STAGES)}, "
+                           "e.g. sft:training.num_iterations=20")
     return out
 
 

@@ -126,3 +126,23 @@ def test_report_view_snapshot(snap_compare, report_app):
         await pilot.pause(0.3)
 
     assert snap_compare(report_app, terminal_size=(120, 40), run_before=open_report)
+
+
+async def test_the_tui_runs_a_pipeline_stage_by_stage_and_opens_its_report(tmp_path):
+    from fake_stages import fake_specs, stage_orchestrator
+
+    from nanochat_cli.services.config.prefabs import PrefabStore
+    from nanochat_cli.services.pipeline import Pipeline, plan
+
+    base = tmp_path / "base"
+    overrides = {"training.num_iterations": 3}
+    plans = plan(PrefabStore(user_dir=tmp_path / "user", auth_flags=lambda: {}), "cpu-tiny", overrides)
+    pipe = Pipeline.open(base, stage_orchestrator(base, tmp_path), "cpu-tiny", plans, overrides, specs=fake_specs)
+    app = make_app(tmp_path, start_pipeline=pipe)
+    shown: list[str] = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.watch(app, "active_run", lambda name: shown.append(name), init=False)
+        await wait_for(pilot, "the report", lambda: isinstance(app.screen, ReportScreen), timeout=120)
+        assert "status **finished**" in app.screen.text
+        assert shown == ["cpu-tiny", "cpu-tiny-sft", "cpu-tiny-rl", "cpu-tiny-eval-core", "cpu-tiny-eval-chat"]
+        assert app.current_mode == "train"

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_stages import fake_specs, stage_orchestrator
 
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.pipeline import Pipeline, PipelineDir, launch_and_wait, plan, split_overrides, write_report
-from tests.helpers.fake_stages import fake_specs, stage_orchestrator
 
 SHORT = {"training.num_iterations": 4}
 
@@ -91,3 +91,21 @@ def test_rerun_skips_finished_stages_and_resumes_the_failed_one(tmp_path, store,
     assert third.name == "cpu-tiny" and third.pending() == []
     fresh, _ = _pipeline(tmp_path, store, new=True)
     assert fresh.name == "cpu-tiny-2"
+
+
+def test_cli_errors_are_one_line_and_runs_command_shows_each_module(capsys):
+    from nanochat_cli.cli.main import main
+
+    assert main(["pipeline", "--report"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nanochat-cli: error: no pipeline under ") and "\n" not in err
+    assert main(["pipeline", "--headless", "--set", "sfx:training.seed=1"]) == 2
+    assert "'sfx' is not a stage" in capsys.readouterr().err
+    assert main(["runs", "command", "--prefab", "cpu-tiny-eval"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" -- ")[0].split()[-1] for ln in lines] == ["engine.base_eval", "engine.chat_eval"]
+    assert "--run=cpu-tiny-eval-core" in lines[0] and "--run=cpu-tiny-eval-chat" in lines[1]
+    assert main(["runs", "command", "--prefab", "cpu-tiny-rl", "--set", "run.stage_options=num_samples=4"]) == 0
+    assert "-m engine.rl -- --run=cpu-tiny-rl" in capsys.readouterr().out
+    assert main(["runs", "command", "--prefab", "cpu-tiny-rl", "--set", "run.stage_options=bogus=1"]) == 2
+    assert "run.stage_options: bogus: not a setting of engine.rl" in capsys.readouterr().err
