@@ -379,6 +379,15 @@ class NanochatApp(App[None]):
             return
         from nanochat_cli.services.runs import spec_from_resolved
 
+        if self.session.current.get("run.stage") == "eval":  # two modules, one after the other: a pipeline
+            from nanochat_cli.services.pipeline import Pipeline, StagePlan
+
+            current = dict(self.session.current)
+            pipe = Pipeline.open(self.base_dir, self.orchestrator, self.session.prefab,
+                                 [StagePlan("eval", self.session.prefab, current)], new=True)
+            self.pipeline = pipe
+            self.run_pipeline(pipe)
+            return
         try:
             spec = spec_from_resolved(self.session.current)
         except USER_ERRORS as e:

@@ -154,7 +154,11 @@ class Pipeline:
 
     def _spec(self, plan: StagePlan, module: str) -> LaunchSpec:
         resolved = dict(plan.resolved)
-        resolved["run.name"] = self.name if plan.stage == "base" else f"{self.name}-{plan.stage}"
+        own = str(resolved.get("run.name", ""))
+        if plan.stage == "base":
+            resolved["run.name"] = self.name
+        elif not own.endswith(f"-{plan.stage}"):  # a stage prefab names its runs itself (cpu-tiny-sft)
+            resolved["run.name"] = f"{self.name}-{plan.stage}"
         source = self.source_for(module)
         if source is not None:
             resolved["run.start_from"], resolved["run.start_step"] = str(source), -1
