@@ -443,7 +443,7 @@ class MetricStore:
             run=ev.run, status="running", step=ev.resumed_from_step or 0, total=ev.num_iterations,
             started=ev.time, world_size=ev.world_size, device=ev.device, dtype=ev.dtype, num_params=ev.num_params,
             resumed_from_step=ev.resumed_from_step, last_checkpoint=self._run.last_checkpoint, config=ev.config,
-            stage=ev.stage)
+            stage=getattr(ev, "stage", "base"))  # older writers have no stage
         self._eta.restart()
         self._log_event(ev)
         self._sinks = _sinks_from_config(ev.config, self._sinks)
