@@ -8,6 +8,7 @@ files in nanochat's layout and, for the eval modules, `eval_<suite>_<step>.json`
 Knobs, through the environment (inherited by the job):
 
     FAKE_FAIL_MODULE=sft   that module saves a checkpoint at step 1, then fails (exit 1)
+    FAKE_SLOW_MODULE=sft   that module takes 0.2 s a step and obeys a stop request (saves, run_end stopped)
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ def main(argv: list[str]) -> int:
              resumed_from_step=start or None)
     t0 = time.time()
     fail = os.environ.get("FAKE_FAIL_MODULE") == module
+    slow = os.environ.get("FAKE_SLOW_MODULE") == module
+    control = None
+    if slow:
+        from engine.control import ControlChannel
+
+        control = ControlChannel(run_dir)
     if module in ("base_eval", "chat_eval"):
         suite = "core" if module == "base_eval" else "chat"
         tasks = [("arithmetic_mc", 0.25), ("python_brackets", 0.5)] if suite == "core" else \
@@ -156,6 +163,12 @@ def main(argv: list[str]) -> int:
                      pass_at_k={"1": reward, "4": min(1.0, 2 * reward)}, mean_len=20.0 + step, max_len=40,
                      tool_call_rate=0.5, samples=[{"prompt": f"What is {step}+1?", "response": str(step + 1),
                                                    "reward": 1.0}])
+        if control is not None:
+            time.sleep(0.2)
+            if any(req.kind == "stop" for req in control.poll(step)):
+                _save(ckpt_dir, step, module, source)
+                tel.emit("run_end", status="stopped", reason="stop requested", step=step, elapsed=time.time() - t0)
+                return 0
         if fail and step == start + 1:
             _save(ckpt_dir, step, module, source)
             tel.emit("error", message=f"{module} failed on purpose", traceback="")

@@ -109,3 +109,34 @@ def test_cli_errors_are_one_line_and_runs_command_shows_each_module(capsys):
     assert "-m engine.rl -- --run=cpu-tiny-rl" in capsys.readouterr().out
     assert main(["runs", "command", "--prefab", "cpu-tiny-rl", "--set", "run.stage_options=bogus=1"]) == 2
     assert "run.stage_options: bogus: not a setting of engine.rl" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_running_stage_and_starts_nothing_more(tmp_path, store, monkeypatch):
+    import os
+    import signal
+    import threading
+    import time
+
+    from nanochat_cli.cli.pipeline import run_headless_pipeline
+
+    monkeypatch.setenv("FAKE_SLOW_MODULE", "sft")
+    base = tmp_path / "base"
+    orch = stage_orchestrator(base, tmp_path)
+    overrides = {"training.num_iterations": 1000}
+    pipe = Pipeline.open(base, orch, "cpu-tiny", plan(store, "cpu-tiny", overrides), overrides, specs=fake_specs)
+    telemetry = base / "runs" / "cpu-tiny-sft" / "telemetry.jsonl"
+
+    def interrupt() -> None:  # Ctrl-C once the SFT stage is stepping
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (telemetry.exists() and b'"step"' in telemetry.read_bytes()):
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    assert run_headless_pipeline(pipe) == 130
+    record = PipelineDir(base / "pipelines" / "cpu-tiny").read()
+    assert record.status == "stopped"
+    assert [(s.module, s.last.status if s.last else None) for s in record.steps] == [
+        ("train", "finished"), ("sft", "stopped"), ("rl", None), ("base_eval", None), ("chat_eval", None)]
+    assert orch.info("cpu-tiny-sft").pids == []  # nothing of it is left running
+    assert "status **stopped**" in (base / "pipelines" / "cpu-tiny" / "report.md").read_text()
