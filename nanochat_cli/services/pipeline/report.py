@@ -133,7 +133,7 @@ def build_report(record: PipelineRecord, runs_dir: Path, base: Path | None = Non
         f = facts[s.module]
         status = s.last.status if s.last else "not run"
         tries = f" ({len(s.attempts)} attempts)" if len(s.attempts) > 1 else ""
-        steps = f"{f.steps}/{f.total}" if f and f.total else "-"
+        steps = f"{f.steps}/{f.total}" if f and f.losses else "-"  # eval modules take no steps
         tokens = f"{f.tokens:,}" if f and f.tokens else "-"
         out.append(f"| {STAGE_TITLE[s.stage]} | engine.{s.module} | {s.last.run if s.last else '-'} | "
                    f"{status}{tries} | {duration(s.seconds) if s.attempts else '-'} | {steps} | {tokens} |")
