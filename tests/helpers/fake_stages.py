@@ -66,6 +66,7 @@ def fake_specs(resolved: dict):
         source: str = "auto"
         source_step: int = -1
 
+    resolved = {**resolved, "run.stage_options": ""}  # the real modules' own settings mean nothing here
     out = []
     for module in modules_for(resolved["run.stage"]):
         if module == "train":
