@@ -140,3 +140,26 @@ def test_ctrl_c_stops_the_running_stage_and_starts_nothing_more(tmp_path, store,
         ("train", "finished"), ("sft", "stopped"), ("rl", None), ("base_eval", None), ("chat_eval", None)]
     assert orch.info("cpu-tiny-sft").pids == []  # nothing of it is left running
     assert "status **stopped**" in (base / "pipelines" / "cpu-tiny" / "report.md").read_text()
+
+
+def test_a_stage_left_running_is_waited_for_not_started_again(tmp_path, store, monkeypatch):
+    """Quitting the TUI leaves the running stage going; the next run of the pipeline waits for it."""
+    monkeypatch.setenv("FAKE_SLOW_MODULE", "sft")  # 0.2 s a step: still running when the first run returns
+    base = tmp_path / "base"
+    orch = stage_orchestrator(base, tmp_path)
+    overrides = {"training.num_iterations": 8}
+    first = Pipeline.open(base, orch, "cpu-tiny", plan(store, "cpu-tiny", overrides), overrides, specs=fake_specs)
+
+    def launch_then_quit(spec):
+        info = orch.launch(spec)
+        if spec.module == "engine.sft":
+            first.stop()  # what quitting the TUI does
+        else:
+            orch.wait(info.name)
+
+    record = first.run(launch_then_quit)
+    assert record.status == "stopped" and record.step("sft").last.status == "running"
+    second = Pipeline.open(base, orch, "cpu-tiny", plan(store, "cpu-tiny", overrides), overrides, specs=fake_specs)
+    record = second.run(launch_and_wait(orch))
+    assert record.status == "finished"
+    assert [a.run for a in record.step("sft").attempts] == ["cpu-tiny-sft"]  # one attempt, waited for

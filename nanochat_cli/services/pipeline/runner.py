@@ -27,6 +27,9 @@ from nanochat_cli.services.runs.launch import LaunchSpec, specs_from_resolved
 from nanochat_cli.services.runs.orchestrator import RunOrchestrator
 from nanochat_cli.services.runs.rundir import RunDir
 from nanochat_cli.services.runs.stages import RUN_SUFFIX, modules_for
+from nanochat_cli.services.runs.status import ACTIVE
+
+POLL_S = 0.5
 
 PHASE_OF_MODULE = {"train": "base", "sft": "sft", "rl": "rl"}  # modules that train and write checkpoints
 # the module whose checkpoint a module starts from, in pipeline order of preference
@@ -190,22 +193,25 @@ class Pipeline:
         for step in self.pending():
             if self.stopped:
                 break
-            spec, attempt = self._attempt_spec(step, self._spec(plans[step.stage], step.module))
-            step.attempts.append(attempt)
-            self.save()
-            if on_step is not None:
-                on_step(step, attempt)
-            try:
-                launch(spec)
-            finally:
-                try:
-                    info = self.orch.info(attempt.run)
-                    attempt.status = info.status if info.status in ("finished", "stopped") else "failed"
-                    attempt.exit_code = info.exit_code
-                except AppError:  # it never got a run dir
-                    attempt.status = "failed"
-                attempt.ended = time.time()
+            if step.last is not None and self._alive(step.last.run):
+                attempt = step.last  # still running from before (a TUI quit leaves it going): wait for it
+                if on_step is not None:
+                    on_step(step, attempt)
+                self._wait(attempt.run)
+                self._settle(attempt)
+            else:
+                spec, attempt = self._attempt_spec(step, self._spec(plans[step.stage], step.module))
+                step.attempts.append(attempt)
                 self.save()
+                if on_step is not None:
+                    on_step(step, attempt)
+                try:
+                    launch(spec)
+                finally:
+                    self._settle(attempt)
+            if attempt.status == "running":  # stop() came while it runs: it goes on, the record says so
+                self.record.status = "stopped"
+                break
             if attempt.status != "finished":
                 self.record.status = "stopped" if attempt.status == "stopped" or self.stopped else "failed"
                 break
@@ -214,6 +220,29 @@ class Pipeline:
                 self.record.status, self.record.finished = "finished", time.time()
         self.save()
         return self.record
+
+    def _alive(self, run: str) -> bool:
+        try:
+            return self.orch.info(run).status in ACTIVE
+        except AppError:
+            return False
+
+    def _wait(self, run: str) -> None:
+        while not self.stopped and self.orch.exited(run) is None:
+            time.sleep(POLL_S)
+
+    def _settle(self, attempt: Attempt) -> None:
+        """Record how the attempt's run ended ("running" while a process of it lives)."""
+        try:
+            info = self.orch.info(attempt.run)
+            if info.status in ACTIVE:
+                attempt.status = "running"
+            else:
+                attempt.status = info.status if info.status in ("finished", "stopped") else "failed"
+                attempt.exit_code, attempt.ended = info.exit_code, attempt.ended or time.time()
+        except AppError:  # it never got a run dir
+            attempt.status, attempt.ended = "failed", time.time()
+        self.save()
 
     def stop(self) -> None:
         """Start nothing more (the caller stops the running module through the orchestrator)."""
