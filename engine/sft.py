@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from engine.checkpoint import load_meta, meta_file, model_file, resolve_source
+from engine.checkpoint import complete_steps, load_meta, meta_file, model_file, resolve_source
 from engine.common import EngineError, print0
 from engine.config import parse_config
 from engine.gpt import GPT
@@ -70,7 +70,10 @@ class SFTTrainer(Trainer):
 
     def setup(self) -> None:
         cfg, info = self.cfg, self.info
-        self.source_dir, self.source_step = resolve_source(self.base, "sft", cfg.source, cfg.source_step)
+        source, source_step = cfg.source, cfg.source_step
+        if source == "auto" and (cfg.resume or cfg.resume_from_step >= 0):
+            source, source_step = self._recorded_source(source, source_step)
+        self.source_dir, self.source_step = resolve_source(self.base, "sft", source, source_step)
         source_meta = load_meta(self.source_dir, self.source_step)
         mcfg = model_config_from_meta(source_meta, meta_file(self.source_dir, self.source_step))
         self.tokenizer = find_tokenizer(self.source_dir, source_meta, cfg.tokenizer_dir)
@@ -135,6 +138,17 @@ class SFTTrainer(Trainer):
                                           info.rank, info.world_size, device=self.device, state=loader_state)
         self.loader_state = loader_state
         self.startup.mark("loader")
+
+    def _recorded_source(self, source: str, step: int) -> tuple[str, int]:
+        """On resume, `auto` means the source the run started from (a newer base checkpoint may exist now)."""
+        steps = complete_steps(self.ckpt_dir)
+        try:
+            recorded = load_meta(self.ckpt_dir, steps[-1]).get("source") if steps else None
+        except EngineError:
+            recorded = None  # a damaged newest meta: the resume itself reports it
+        if isinstance(recorded, str) and Path(recorded).is_file():
+            return recorded, -1
+        return source, step
 
     # ---- hooks of the shared loop -----------------------------------------------------------------
     def start_fields(self) -> dict[str, Any]:

@@ -29,16 +29,17 @@ def test_base_eval_writes_events_and_the_eval_json(tmp_path):
     assert code == 0
     doc = json.loads((ckpt / "eval_core_000007.json").read_text())
     assert doc["suite"] == "core" and doc["step"] == 7 and doc["checkpoint"].endswith("model_000007.pt")
-    assert {r["task"] for r in doc["results"]} == {"stdlib_def_close", "python_brackets", "arithmetic_mc"}
+    assert {r["task"] for r in doc["results"]} == {"stdlib_def_close", "python_brackets", "offline_mc",
+                                                  "arithmetic_answer"}
     for r in doc["results"]:
         assert r["n"] == 4 and r["centered"] == pytest.approx((r["value"] - r["baseline"]) / (1 - r["baseline"]))
-    assert doc["score"] == pytest.approx(sum(r["centered"] for r in doc["results"]) / 3)
+    assert doc["score"] == pytest.approx(sum(r["centered"] for r in doc["results"]) / 4)
     assert doc["val_bpb"] > 0 and len(doc["samples"]) == 1
     events = [json.loads(x) for x in (tmp_path / "base" / "runs" / "base-eval" / "telemetry.jsonl").read_text()
               .splitlines()]
     kinds = [e["event"] for e in events]
     assert kinds[0] == "run_start" and events[0]["stage"] == "eval" and kinds[-1] == "run_end"
-    assert kinds.count("eval_result") == 3 and "eval" in kinds and "sample" in kinds
+    assert kinds.count("eval_result") == 4 and "eval" in kinds and "sample" in kinds
     assert events[-1]["status"] == "finished"
 
 

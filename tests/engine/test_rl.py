@@ -137,3 +137,19 @@ def test_config_and_source_errors_are_one_line(tmp_path, capsys):
     assert "no sft checkpoint" in err and "\n" not in err
     events_ = [json.loads(x) for x in (tmp_path / "runs" / "rl" / "telemetry.jsonl").read_text().splitlines()]
     assert events_[-1]["event"] == "run_end" and events_[-1]["status"] == "failed"
+
+
+def test_stop_and_patch_requests_are_obeyed(tmp_path, source):
+    from engine.control import send_request
+
+    trainer, run_dir = make_trainer(tmp_path / "base", source, "ctl", num_iterations=3)
+    send_request(run_dir, "patch", {"lr_scale": 0.5})
+    send_request(run_dir, "patch", {"num_samples": 2})  # not hot: rejected, the run goes on
+    send_request(run_dir, "stop")
+    assert trainer.train() == "stopped"
+    assert trainer.cfg.lr_scale == 0.5 and trainer.cfg.num_samples == 4
+    acks = events(run_dir, "control_ack")
+    assert [a["ok"] for a in acks] == [True, False, True] and "not hot-patchable" in acks[1]["message"]
+    (ckpt,) = events(run_dir, "checkpoint")
+    assert ckpt["reason"] == "stop" and ckpt["step"] == 0
+    assert complete_steps(checkpoint_dir(tmp_path / "base", "ctl", "rl")) == [0]
