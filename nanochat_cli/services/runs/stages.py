@@ -2,10 +2,10 @@
 checkpoint it would start from.
 
 A resolved config's `run.stage` picks the modules (base: engine.train; sft: engine.sft; rl: engine.rl; eval:
-engine.base_eval then engine.chat_eval). Each module has its own pydantic config class; the app fills the
-keys every stage shares (run, base_dir, device_type, seed, source, cadence, horizon, resume) where the class
-has them, then `run.stage_options` (key=value pairs) on top, and the class validates the lot. Stage modules
-are imported only here and only when a launch is built (they import torch).
+engine.base_eval then engine.chat_eval). Each module has its own pydantic config class (in a torch-free
+`engine.<module>_config`); the app fills the keys every stage shares (run, base_dir, device_type, seed, source,
+cadence, horizon, resume) where the class has them, then `run.stage_options` (key=value pairs) on top, and
+the class validates the lot.
 
 `starts_from()` answers the Config tab's question without torch: the checkpoint dir and step that
 `source: auto` (or an explicit path) gives, or one line saying none exists and what to run first.
@@ -31,7 +31,7 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
 # engine module -> (module that defines its config class, class name); the contract names the classes
 CONFIG_CLASSES: dict[str, tuple[str, str]] = {
     "train": ("engine.config", "TrainConfig"), "sft": ("engine.sft_config", "SFTConfig"),
-    "rl": ("engine.rl", "RLConfig"), "base_eval": ("engine.base_eval", "BaseEvalConfig"),
+    "rl": ("engine.rl_config", "RLConfig"), "base_eval": ("engine.base_eval_config", "BaseEvalConfig"),
     "chat_eval": ("engine.chat_eval_config", "ChatEvalConfig"),
 }
 # engine module -> the checkpoint phases `source: auto` looks in, first match wins (docs: POSTTRAIN contract)
@@ -61,7 +61,7 @@ def modules_for(stage: str) -> tuple[str, ...]:
 
 
 def config_class(module: str) -> type[BaseModel]:
-    """The pydantic config class of engine module `module` (imports the module: torch comes with it)."""
+    """The pydantic config class of engine module `module` (torch-free modules, imported on first use)."""
     where, name = CONFIG_CLASSES[module]
     try:
         cls = getattr(importlib.import_module(where), name)
