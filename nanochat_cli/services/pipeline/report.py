@@ -40,6 +40,7 @@ class RunFacts:
     lengths: list[float] = field(default_factory=list)
     tool_rates: list[float] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)  # eval_result events, last per (suite, task)
+    scored: list[Any] = field(default_factory=list)  # every eval_result event, in order (RL's held-out evals)
     end: str = ""
 
     @classmethod
@@ -67,6 +68,7 @@ class RunFacts:
                 facts.tool_rates.append(ev.tool_call_rate)
             elif kind == "eval_result":
                 results[(ev.suite, ev.task)] = ev
+                facts.scored.append(ev)
             elif kind == "run_end":
                 facts.end = ev.status
         facts.results = list(results.values())
@@ -93,6 +95,21 @@ def reward_change(facts: RunFacts) -> tuple[float, float] | None:
     ys = [r for _, r in facts.rewards]
     n = min(EDGE, max(1, len(ys) // 2))
     return _mean(ys[:n]), _mean(ys[-n:])
+
+
+def held_out_lines(facts: RunFacts) -> list[str]:
+    """RL's own evaluations on held-out prompts: each task and metric at its first and last evaluation."""
+    series: dict[tuple[str, str], list[Any]] = {}
+    for ev in facts.scored:
+        series.setdefault((ev.task, ev.metric), []).append(ev)
+    out = []
+    for (task, metric), evs in series.items():
+        first, last = evs[0], evs[-1]
+        where = f"step {first.step} → step {last.step}" if len(evs) > 1 else f"step {first.step}"
+        out.append(f"  - held-out {task} {metric}: {first.value:.3f} → {last.value:.3f} ({where}, "
+                   f"{last.n} prompts)" if len(evs) > 1 else f"  - held-out {task} {metric}: {first.value:.3f} "
+                   f"({where}, {first.n} prompts)")
+    return out
 
 
 def _result_table(results: list[Any], centred: bool) -> list[str]:
@@ -165,6 +182,7 @@ def build_report(record: PipelineRecord, runs_dir: Path, base: Path | None = Non
                    f"{_mean(rl_f.tool_rates):.0%}")
         for k, vals in sorted(rl_f.pass_at_k.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0):
             out.append(f"  - pass@{k}: {vals[0]:.3f} → {vals[-1]:.3f}")
+        out += held_out_lines(rl_f)
     if out[-1] == "":
         out.append("(no training telemetry yet)")
     for module, title, centred in (("base_eval", "CORE (base model)", True), ("chat_eval", "Chat eval", False)):
