@@ -59,7 +59,7 @@ def test_other_screens(snap_compare, app, key):
     async def switch(pilot) -> None:
         await settle(pilot)
         await pilot.press(key)
-        await settle(pilot)  # the tab's own loading (checkpoint scans, chat modes) finishes before the picture, even under load
+        await settle(pilot)  # the tab finishes its own loading before the picture, even under load
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=switch)
 
