@@ -4,7 +4,8 @@ Offline and deterministic (seeded), in nanochat's bundle layout (`core.yaml`, `e
 `eval_meta_data.csv`), every CORE task type, from the offline tasks (engine.tasks, held-out "val" split) and
 from things a model trained on the embedded corpus (Python's standard library) can learn:
 
-- `stdlib_def_close` (language_modeling): a method header from the stdlib cut before its `):`.
+- `stdlib_next_line` (multiple_choice): three lines of stdlib code; which of four lines comes next (the others
+  are lines of other files with the same indentation, so layout alone does not give it away).
 - `python_brackets` (schema): the same items opened by `[`, `(` or `{`; the shared `]` (etc.) decides.
 - `offline_mc` (multiple_choice): engine.tasks.MultipleChoice's questions, scored on the option texts.
 - `arithmetic_answer` (language_modeling): engine.tasks.Arithmetic's worked answers; the final number decides.
@@ -23,25 +24,51 @@ from engine.shared import atomic_write
 
 SEED = 8
 PER_TASK = 60
-_DEF_RE = re.compile(r"^(\s*def \w+\(self)\):\s*$")
 _NAMES = ["alpha", "beta", "count", "data", "item", "key", "name", "path", "size", "value", "x", "y"]
 _OPEN_CLOSE = [("[", "]"), ("(", ")"), ("{", "}")]
 
 
-def def_close_examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
-    """Context: up to 3 lines of stdlib code and a `def m(self` header; continuation `):`."""
+def _code_line(line: str) -> bool:
+    body = line.strip()
+    return 8 <= len(body) <= 60 and not body.startswith("#") and '"""' not in body
+
+
+def next_line_examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """Query: 3 lines of stdlib code; choices: the line after them and 3 lines from other files indented alike.
+
+    A model that learned the corpus picks the true line by its loss well above the 25% of chance; a greedy
+    exact-continuation task (a method header's `):`) was out of reach of tiny models."""
     from engine.corpus import documents
 
-    found = []
-    for _name, text in documents(max_docs=4000):
+    found: list[tuple[int, str, str]] = []  # (document, context, next line)
+    for doc, (name, text) in enumerate(documents(max_docs=4000)):
+        if not name.startswith("stdlib/"):
+            continue
         lines = text.splitlines()
-        for i, line in enumerate(lines):
-            m = _DEF_RE.match(line)
-            if m and i >= 1:
-                context = "\n".join(lines[max(0, i - 3):i] + [m.group(1)])
-                found.append({"context": context, "continuation": "):"})
+        for i in range(3, len(lines)):
+            if _code_line(lines[i]) and all(x.strip() for x in lines[i - 3:i]):
+                found.append((doc, "\n".join(lines[i - 3:i]), lines[i]))
+    by_indent: dict[str, list[tuple[int, str]]] = {}
+    for doc, _context, line in found:
+        by_indent.setdefault(line[:len(line) - len(line.lstrip())], []).append((doc, line))
     rng.shuffle(found)
-    return found[:n]
+    out = []
+    for doc, context, line in found:
+        pool = by_indent[line[:len(line) - len(line.lstrip())]]
+        others: list[str] = []
+        for _ in range(50):
+            d, other = pool[rng.randrange(len(pool))]
+            if d != doc and other != line and other not in others:
+                others.append(other)
+            if len(others) == 3:
+                break
+        if len(others) < 3:
+            continue
+        gold = rng.randrange(4)
+        out.append({"query": context, "choices": others[:gold] + [line] + others[gold:], "gold": gold})
+        if len(out) == n:
+            break
+    return out
 
 
 def bracket_examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -90,7 +117,7 @@ def arithmetic_answer_examples(n: int, rng: random.Random) -> list[dict[str, Any
 
 
 TASKS = [  # label, type, file, few-shot, delimiter, random baseline %, builder
-    ("stdlib_def_close", "language_modeling", "stdlib_def_close.jsonl", 0, "", 0.0, def_close_examples),
+    ("stdlib_next_line", "multiple_choice", "stdlib_next_line.jsonl", 0, "\n", 25.0, next_line_examples),
     ("python_brackets", "schema", "python_brackets.jsonl", 2, "", 100 / 3, bracket_examples),
     ("offline_mc", "multiple_choice", "offline_mc.jsonl", 3, " ", 25.0, offline_mc_examples),
     ("arithmetic_answer", "language_modeling", "arithmetic_answer.jsonl", 2, " ", 0.0, arithmetic_answer_examples),

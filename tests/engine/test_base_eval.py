@@ -29,7 +29,7 @@ def test_base_eval_writes_events_and_the_eval_json(tmp_path):
     assert code == 0
     doc = json.loads((ckpt / "eval_core_000007.json").read_text())
     assert doc["suite"] == "core" and doc["step"] == 7 and doc["checkpoint"].endswith("model_000007.pt")
-    assert {r["task"] for r in doc["results"]} == {"stdlib_def_close", "python_brackets", "offline_mc",
+    assert {r["task"] for r in doc["results"]} == {"stdlib_next_line", "python_brackets", "offline_mc",
                                                   "arithmetic_answer"}
     for r in doc["results"]:
         assert r["n"] == 4 and r["centered"] == pytest.approx((r["value"] - r["baseline"]) / (1 - r["baseline"]))

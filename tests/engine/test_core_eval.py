@@ -185,3 +185,16 @@ def test_shipped_bundle_loads_with_every_task_type():
     assert {t.task_type for t in tasks} == {"multiple_choice", "schema", "language_modeling"}
     assert all(len(t.data) >= 20 and 0 <= t.baseline < 1 for t in tasks)
     assert not math.isnan(sum(t.baseline for t in tasks))
+
+
+@pytest.mark.slow
+def test_next_line_task_is_deterministic_and_well_formed():
+    """The shipped bundle's stdlib task: same seed, same rows; four distinct lines, the gold one among them."""
+    import random
+
+    from engine.core_bundle import next_line_examples
+
+    a, b = next_line_examples(12, random.Random(3)), next_line_examples(12, random.Random(3))
+    assert a == b and len(a) == 12
+    for row in a:
+        assert len(set(row["choices"])) == 4 and 0 <= row["gold"] < 4 and row["query"].count("\n") == 2
