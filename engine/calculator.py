@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import warnings
 
 _BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
@@ -36,7 +37,10 @@ def calculator(code: str) -> str:
     if not text or len(text) > MAX_CHARS:
         return "Error: empty or too long"
     try:
-        value = _eval(ast.parse(text, mode="eval").body)
+        with warnings.catch_warnings():  # sampled junk like `6 6x` warns (invalid literal) on stderr, every step
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text, mode="eval")
+        value = _eval(tree.body)
     except ZeroDivisionError:
         return "Error: division by zero"
     except (SyntaxError, ValueError, OverflowError, TypeError, RecursionError, MemoryError) as e:
