@@ -180,3 +180,12 @@ def test_grpo_raises_the_reward_of_a_task_made_here(tmp_path, source):
     assert trainer.train() == "finished"
     reward = {e["step"]: e["value"] for e in events(run_dir, "eval_result") if e["metric"] == "reward"}
     assert reward[30] > 3 * reward[0] + 0.05, reward
+
+
+def test_warns_when_max_new_tokens_cuts_reference_answers(tmp_path, source):
+    """A cut-off answer always scores 0 and gives GRPO nothing to learn from: the run says so at start."""
+    _, run_dir = make_trainer(tmp_path / "base", source, "cut", max_new_tokens=1)
+    (warning,) = events(run_dir, "warning")
+    assert "max_new_tokens=1 cuts off 5 of 5 reference answers" in warning["message"]
+    _, run_dir = make_trainer(tmp_path / "base", source, "whole", max_new_tokens=10)
+    assert events(run_dir, "warning") == []
