@@ -34,7 +34,8 @@ class RLConfig(BaseModel):
     examples_per_step: int = _f(4, "prompts per step, over all ranks (a multiple of the world size)", ge=1)
     num_samples: int = _f(8, "answers sampled per prompt (the group of GRPO)", ge=2)
     device_batch_size: int = _f(8, "rows per sampling and forward/backward pass", ge=1)
-    max_new_tokens: int = _f(64, "most tokens sampled per answer", ge=1)
+    max_new_tokens: int = _f(96, "most tokens sampled per answer (the run warns when the task's reference answers "
+                                     "are longer)", ge=1)
     temperature: float = _f(1.0, "sampling temperature", ge=0)
     top_k: int = _f(50, "top-k sampling (0 = off)", ge=0)
     tool: Literal["calculator", "sandbox"] = _f("calculator", "what runs python calls: the in-process arithmetic "
