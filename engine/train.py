@@ -54,6 +54,7 @@ from engine.control import ControlChannel, apply_patch
 from engine.corpus import resolve_data_dir
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts
+from engine.fp8 import fp8_disabled, fp8_module_filter
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.lifeline import record_pid, tie_to_launcher
 from engine.loss_eval import evaluate_bpb
@@ -301,7 +302,7 @@ class Trainer:
             from torchao.float8 import convert_to_float8_training
         except ImportError:
             raise EngineError("fp8: needs the torchao package: pip install torchao, or drop --fp8") from None
-        convert_to_float8_training(model, module_filter_fn=lambda m, name: "lm_head" not in name)
+        convert_to_float8_training(model, module_filter_fn=fp8_module_filter)
 
     # ---- events --------------------------------------------------------------------------------
     def emit_start(self) -> None:
@@ -351,7 +352,8 @@ class Trainer:
         val = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "val", self.data_dir,
                           self.info.rank, self.info.world_size, self.device)
         self.model.eval()
-        self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
+        with fp8_disabled(self.raw_model):  # evaluated in the compute dtype, as nanochat does
+            self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
         self.model.train()
         self.tel.emit("eval", step=step, val_bpb=self.val_bpb)
         print0(f"step {step:05d} | val bpb {self.val_bpb:.4f}")
