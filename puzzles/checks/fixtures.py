@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from pathlib import Path
 
@@ -17,7 +18,13 @@ def tokenizer(vocab_size: int = 320):
     from engine.tokenizer import Tokenizer
 
     stdlib = Path(os.__file__).parent
-    return Tokenizer.train_from_iterator(iter([(stdlib / n).read_text() for n in STDLIB_TEXTS]), vocab_size)
+    log = logging.getLogger("rustbpe")  # it reports every merge at INFO once anything configures logging
+    level = log.level
+    log.setLevel(logging.WARNING)
+    try:
+        return Tokenizer.train_from_iterator(iter([(stdlib / n).read_text() for n in STDLIB_TEXTS]), vocab_size)
+    finally:
+        log.setLevel(level)
 
 
 def gpt(vocab_size: int, seed: int = 0, n_layer: int = 2, n_kv_head: int = 2, sequence_len: int = 64,
