@@ -96,7 +96,8 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
             for T, D in ((64, 32), (512, 64)):
                 want_cos, want_sin = _oracle_rotary(oracle, T, D, dtype)
                 cos, sin = setup.rotary(T, D, 100000, dtype)
-                # fp32: base**-x and 1/base**x differ by an ulp, times positions up to 511; bf16: one rounding step near 1
+                # fp32: base**-x and 1/base**x differ by an ulp, times positions up to 511;
+                # bf16: one rounding step near 1
                 atol = 1e-5 if dtype == torch.float32 else 8e-3
                 problem = (compare.tensors(f"cos[T={T}, D={D}]", cos, want_cos, atol=atol)
                            or compare.tensors(f"sin[T={T}, D={D}]", sin, want_sin, atol=atol))

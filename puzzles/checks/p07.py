@@ -70,7 +70,8 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
             for max_tokens in (2048, 20):
                 want_ids, want_mask = _oracle_render(oracle, tok, conversation, max_tokens)
                 got = impl.render_conversation(tok, conversation, max_tokens)
-                got_ids, got_mask = (list(got[0]), list(got[1])) if isinstance(got, tuple) and len(got) == 2 else (got, [])
+                pair = isinstance(got, tuple) and len(got) == 2
+                got_ids, got_mask = (list(got[0]), list(got[1])) if pair else (got, [])
                 label = f"conversation {i} (max_tokens {max_tokens})"
                 problem = (compare.sequences(f"{label} ids", got_ids, want_ids, describe)
                            or compare.sequences(f"{label} mask", got_mask, want_mask))
@@ -80,7 +81,8 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
 
     def completion():
         for i, conversation in enumerate(CONVERSATIONS):
-            problem = compare.sequences(f"conversation {i} for completion", impl.render_for_completion(tok, conversation),
+            got = impl.render_for_completion(tok, conversation)
+            problem = compare.sequences(f"conversation {i} for completion", got,
                                         _oracle_completion(oracle, tok, conversation), describe)
             if problem:
                 return problem
@@ -93,7 +95,8 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         for name, code in PROGRAMS:
             got, want = impl.execute_code(code), execute_code(code)
             if got.status != want.status:
-                return f"{name}: status {got.status!r}, expected {want.status!r} (stderr: {got.stderr.strip()[-120:]!r})"
+                tail = got.stderr.strip()[-120:]
+                return f"{name}: status {got.status!r}, expected {want.status!r} (stderr: {tail!r})"
             if got.stdout != want.stdout:
                 return f"{name}: stdout {got.stdout!r}, expected {want.stdout!r}"
         return None

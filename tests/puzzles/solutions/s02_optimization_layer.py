@@ -100,14 +100,14 @@ class OptimizerFactory:
 
     @staticmethod
     def muon_update(params, grads, state, lr, momentum, ns_steps, weight_decay):
-        g = torch.stack([x if x is not None else torch.zeros_like(p) for x, p in zip(grads, params)])
+        g = torch.stack([x if x is not None else torch.zeros_like(p) for x, p in zip(grads, params, strict=True)])
         if "buf" not in state:
             state["buf"] = torch.zeros_like(g)
         state["buf"].lerp_(g, 1 - momentum)
         u = OptimizerFactory.polar_express(g.lerp(state["buf"], momentum), ns_steps)
         rows, cols = params[0].shape
         scaled = lr * max(1.0, rows / cols) ** 0.5
-        for p, step in zip(params, u):
+        for p, step in zip(params, u, strict=True):
             if weight_decay:
                 step = step + weight_decay * p * ((step * p) >= 0)
             p.sub_(scaled * step)
