@@ -72,7 +72,8 @@ def _load(impl, config: dict, state: dict):
     model = impl.MiniGPT(GPTConfig(**config))
     result = model.load_state_dict({k.removeprefix("_orig_mod."): v.float() for k, v in state.items()}, strict=False)
     if result.missing_keys:
-        return None, f"MiniGPT has {result.missing_keys[0]} which the checkpoint lacks ({len(result.missing_keys)} missing)"
+        n = len(result.missing_keys)
+        return None, f"MiniGPT has {result.missing_keys[0]} which the checkpoint lacks ({n} missing)"
     if result.unexpected_keys:
         return None, (f"the checkpoint has {result.unexpected_keys[0]} which MiniGPT lacks "
                       f"({len(result.unexpected_keys)} unexpected)")
@@ -112,11 +113,12 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         model, problem = _load(impl, config, state)
         if problem:
             return f"{source}: {problem}"
-        idx = expected["idx"] if expected is not None else torch.randint(0, config["vocab_size"], (2, 64), generator=gen)
+        idx = (expected["idx"] if expected is not None
+               else torch.randint(0, config["vocab_size"], (2, 64), generator=gen))
         with torch.no_grad():
             got = model(idx)
-        problem = compare.tensors(f"logits on the {source.split(':')[0]}", got, _oracle_logits(oracle, config, state, idx),
-                                  atol=1e-5)
+        want = _oracle_logits(oracle, config, state, idx)
+        problem = compare.tensors(f"logits on the {source.split(':')[0]}", got, want, atol=1e-5)
         if problem is None and expected is not None:
             problem = compare.tensors("logits vs the fixture's expected.pt", got, expected["logits"], atol=1e-5)
         return problem

@@ -40,7 +40,8 @@ class CausalSelfAttention(nn.Module):
         q = rms_norm(apply_rotary(q, cos, sin)) * 1.2
         k = rms_norm(apply_rotary(k, cos, sin)) * 1.2
         rep = self.h // self.hkv
-        q, k, v = q.transpose(1, 2), k.repeat_interleave(rep, 2).transpose(1, 2), v.repeat_interleave(rep, 2).transpose(1, 2)
+        q = q.transpose(1, 2)
+        k, v = k.repeat_interleave(rep, 2).transpose(1, 2), v.repeat_interleave(rep, 2).transpose(1, 2)
         i = torch.arange(T).unsqueeze(1)
         j = torch.arange(T).unsqueeze(0)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=(j <= i) & (i - j <= window))
