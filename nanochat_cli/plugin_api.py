@@ -8,7 +8,7 @@ import-linter contract (.importlinter) keeps the in-repo plugins to this module.
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.ingest import MetricPoint, MetricStore, RunFeed, SourceHealth, ThreadedSource
 from nanochat_cli.services.panels import Layout, PanelSpec, Thresholds, check_thresholds
-from nanochat_cli.services.registry import CheckpointField, Registry
+from nanochat_cli.services.registry import CheckpointField, Registry, ScreenEntry
 
 __all__ = [
     "AppError",
@@ -17,10 +17,21 @@ __all__ = [
     "MetricPoint",
     "MetricStore",
     "PanelSpec",
+    "PluginScreen",
     "Registry",
     "RunFeed",
+    "ScreenEntry",
     "SourceHealth",
     "ThreadedSource",
     "Thresholds",
     "check_thresholds",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # PluginScreen pulls in Textual: only a plugin's screen module asks for it, so the CLI stays quick
+    if name == "PluginScreen":
+        from nanochat_cli.screens.plugin import PluginScreen
+
+        return PluginScreen
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
