@@ -17,7 +17,6 @@ __all__ = [
     "MetricPoint",
     "MetricStore",
     "PanelSpec",
-    "PluginScreen",
     "Registry",
     "RunFeed",
     "ScreenEntry",
@@ -25,7 +24,7 @@ __all__ = [
     "ThreadedSource",
     "Thresholds",
     "check_thresholds",
-]
+]  # and PluginScreen (the base of a plugin's screen), loaded on first use by __getattr__ below
 
 
 def __getattr__(name: str) -> object:

@@ -1,6 +1,6 @@
 """`nanochat-cli puzzles list|run|verify|peek N`.
 
-    nanochat-cli puzzles list [--json]          the eight, with their status (not started, in progress, failing, passing)
+    nanochat-cli puzzles list [--json]          the eight and their status (not started, in progress, failing, passing)
     nanochat-cli puzzles run N                  your code on the puzzle's small example
     nanochat-cli puzzles verify N [--oracle X]  check by check against the engine (or nanochat=PATH)
     nanochat-cli puzzles peek N [--oracle X]    the oracle's source for puzzle N

@@ -11,8 +11,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-
 from puzzles import compare
 from puzzles.checks import fixtures
 from puzzles.oracle import Oracle, Skip
