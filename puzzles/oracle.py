@@ -8,6 +8,7 @@ checks that stock nanochat has no importable counterpart for are reported as ski
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import sys
@@ -55,9 +56,11 @@ class Oracle:
         """The source of each "module:Qualified.name" target, read from the oracle's installed files."""
         chunks = []
         for target in targets:
-            obj = resolve(target)
-            lines, start = inspect.getsourcelines(obj)
-            file = Path(inspect.getsourcefile(obj) or "?").resolve()
+            try:
+                file, start, lines = source_of(target)
+            except ModuleNotFoundError as e:  # an older engine without that piece: say so, show the rest
+                chunks.append(f"── {target}: not in this {self.kind} ({e})")
+                continue
             try:
                 shown = file.relative_to(self.root())
             except ValueError:
@@ -75,6 +78,28 @@ def resolve(target: str) -> Any:
     for part in qualname.split(".") if qualname else []:
         obj = getattr(obj, part)
     return obj
+
+
+def source_of(target: str) -> tuple[Path, int, list[str]]:
+    """(file, first line, lines) of a target: `inspect` for modules, classes and functions; for a module-level
+    constant (a tuple of coefficients, say) its assignment statement, found in the module's syntax tree."""
+    obj = resolve(target)
+    if callable(obj):
+        obj = inspect.unwrap(obj)  # the function under a decorator (a context manager, say), as written
+    try:
+        lines, start = inspect.getsourcelines(obj)
+        return Path(inspect.getsourcefile(obj) or "?").resolve(), start, lines
+    except TypeError:  # not code: look for `NAME = ...` in its module
+        pass
+    module_name, _, qualname = target.partition(":")
+    module = importlib.import_module(module_name)
+    file = Path(inspect.getsourcefile(module) or "?").resolve()
+    text = file.read_text().splitlines(keepends=True)
+    for node in ast.parse("".join(text)).body:
+        names = [t.id for t in getattr(node, "targets", [getattr(node, "target", None)]) if isinstance(t, ast.Name)]
+        if qualname in names:
+            return file, node.lineno, text[node.lineno - 1:node.end_lineno]
+    raise PuzzleError(f"peek target {target}: not a function, class or module-level assignment: fix the PEEK list")
 
 
 def parse_oracle(spec: str) -> Oracle:
