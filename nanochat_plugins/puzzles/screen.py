@@ -68,10 +68,15 @@ class PuzzlesScreen(PluginScreen):
         return self.rows[max(0, min(self.query_one(DataTable).cursor_row, len(self.rows) - 1))]
 
     def show_selected(self) -> None:
+        """The selected puzzle's goal and status; the pane's help text only when the selection moved (a
+        refresh after a verify keeps the report on screen)."""
         r = self.selected()
         self.query_one("#puzzles-goal", Static).update(
             f"{r.number:02d} · {r.title} ({r.module})\n{r.goal}\nstatus: {r.status}"
             + (f" · {r.detail}" if r.detail else ""))
+        if getattr(self, "shown", None) == r.number:
+            return
+        self.shown = r.number
         self.query_one("#puzzles-output", Static).update(
             f"v verify · r run · p peek at the engine's code\n\nor in a shell:\n  python -m {r.module}\n"
             f"  python -m {r.module} --verify\n  python -m {r.module} --peek")
