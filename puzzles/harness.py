@@ -92,6 +92,13 @@ def run(puzzle: catalog.Puzzle, impl: ModuleType) -> int:
     return 0
 
 
+def _one_thread() -> None:
+    """The checks' models are tiny: a thread pool only adds wake-ups, which cost whole seconds on a busy CPU."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def main(number: int, argv: list[str] | None = None) -> int:
     puzzle = catalog.get(number)
     parser = argparse.ArgumentParser(prog=f"python -m {puzzle.module}", description=f"{puzzle.title}: {puzzle.goal}")
@@ -108,6 +115,7 @@ def main(number: int, argv: list[str] | None = None) -> int:
             print(oracle.peek(checks_module(puzzle).PEEK[oracle.kind]), end="")
             return 0
         impl = catalog.load_solution(args.solution) if args.solution else catalog.load_skeleton(puzzle)
+        _one_thread()
         if args.verify:
             return verify(puzzle, impl, oracle, record=not args.solution and oracle.is_engine)
         return run(puzzle, impl)
