@@ -72,6 +72,10 @@ def verify(puzzle: catalog.Puzzle, impl: ModuleType, oracle: Oracle, record: boo
     t0 = time.perf_counter()
     passed, failed, skipped, missing, first = run_checks(checks_module(puzzle).checks(impl, oracle))
     total = passed + failed
+    if not total:
+        print(f"no check of this puzzle has a counterpart in the {oracle}: verify against the engine "
+              "(--oracle engine)")
+        return 2
     summary = f"{passed}/{total} checks pass" + (f", {skipped} skipped" if skipped else "")
     print(f"{summary} in {time.perf_counter() - t0:.1f} s")
     outcome = "passing" if failed == 0 and passed else ("not started" if missing == failed == total else "failing")

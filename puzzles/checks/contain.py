@@ -34,22 +34,36 @@ def _children() -> list[int]:
     return pids
 
 
-def _reap_all() -> int:
-    """Kill and reap every process re-parented here; returns how many were alive (zombies not counted)."""
-    alive = 0
-    for pid in _children():
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            state = "Z"
-        if state != "Z":
-            alive += 1
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def _reap_all(grace_s: float = 2.0) -> int:
+    """How many processes re-parented here are still alive after `grace_s` (a killed process takes a while
+    to die on a busy CPU; an escaped one sleeps on); reaps the dead, then kills and reaps the survivors."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [pid for pid in _children() if _alive(pid)]
+        for pid in _children():
+            if pid not in alive:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    for pid in alive:
         try:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
-    return alive
+    return len(alive)
 
 
 def attacks(canary: Path) -> list[tuple[str, str, object]]:
@@ -101,7 +115,6 @@ def main(impl_file: str) -> int:
             except Exception as e:  # execute_code must never raise for what the code does
                 problem, status = f"execute_code raised {type(e).__name__}: {e}", "raised"
             seconds = time.monotonic() - t0
-            time.sleep(0.05)  # a process that survives its sandbox is re-parented here by now
             survivors = _reap_all()
             if survivors:
                 problem = f"{survivors} processes it started were still running after execute_code returned"

@@ -93,6 +93,7 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         return None
 
     def sft():
+        oracle.require_engine("SFT packer (scripts/chat_sft.py, outside the package)")
         if importlib.util.find_spec("engine.sft_data") is None:
             raise Skip("this engine has no engine.sft_data yet (SFT packing comes with the post-training stage)")
         from engine.sft_data import PackedBatches

@@ -162,3 +162,36 @@ def test_every_skeleton_starts_with_the_standard_docstring():
         assert "Goal: " in doc
         for command in (f"python -m {p.module}", f"python -m {p.module} --verify", f"python -m {p.module} --peek"):
             assert command in doc
+
+
+NAIVE_SANDBOX = '''
+import subprocess, sys
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    status: str
+    stdout: str
+    stderr: str
+
+
+def execute_code(code, timeout=5.0, memory_bytes=256 * 2**20, max_output_bytes=64 * 1024):
+    try:
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return Result("timeout", "", "")
+    return Result("ok" if p.returncode == 0 else "error", p.stdout[:max_output_bytes], p.stderr)
+'''
+
+
+@pytest.mark.slow
+def test_a_sandbox_without_isolation_lets_the_bad_actors_through(tmp_path):
+    """A plain subprocess with a timeout: the first bad actor it fails to contain is named."""
+    naive = tmp_path / "naive.py"
+    naive.write_text(NAIVE_SANDBOX)
+    impl = solution(7)
+    impl.execute_code = load_solution(naive).execute_code
+    impl.__file__ = str(naive)  # the containment child loads execute_code from this file
+    lines = outcomes(impl, 7, only="bad actors")
+    assert lines[0].startswith("FAIL") and "bad actor 'memory hog (1 GiB)' was not contained" in lines[0]
