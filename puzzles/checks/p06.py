@@ -11,7 +11,7 @@ import torch
 
 from puzzles import compare
 from puzzles.checks import fixtures
-from puzzles.oracle import Oracle
+from puzzles.oracle import Oracle, Skip
 
 PEEK = {
     "engine": ["engine.core_eval:fewshot_examples", "engine.core_eval:TEMPLATES", "engine.core_eval:render_prompts",
@@ -21,7 +21,6 @@ PEEK = {
                  "nanochat.core_eval:batch_sequences_mc", "nanochat.core_eval:batch_sequences_schema",
                  "nanochat.core_eval:evaluate_example"],
 }
-NO_STOCK = "CORE functions with the engine's signatures (compare by --peek)"
 PER_TASK = 8
 
 
@@ -30,6 +29,49 @@ def bundle():
     from engine.core_eval import load_bundle, shipped_bundle, subsample
 
     return [subsample(t, PER_TASK) for t in load_bundle(shipped_bundle())]
+
+
+def _nanochat_core(oracle: Oracle):
+    try:
+        return oracle.nanochat("core_eval")
+    except ImportError as e:  # its jinja2 templates, say
+        raise Skip(f"stock nanochat's core_eval does not import here ({e})") from None
+
+
+def _oracle_render(oracle: Oracle):
+    """render_prompts(task_type, item, delimiter, shots) of the oracle."""
+    if oracle.is_engine:
+        from engine.core_eval import render_prompts
+
+        return render_prompts
+    core = _nanochat_core(oracle)
+    by_type = {"multiple_choice": core.render_prompts_mc, "schema": core.render_prompts_schema,
+               "language_modeling": core.render_prompts_lm}
+    return lambda task_type, item, delim, shots: by_type[task_type](item, delim, shots)
+
+
+def _oracle_spans(oracle: Oracle, tok):
+    """spans(task_type, tokens, texts) -> (sequences, starts, ends) of the oracle (nanochat's tokenizes the texts)."""
+    if oracle.is_engine:
+        from engine.core_eval import spans
+
+        return lambda task_type, tokens, texts: spans(task_type, tokens)
+    core = _nanochat_core(oracle)
+    by_type = {"multiple_choice": core.batch_sequences_mc, "schema": core.batch_sequences_schema,
+               "language_modeling": core.batch_sequences_lm}
+    return lambda task_type, tokens, texts: by_type[task_type](tok, texts)
+
+
+def _oracle_score(oracle: Oracle):
+    """score(model, tok, task, idx) -> right or wrong, by the oracle."""
+    if oracle.is_engine:
+        from engine.core_eval import score_example
+
+        return lambda model, tok, task, idx, device: score_example(model, tok, task, idx, device)
+    core = _nanochat_core(oracle)
+    return lambda model, tok, task, idx, device: bool(core.evaluate_example(
+        idx, model, tok, task.data, device, {"task_type": task.task_type, "num_fewshot": task.num_fewshot,
+                                             "continuation_delimiter": task.delimiter}))
 
 
 def _model():
@@ -41,7 +83,7 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
     tok = fixtures.tokenizer()
 
     def fewshot():
-        oracle.require_engine(NO_STOCK)
+        oracle.require_engine("few-shot picker (it is inline in core_eval.evaluate_example)")
         from engine.core_eval import fewshot_examples
 
         for task in bundle():
@@ -52,9 +94,9 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         return None
 
     def prompts():
-        oracle.require_engine(NO_STOCK)
-        from engine.core_eval import fewshot_examples, render_prompts
+        from engine.core_eval import fewshot_examples
 
+        render_prompts = _oracle_render(oracle)
         for task in bundle():
             for idx, item in enumerate(task.data[:4]):
                 shots = fewshot_examples(task.data, idx, task.num_fewshot)
@@ -67,17 +109,16 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         return None
 
     def spans():
-        oracle.require_engine(NO_STOCK)
         from engine.core_eval import fewshot_examples, render_prompts
-        from engine.core_eval import spans as oracle_spans
 
+        oracle_spans = _oracle_spans(oracle, tok)
         for task in bundle():
             for idx, item in enumerate(task.data):
                 texts = render_prompts(task.task_type, item, task.delimiter,
                                        fewshot_examples(task.data, idx, task.num_fewshot))
                 tokens = tok.encode(texts, prepend=tok.get_bos_token_id())
                 got = ev.batch_spans(task.task_type, [list(t) for t in tokens])
-                want = oracle_spans(task.task_type, [list(t) for t in tokens])
+                want = oracle_spans(task.task_type, [list(t) for t in tokens], texts)
                 for name, g, w in zip(("sequences", "starts", "ends"), got, want, strict=True):
                     problem = compare.sequences(f"{task.label} item {idx}: {name}", list(g), list(w))
                     if problem:
@@ -85,9 +126,9 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         return None
 
     def answers():
-        oracle.require_engine(NO_STOCK)
-        from engine.core_eval import fewshot_examples, score_example
+        from engine.core_eval import fewshot_examples
 
+        score_example = _oracle_score(oracle)
         model = _model()
         for task in bundle():
             for idx, item in enumerate(task.data):
@@ -101,7 +142,7 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         return None
 
     def centring():
-        oracle.require_engine(NO_STOCK)
+        oracle.require_engine("centring (it lives in scripts/base_eval.py)")
         from engine.core_eval import centered
 
         for acc, base in ((0.25, 0.25), (1.0, 0.25), (0.1, 0.5), (0.6, 0.0), (0.0, 1 / 3)):
@@ -112,7 +153,7 @@ def checks(impl, oracle: Oracle) -> Iterator[tuple[str, object]]:
         return None
 
     def suite():
-        oracle.require_engine(NO_STOCK)
+        oracle.require_engine("CORE score (it lives in scripts/base_eval.py)")
         from engine.base_eval import core_results
 
         model = _model()
