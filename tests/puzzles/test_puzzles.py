@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import os
 from pathlib import Path
 from types import ModuleType
 
@@ -195,3 +196,15 @@ def test_a_sandbox_without_isolation_lets_the_bad_actors_through(tmp_path):
     impl.__file__ = str(naive)  # the containment child loads execute_code from this file
     lines = outcomes(impl, 7, only="bad actors")
     assert lines[0].startswith("FAIL") and "bad actor 'memory hog (1 GiB)' was not contained" in lines[0]
+
+
+@pytest.mark.skipif(not os.environ.get("NANOCHAT_REF"), reason="set NANOCHAT_REF to a stock nanochat checkout")
+@pytest.mark.parametrize("number", [1, 4, 6, 7, 8])
+def test_reference_solutions_pass_against_stock_nanochat(number, capsys):
+    """Against stock nanochat, what it has a counterpart for passes; the rest is skipped, never passed."""
+    p = catalog.get(number)
+    code = harness.main(number, ["--verify", "--oracle", f"nanochat={os.environ['NANOCHAT_REF']}",
+                                 "--solution", str(SOLUTIONS / f"s{p.number:02d}_{p.slug}.py")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "FAIL" not in out and "PASS" in out
