@@ -18,41 +18,14 @@ import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from engine.base_eval_config import BaseEvalConfig
+from engine.checkpoint import resolve_source
 from engine.errors import EngineError
-from engine.stage import StageRun, resolve_source, stage_main
+from engine.stage import StageRun, stage_main
 
 SAMPLE_PROMPTS = ["The Python standard library", "def main():", "import os\n", "class Config:"]
-
-
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    return Field(default, description=help, **kw)
-
-
-class BaseEvalConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    run: str = _f("base-eval", "run name: telemetry goes to <base>/runs/<run>", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    base_dir: str | None = _f(None, "base dir (default $NANOCHAT_BASE_DIR or ~/.cache/nanochat)")
-    device_type: Literal["", "cpu", "cuda", "mps"] = _f("", "device: cpu, cuda or mps ('' = autodetect)")
-    seed: int = _f(42, "random seed (samples)")
-    source: str = _f("auto", "checkpoint to evaluate: a checkpoint dir, a model_XXXXXX.pt file, or auto (the "
-                             "newest base checkpoint)")
-    source_step: int = _f(-1, "checkpoint step (-1 = newest)", ge=-1)
-    tokenizer_dir: str | None = _f(None, "tokenizer dir (default: the one the checkpoint records)")
-    bundle: str | None = _f(None, "CORE bundle: a dir with core.yaml + eval_data/ (nanochat's layout), or its "
-                                  "core.yaml (default: the small bundle shipped in the package)")
-    max_per_task: int = _f(-1, "examples per CORE task, a fixed seeded subsample (-1 = all)", ge=-1)
-    core: bool = _f(True, "run the CORE tasks")
-    bpb_tokens: int = _f(16384, "tokens of the val split for bits-per-byte (0 = skip)", ge=0)
-    device_batch_size: int = _f(8, "sequences per forward pass for bits-per-byte", ge=1)
-    data_dir: str | None = _f(None, "parquet shards for bits-per-byte (default: the checkpoint's data, else the "
-                                    "embedded corpus)")
-    samples: int = _f(3, "greedy samples to show (0 = none)", ge=0)
-    sample_tokens: int = _f(24, "tokens per sample", ge=1)
 
 
 def eval_file(ckpt_dir: Path, suite: str, step: int) -> Path:
@@ -87,10 +60,9 @@ def run_eval(run: StageRun) -> str:
 
     cfg: BaseEvalConfig = run.cfg
     info = init_distributed(cfg.device_type)
+    tasks = load_bundle(cfg.bundle or shipped_bundle()) if cfg.core else []  # a bad bundle fails before the model
     ckpt_dir, step = resolve_source(run.base, "base_eval", cfg.source, cfg.source_step)
     run.step = step
-    # the bundle is read before the model: a bad one fails fast
-    tasks = load_bundle(cfg.bundle or shipped_bundle()) if cfg.core else []
     model, tokenizer, meta = load_model(ckpt_dir, step, info.device, cfg.tokenizer_dir)
     torch.manual_seed(cfg.seed)
     checkpoint = str(ckpt_dir / f"model_{step:06d}.pt")

@@ -1,12 +1,13 @@
 """Build the small CORE bundle shipped in the package: `python -m engine.core_bundle [--out DIR]`.
 
 Offline and deterministic (seeded), in nanochat's bundle layout (`core.yaml`, `eval_data/*.jsonl`,
-`eval_meta_data.csv`), one task per CORE task type, from things a model trained on the embedded corpus
-(Python's standard library) can learn:
+`eval_meta_data.csv`), every CORE task type, from the offline tasks (engine.tasks, held-out "val" split) and
+from things a model trained on the embedded corpus (Python's standard library) can learn:
 
 - `stdlib_def_close` (language_modeling): a method header from the stdlib cut before its `):`.
 - `python_brackets` (schema): the same items opened by `[`, `(` or `{`; the shared `]` (etc.) decides.
-- `arithmetic_mc` (multiple_choice): a sum with 4 numeric options.
+- `offline_mc` (multiple_choice): engine.tasks.MultipleChoice's questions, scored on the option texts.
+- `arithmetic_answer` (language_modeling): engine.tasks.Arithmetic's worked answers; the final number decides.
 """
 
 from __future__ import annotations
@@ -54,26 +55,45 @@ def bracket_examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
     return out
 
 
-def arithmetic_examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
+_OPTION_RE = re.compile(r"^([A-Z])\. (.*)$")
+
+
+def offline_mc_examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """engine.tasks.MultipleChoice questions as CORE rows: the question, its option texts, the right index."""
+    from engine.tasks import build_task
+
+    task = build_task("multiple_choice", "val", n, rng.randrange(1 << 30))
     out = []
-    for _ in range(n):
-        a, b = rng.randint(1, 50), rng.randint(1, 50)
-        answer = a + b
-        wrong = set()
-        while len(wrong) < 3:
-            w = answer + rng.choice([-10, -2, -1, 1, 2, 10, 11])
-            if w > 0 and w != answer:
-                wrong.add(w)
-        choices = [str(c) for c in [answer, *sorted(wrong)]]
-        rng.shuffle(choices)
-        out.append({"query": f"{a} + {b} =", "choices": choices, "gold": choices.index(str(answer))})
+    for i in range(len(task)):
+        conv = task[i]
+        text = conv["messages"][0]["content"]
+        choices = [m.group(2) for line in text.splitlines() if (m := _OPTION_RE.match(line))]
+        gold = conv["letters"].index(conv["answer"])
+        out.append({"query": f"Question: {text.split(chr(10) + chr(10))[0]}\nAnswer:", "choices": choices,
+                    "gold": gold})
+    return out
+
+
+def arithmetic_answer_examples(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """engine.tasks.Arithmetic problems as plain text (tool calls folded into the prose) up to `####`."""
+    from engine.tasks import build_task
+
+    task = build_task("arithmetic", "val", n, rng.randrange(1 << 30))
+    out = []
+    for i in range(len(task)):
+        conv = task[i]
+        question = conv["messages"][0]["content"]
+        prose = "".join(p["text"] for p in conv["messages"][1]["content"] if p["type"] == "text")
+        worked = prose.rsplit("####", 1)[0].strip()
+        out.append({"context": f"Question: {question}\nAnswer: {worked}\n####", "continuation": conv["answer"]})
     return out
 
 
 TASKS = [  # label, type, file, few-shot, delimiter, random baseline %, builder
     ("stdlib_def_close", "language_modeling", "stdlib_def_close.jsonl", 0, "", 0.0, def_close_examples),
     ("python_brackets", "schema", "python_brackets.jsonl", 2, "", 100 / 3, bracket_examples),
-    ("arithmetic_mc", "multiple_choice", "arithmetic_mc.jsonl", 3, " ", 25.0, arithmetic_examples),
+    ("offline_mc", "multiple_choice", "offline_mc.jsonl", 3, " ", 25.0, offline_mc_examples),
+    ("arithmetic_answer", "language_modeling", "arithmetic_answer.jsonl", 2, " ", 0.0, arithmetic_answer_examples),
 ]
 
 
@@ -86,7 +106,7 @@ def build(out_dir: Path, per_task: int = PER_TASK, seed: int = SEED) -> Path:
         atomic_write(out_dir / "eval_data" / uri, "".join(json.dumps(r) + "\n" for r in rows))
         yaml_lines += [f"- label: {label}", f"  icl_task_type: {kind}", f"  dataset_uri: {uri}",
                        f"  num_fewshot: [{shots}]", f"  continuation_delimiter: {json.dumps(delim)}"]
-        csv_lines.append(f"{label},{baseline:.4f}")
+        csv_lines.append(f"{label},{baseline:.6f}")
     atomic_write(out_dir / "core.yaml", "\n".join(yaml_lines) + "\n")
     atomic_write(out_dir / "eval_meta_data.csv", "\n".join(csv_lines) + "\n")
     return out_dir

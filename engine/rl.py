@@ -24,88 +24,19 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
-import torch.distributed as dist
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine import __version__
-from engine.checkpoint import (
-    CheckpointError,
-    checkpoint_dir,
-    complete_steps,
-    load_rank_state,
-    optim_file,
-    restore_rng,
-    rng_state,
-    save_model_and_meta,
-    save_rank_state,
-)
-from engine.common import DistInfo, EngineError, init_distributed, print0
-from engine.config import explain
-from engine.control import ControlChannel
+from engine.checkpoint import CheckpointError, optim_file, resolve_source
+from engine.common import DistInfo, EngineError, print0
+from engine.config import parse_config
 from engine.grpo import advantages, ks_for, pass_at_k, pg_loss, rollout_tensors
-from engine.stage import StageRun, resolve_source, stage_main
+from engine.rl_config import RLConfig
+from engine.sinks import Sinks
 from engine.telemetry import SCHEMA_VERSION, TelemetryWriter
-
-
-def _f(default: Any, help: str, hot: bool = False, **kw: Any) -> Any:
-    return Field(default, description=help, json_schema_extra={"hot": hot}, **kw)
-
-
-class RLConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    run: str = _f("rl", "run name: run dir <base>/runs/<run> and checkpoint tag", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    model_tag: str | None = _f(None, "checkpoint dir name under chatrl_checkpoints/ (default: the run name)")
-    base_dir: str | None = _f(None, "base dir (default $NANOCHAT_BASE_DIR or ~/.cache/nanochat)")
-    device_type: Literal["", "cpu", "cuda", "mps"] = _f("", "device: cpu, cuda or mps ('' = autodetect)")
-    seed: int = _f(42, "random seed: prompt order and sampling")
-    source: str = _f("auto", "checkpoint to start from: a dir, a model_XXXXXX.pt file, or auto (newest SFT "
-                             "checkpoint)")
-    source_step: int = _f(-1, "step of the source checkpoint (-1 = newest)", ge=-1)
-    tokenizer_dir: str | None = _f(None, "tokenizer dir (default: the one the checkpoint records)")
-    # task
-    task: str = _f("arithmetic", "offline task whose reward is optimized (engine.tasks names)")
-    task_size: int = _f(2000, "training prompts generated for the task", ge=1)
-    # horizon and batch
-    num_iterations: int = _f(60, "RL steps", hot=True, ge=1)
-    examples_per_step: int = _f(4, "prompts per step, over all ranks (a multiple of the world size)", ge=1)
-    num_samples: int = _f(8, "answers sampled per prompt (the group of GRPO)", ge=2)
-    device_batch_size: int = _f(8, "rows per sampling and forward/backward pass", ge=1)
-    max_new_tokens: int = _f(64, "most tokens sampled per answer", ge=1)
-    temperature: float = _f(1.0, "sampling temperature", ge=0)
-    top_k: int = _f(50, "top-k sampling (0 = off)", ge=0)
-    tool: Literal["calculator", "sandbox"] = _f("calculator", "what runs python calls: the in-process arithmetic "
-                                                              "calculator or the sandboxed interpreter")
-    # objective
-    normalize_std: bool = _f(False, "divide advantages by the group's reward std (z-score) instead of r − mean only")
-    kl_coef: float = _f(0.0, "weight of the KL penalty to the frozen start model (0 = off, no reference kept)", ge=0)
-    # optimizer
-    embedding_lr: float = _f(0.2, "AdamW lr for the token embedding", ge=0)
-    unembedding_lr: float = _f(0.004, "AdamW lr for lm_head", ge=0)
-    matrix_lr: float = _f(0.02, "Muon lr for the block matrices", ge=0)
-    scalar_lr: float = _f(0.5, "AdamW lr for the per-layer scalars", ge=0)
-    weight_decay: float = _f(0.0, "Muon weight decay", ge=0)
-    init_lr_frac: float = _f(0.05, "every lr is scaled by this (RL moves gently), then ramps linearly to 0", gt=0)
-    lr_scale: float = _f(1.0, "multiplier on top of the schedule", hot=True, gt=0, le=10)
-    # cadence
-    eval_every: int = _f(20, "evaluate reward on held-out prompts every N steps (-1 = start and end only)", hot=True,
-                         ge=-1)
-    eval_examples: int = _f(32, "held-out prompts per evaluation", ge=1)
-    eval_samples: int = _f(4, "answers per held-out prompt (temperature 1.0)", ge=1)
-    save_every: int = _f(-1, "save a checkpoint every N steps (-1 = only at the end)", hot=True, ge=-1)
-    log_every: int = _f(1, "print a progress line every N steps", hot=True, ge=1)
-    show_samples: int = _f(3, "sampled answers sent with each rollout event", ge=0)
-    resume: bool = _f(False, "continue this run from its newest checkpoint (exact resume)")
-
-    @property
-    def tag(self) -> str:
-        return self.model_tag or self.run
-
-
-HOT = frozenset(n for n, f in RLConfig.model_fields.items() if (f.json_schema_extra or {}).get("hot"))
+from engine.train import Trainer, memory_bytes, run_training
 
 
 def make_tool(name: str):
@@ -131,28 +62,26 @@ def last_user_text(conversation: dict) -> str:
     return ""
 
 
-class RLTrainer:
-    """One RL run: setup, rollouts, the GRPO update, evaluation, checkpoints, control requests."""
+class RLTrainer(Trainer):
+    """One RL run. engine.train's Trainer gives control requests, saving, resume (with its fallback past a
+    damaged step) and the main wrapper; this class brings the setup, the rollouts, the GRPO update and the loop.
 
-    def __init__(self, cfg: RLConfig, info: DistInfo, tel: TelemetryWriter, run_dir: Path, base: Path,
-                 train_task=None, eval_task=None, tool=None):
-        self.cfg, self.info, self.tel, self.run_dir, self.base = cfg, info, tel, run_dir, base
-        self.device = info.device
-        self.ckpt_dir = checkpoint_dir(base, cfg.tag, "rl")
-        self.control = ControlChannel(run_dir, info)
-        self.train_task = train_task if train_task is not None else build_task(cfg.task, "train", cfg.task_size,
-                                                                               cfg.seed)
-        self.eval_task = eval_task if eval_task is not None else build_task(cfg.task, "val", cfg.eval_examples,
-                                                                            cfg.seed)
-        self.tool = tool or make_tool(cfg.tool)
-        self.step = 0
-        self.pos = 0  # prompts this rank has taken from the task: the data position
-        self.last_eval: float | None = None
-        self.t_start = time.time()
+    `train_task`, `eval_task` and `tool` may be set before setup() (tests do); otherwise they come from the
+    config."""
+
+    phase = "rl"
+
+    def __init__(self, cfg: RLConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
+                 sinks: Sinks | None = None):
+        super().__init__(cfg, info, telemetry, run_dir, sinks)
         if cfg.examples_per_step % info.world_size:
             raise EngineError(f"examples_per_step={cfg.examples_per_step} is not a multiple of the world size "
                               f"{info.world_size}: set it to a multiple")
         self.per_rank = cfg.examples_per_step // info.world_size
+        self.train_task = self.eval_task = self.tool = None
+        self.pos = 0  # prompts this rank has taken from the task: the data position
+        self.last_eval: float | None = None
+        self.tokens_seen = 0
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self) -> None:
@@ -161,63 +90,67 @@ class RLTrainer:
         from engine.optim import build_optimizer
 
         cfg = self.cfg
-        steps = complete_steps(self.ckpt_dir)
-        if steps and not cfg.resume:
-            raise EngineError(f"{self.ckpt_dir}: run '{cfg.tag}' already has checkpoints (latest step {steps[-1]}): "
-                              "pass --resume to continue it or choose another --run")
-        if cfg.resume and not steps:
-            raise EngineError(f"{self.ckpt_dir}: no complete checkpoint to resume: drop --resume to start fresh")
-        rank_state = None
-        if cfg.resume:
-            self.start_step = steps[-1]
-            model, tok, meta = load_model(self.ckpt_dir, self.start_step, self.device, cfg.tokenizer_dir)
-            self.source = str(meta.get("source") or "")
-            rank_state = load_rank_state(self.ckpt_dir, self.start_step, self.info.rank, self.device, meta)
+        if self.train_task is None:
+            self.train_task = build_task(cfg.task, "train", cfg.task_size, cfg.seed)
+        if self.eval_task is None:
+            self.eval_task = build_task(cfg.task, "val", cfg.eval_examples, cfg.seed)
+        self.tool = self.tool or make_tool(cfg.tool)
+        src_dir, src_step = resolve_source(self.base, "rl", cfg.source, cfg.source_step)
+        model, tok, meta = load_model(src_dir, src_step, self.device, cfg.tokenizer_dir)
+        self.source = str(src_dir / f"model_{src_step:06d}.pt")
+        self.startup.mark("model")
+        self.tokenizer, self.model_config, self.meta_in = tok, model.config, meta
+        self.data_dir = meta.get("data_dir")
+        # the frozen start model, before a resume loads this run's own weights into `model`
+        self.ref = copy.deepcopy(model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+        resume_step, rmeta, rank_state = self._resume(model)
+        self.start_step = self.step = resume_step or 0
+        self.resumed_from = resume_step
+        self.raw_model = self.model = model.train()
+        self.engine = Engine(model, tok, tool=self.tool)
+        self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr,
+                                         matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr,
+                                         weight_decay=cfg.weight_decay, world_size=self.info.world_size)
+        # every group moves gently, the fixed-lr ones too (smear/backout: 0.2): Adam turns the noisy RL gradient
+        # into full-size steps, and at 0.2 a step those gates wreck an SFT model in a few steps
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = group["lr"] = group["lr"] * cfg.init_lr_frac
+        self.num_iterations = cfg.num_iterations
+        if rank_state is not None:
+            self._restore_optimizer(rank_state, resume_step)
             data = rank_state.get("dataloader") or {}
             if not isinstance(data.get("pos"), int):
-                raise CheckpointError(f"{optim_file(self.ckpt_dir, self.start_step, self.info.rank)}: no RL data "
+                raise CheckpointError(f"{optim_file(self.ckpt_dir, resume_step, self.info.rank)}: no RL data "
                                       "position (not written by engine.rl): delete this step or start fresh")
-            self.pos = data["pos"]
-            self.last_eval = meta.get("reward_eval") if isinstance(meta.get("reward_eval"), int | float) else None
-        else:
-            self.start_step = 0
-            src_dir, src_step = resolve_source(self.base, "rl", cfg.source, cfg.source_step)
-            model, tok, meta = load_model(src_dir, src_step, self.device, cfg.tokenizer_dir)
-            self.source = str(src_dir / f"model_{src_step:06d}.pt")
-        self.step = self.start_step
-        self.resumed_from = self.start_step if cfg.resume else None
-        self.tokenizer, self.model = tok, model.train()
-        self.ref = None
-        if cfg.kl_coef > 0:  # the frozen start model; on resume it is reloaded from the recorded source
-            ref = model if not cfg.resume else load_model(self.source, None, self.device, cfg.tokenizer_dir)[0]
-            self.ref = copy.deepcopy(ref).eval().requires_grad_(False)
-        self.engine = Engine(model, tok, tool=self.tool)
-        frac = cfg.init_lr_frac
-        self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr * frac,
-                                         unembedding_lr=cfg.unembedding_lr * frac, matrix_lr=cfg.matrix_lr * frac,
-                                         scalar_lr=cfg.scalar_lr * frac, weight_decay=cfg.weight_decay,
-                                         world_size=self.info.world_size)
-        if rank_state is not None:
-            try:
-                self.optimizer.load_state_dict(rank_state["optimizer"])
-            except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
-                raise CheckpointError(f"{optim_file(self.ckpt_dir, self.start_step, self.info.rank)}: optimizer state "
-                                      f"does not fit this model ({str(e)[:120]}): delete this step") from None
-            restore_rng(rank_state.get("rng"))
-        self.meta_in = meta
+            self.pos, self.tokens_seen = data["pos"], int(data.get("tokens_seen", 0))
+            self.last_eval = rmeta.get("reward_eval") if isinstance(rmeta.get("reward_eval"), int | float) else None
+        self.loader_state = {"pos": self.pos, "tokens_seen": self.tokens_seen}
+        self.flops_per_token = model.estimate_flops()
+        self.startup.mark("optimizer")
         self.assistant_end = tok.encode_special("<|assistant_end|>")
         self.python_start = tok.encode_special("<|python_start|>")
 
     def emit_start(self) -> None:
         cfg = self.cfg
         self.tel.emit("run_start", config=cfg.model_dump(), world_size=self.info.world_size, device=str(self.device),
-                      dtype="float32", num_params=self.model.num_params(),
-                      num_flops_per_token=float(self.model.estimate_flops()), num_iterations=cfg.num_iterations,
+                      dtype=str(self.dtype).removeprefix("torch."), num_params=self.model.num_params(),
+                      num_flops_per_token=float(self.flops_per_token), num_iterations=self.num_iterations,
                       tokens_per_step=0, engine_version=__version__, pid=os.getpid(), run_dir=str(self.run_dir),
-                      resumed_from_step=self.resumed_from, stage="rl")
+                      resumed_from_step=self.resumed_from, startup=self.startup.stamps, stage="rl")
+        for message in self.setup_warnings:
+            self.tel.emit("warning", message=message)
+            print0(f"warning: {message}")
         print0(f"rl {cfg.run}: {self.model.num_params():,} params from {self.source}, task {cfg.task} "
-               f"({len(self.train_task)} prompts), {cfg.num_iterations} steps of {cfg.examples_per_step} prompts × "
+               f"({len(self.train_task)} prompts), {self.num_iterations} steps of {cfg.examples_per_step} prompts × "
                f"{cfg.num_samples} samples, world {self.info.world_size}")
+
+    def checkpoint_meta(self) -> dict:
+        return {"stage": "rl", "source": self.source, "model_config": self.model_config.to_dict(),
+                "user_config": self.cfg.model_dump(), "run": self.cfg.run, "reward_eval": self.last_eval,
+                "tokenizer_hash": self.tokenizer.fingerprint, "tokenizer_dir": str(self.tokenizer_dir()),
+                "data_dir": self.data_dir, "dataloader_state_dict": self.loader_state,
+                "loop_state": {"num_iterations": self.num_iterations},
+                "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
 
     # ---- data --------------------------------------------------------------------------------
     def example_index(self, pos: int) -> int:
@@ -233,7 +166,8 @@ class RLTrainer:
         return (self.cfg.seed * 1_000_003 + step * 100_003 + idx * 1009 + chunk) & 0x7FFFFFFF
 
     # ---- rollouts ----------------------------------------------------------------------------
-    def sample(self, prompt: list[int], n: int, temperature: float, seed: int) -> tuple[list[list[int]], list[list[int]]]:
+    def sample(self, prompt: list[int], n: int, temperature: float,
+               seed: int) -> tuple[list[list[int]], list[list[int]]]:
         """n answers to `prompt`: full sequences (prompt + answer, ending with its stop token when it stopped)
         and masks (1 on sampled tokens)."""
         from engine.engine import PAD_TOKEN
@@ -307,21 +241,14 @@ class RLTrainer:
                 kl_sum += kl.item()
                 rows += inputs.numel()
         t2 = time.perf_counter()
-        lrm = 1.0 - step / cfg.num_iterations
+        lrm = max(0.0, 1.0 - step / self.num_iterations)
         for group in self.optimizer.param_groups:
             group["lr"] = group["initial_lr"] * lrm * cfg.lr_scale
         self.optimizer.step()
         self.model.zero_grad(set_to_none=True)
         t3 = time.perf_counter()
-        return {"groups": groups, "loss": loss_sum, "kl": kl_sum, "lrm": lrm, "tokens": rows,
+        return {"groups": groups, "loss": loss_sum, "kl": kl_sum, "lrm": lrm, "tokens": rows, "sampled": num_tokens,
                 "t_rollout": t1 - t0, "t_fwd_bwd": t2 - t1, "t_optim": t3 - t2, "dt": t3 - t0}
-
-    def _gather(self, value):
-        if not self.info.ddp:
-            return [value]
-        out = [None] * self.info.world_size
-        dist.all_gather_object(out, value)
-        return out
 
     def rollout_stats(self, groups: list[dict[str, Any]], k: int) -> dict[str, Any]:
         """Rewards, pass@k, lengths and tool-call rate over every rank's groups, and a few samples."""
@@ -359,70 +286,21 @@ class RLTrainer:
                + " ".join(f"{k}:{v:.3f}" for k, v in stats["pass_at_k"].items()))
         return stats
 
-    # ---- checkpoints and control --------------------------------------------------------------
-    def save(self, step: int, reason: str) -> None:
-        t0 = time.time()
-        record = save_rank_state(self.ckpt_dir, step, self.info.rank, self.optimizer.state_dict(), {"pos": self.pos},
-                                 rng_state())
-        records = dict(enumerate(self._gather(record)))
-        if self.info.master:
-            meta = {"stage": "rl", "source": self.source, "model_config": self.model.config.to_dict(),
-                    "user_config": self.cfg.model_dump(), "run": self.cfg.run, "reward_eval": self.last_eval,
-                    "tokenizer_hash": self.tokenizer.fingerprint,
-                    "tokenizer_dir": str(getattr(self.tokenizer, "directory", "") or ""),
-                    "data_dir": self.meta_in.get("data_dir"), "loop_state": {"num_iterations": self.cfg.num_iterations},
-                    "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
-            size = record["bytes"] + save_model_and_meta(self.ckpt_dir, step, self.model.state_dict(), meta, records)
-            self.tel.emit("checkpoint", step=step, path=str(self.ckpt_dir / f"model_{step:06d}.pt"), reason=reason,
-                          seconds=time.time() - t0, bytes=size)
-            print0(f"saved checkpoint step {step} ({reason}) to {self.ckpt_dir}")
-        if self.info.ddp:
-            dist.barrier()
-
-    def handle_control(self, step: int) -> tuple[bool, bool]:
-        save_now = stop = False
-        requests = self.control.poll(step)
-        for ack in self.control.rejected:
-            self.tel.emit(ack)
-        for req in requests:
-            ok, message, applied = True, "", {}
-            if req.kind == "save_now":
-                save_now, message = True, f"saving at step {step}"
-            elif req.kind == "stop":
-                stop, message = True, f"stopping at step {step} after saving"
-            elif req.kind == "patch":
-                cold = sorted(set(req.changes) - HOT)
-                try:
-                    if cold:
-                        raise ValueError(f"not hot-patchable: {', '.join(cold)} (allowed: {', '.join(sorted(HOT))})")
-                    new = RLConfig(**{**self.cfg.model_dump(), **req.changes})
-                    applied = {k: getattr(new, k) for k in req.changes}
-                    self.cfg, message = new, ", ".join(f"{k} -> {v!r}" for k, v in applied.items())
-                except ValidationError as e:
-                    ok, message = False, explain(e, "patch")
-                except ValueError as e:
-                    ok, message = False, str(e)
-            else:
-                ok, message = False, f"unknown request kind {req.kind!r}"
-            self.tel.emit("control_ack", request_id=req.id, kind=req.kind, ok=ok, message=message, step=step,
-                          applied=applied)
-            print0(f"control {req.kind}: {'ok' if ok else 'rejected'} {message}")
-        return save_now, stop
-
     # ---- the loop -----------------------------------------------------------------------------
     def train(self) -> str:
         step = self.start_step
         smooth, beta, timed, t_loop = 0.0, 0.9, 0, 0.0
         while True:
             self.step = step
-            cfg = self.cfg
-            last = step >= cfg.num_iterations
+            cfg = self.cfg  # a patch may have replaced it
+            last = step >= self.num_iterations
             save_now, stop = self.handle_control(step)
             if (cfg.eval_every > 0 and step % cfg.eval_every == 0) or last or (step == 0 and cfg.eval_every < 0):
                 if not (step == self.start_step and self.resumed_from is not None):  # done before the save
                     self.evaluate(step)
             periodic = cfg.save_every > 0 and step % cfg.save_every == 0 and step > self.start_step
             if last or stop or save_now or periodic:
+                self.loader_state = {"pos": self.pos, "tokens_seen": self.tokens_seen}
                 self.save(step, "final" if last else "stop" if stop else "request" if save_now else "periodic")
             if last:
                 return "finished"
@@ -432,44 +310,30 @@ class RLTrainer:
             stats = self.rollout_stats(out["groups"], cfg.num_samples)
             step += 1
             timed += 1
+            self.tokens_seen += out["sampled"]
             t_loop += out["dt"]
             smooth = beta * smooth + (1 - beta) * out["loss"]
             if self.info.master:
                 self.tel.emit("rollout", step=step, **stats)
-                self.tel.emit("step", step=step, total=cfg.num_iterations, loss=out["loss"],
+                self.tel.emit("step", step=step, total=self.num_iterations, loss=out["loss"],
                               smooth_loss=smooth / (1 - beta ** timed), lr_mult=out["lrm"], muon_momentum=0.95,
                               tokens_per_sec=out["tokens"] * self.info.world_size / out["dt"], mfu=None,
                               dt=out["dt"], t_data=out["t_rollout"], t_fwd_bwd=out["t_fwd_bwd"],
-                              t_optim=out["t_optim"], mem_bytes=_rss(), tokens_seen=0,
-                              elapsed=time.time() - self.t_start, eta=t_loop / timed * (cfg.num_iterations - step))
-                if step % cfg.log_every == 0 or step == cfg.num_iterations:
-                    print0(f"step {step:05d}/{cfg.num_iterations:05d} | reward {stats['reward_mean']:.3f} | pass@1 "
+                              t_optim=out["t_optim"], mem_bytes=memory_bytes(self.device), tokens_seen=self.tokens_seen,
+                              elapsed=time.time() - self.t_start, eta=t_loop / timed * (self.num_iterations - step))
+                if step % cfg.log_every == 0 or step == self.num_iterations:
+                    print0(f"step {step:05d}/{self.num_iterations:05d} | reward {stats['reward_mean']:.3f} | pass@1 "
                            f"{stats['pass_at_k'].get('1', 0):.3f} | len {stats['mean_len']:.1f} | tools "
                            f"{stats['tool_call_rate']:.2f} | loss {out['loss']:+.5f} | rollout "
                            f"{out['t_rollout']:.1f}s | dt {out['dt']:.1f}s")
 
 
-def _rss() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def run_rl(run: StageRun, train_task=None, eval_task=None, tool=None) -> str:
-    cfg: RLConfig = run.cfg
-    info = init_distributed(cfg.device_type)
-    torch.manual_seed(cfg.seed)
-    trainer = RLTrainer(cfg, info, run.tel, run.run_dir, run.base, train_task, eval_task, tool)
-    trainer.setup()
-    trainer.emit_start()
-    try:
-        return trainer.train()
-    finally:
-        run.step = trainer.step
+def parse(argv: list[str] | None) -> RLConfig:
+    return parse_config(argv, RLConfig, "engine.rl", "GRPO reinforcement learning from a chat checkpoint.")
 
 
 def main(argv: list[str] | None = None) -> int:
-    return stage_main("engine.rl", RLConfig, run_rl, argv, "GRPO reinforcement learning from a chat checkpoint.")
+    return run_training(argv, RLTrainer, parse, "engine.rl")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,8 @@ class SFTConfig(BaseModel):
 
     # data
     tasks: str = _f(DEFAULT_SFT_TASKS, f"comma-separated offline tasks to mix ({', '.join(OFFLINE_TASKS)})")
-    task_size: int = _f(1500, "examples per generated task (chatterbot has its own size)", ge=1)
+    task_size: int = _f(1500, "examples per task (generated tasks make this many; chatterbot keeps at most this "
+                              "many)", ge=1)
     val_size: int = _f(60, "held-out conversations per task for the validation loss", ge=1)
     data: str = _f("", "comma-separated SmolTalk-style {messages: [...]} .jsonl/.parquet files to mix in")
     gsm8k: str = _f("", "comma-separated GSM8K .jsonl/.parquet files (question, answer with ####) to mix in")

@@ -1,95 +1,26 @@
-"""What every post-training stage module (`engine.rl`, `engine.base_eval`, …) shares with `engine.train`.
-
-Flags generated from a stage's pydantic config class (same `--config FILE.yaml` + `--key=value` rules as
-`engine.train`), the newest checkpoint of the previous stage (`source: auto`), and the run wrapper that
-owns the run dir, the telemetry writer and the `run_end` event however the stage ends.
+"""The run wrapper of a stage that does not train (`engine.base_eval`): it owns the run dir, the telemetry
+writer and the `run_end` event however the stage ends. Training stages use engine.train.run_training.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 import traceback
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from engine.config import explain, load_yaml_config
+from engine.config import parse_config
 from engine.errors import EngineError
-from engine.shared import PHASE_DIRS, base_dir, one_line
-
-# the stage whose checkpoints a stage starts from when its source is `auto` (the contract's table)
-PREVIOUS_STAGE = {"sft": ("sft", "base"), "rl": ("rl", "sft"), "base_eval": ("eval", "base")}
-
-
-def _allows_none(annotation: Any) -> bool:
-    return annotation is None or type(None) in typing.get_args(annotation) or (
-        isinstance(annotation, types.UnionType) and type(None) in annotation.__args__)
-
-
-def build_stage_parser(cls: type[BaseModel], prog: str, description: str) -> argparse.ArgumentParser:
-    """`--flag` per field of `cls` (`--x/--no-x` for booleans), plus `--config`."""
-    p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--config", help="YAML file with config keys (flat, or in sections); flags override it")
-    for name, f in cls.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if f.annotation is bool:
-            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f.description)
-        else:
-            p.add_argument(flag, dest=name, default=None, help=f.description, metavar=name.upper())
-    return p
-
-
-def parse_stage_config(cls: type[BaseModel], argv: list[str] | None, prog: str, description: str = "") -> Any:
-    """Flags over --config over defaults; any problem is an EngineError of one line."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["--"]:
-        argv = argv[1:]
-    args = build_stage_parser(cls, prog, description).parse_args(argv)
-    values: dict[str, Any] = {}
-    if args.config:
-        values = {k: v for k, v in load_yaml_config(args.config).items()}
-        unknown = sorted(set(values) - set(cls.model_fields))
-        if unknown:
-            raise EngineError(f"{args.config}: unknown key {unknown[0]!r} for {prog}: use one of "
-                              f"{', '.join(cls.model_fields)}")
-    values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
-    for name, f in cls.model_fields.items():
-        if values.get(name) in ("", "none", "None") and _allows_none(f.annotation):
-            values[name] = None
-    try:
-        return cls(**values)
-    except ValidationError as e:
-        raise EngineError(explain(e, args.config or "flags")) from None
+from engine.shared import base_dir, one_line
 
 
 def stage_base(cfg: Any) -> Path:
     return Path(cfg.base_dir).expanduser() if getattr(cfg, "base_dir", None) else base_dir()
-
-
-def resolve_source(base: Path, stage: str, source: str, step: int = -1) -> tuple[Path, int]:
-    """(checkpoint dir, step) a stage starts from: `source` is a checkpoint dir, a model_XXXXXX.pt file or
-    `auto` (the newest checkpoint dir, by mtime, of the previous stage under `base`); step -1 = newest."""
-    from engine.checkpoint import complete_steps
-    from engine.inference_load import resolve_checkpoint
-
-    if source != "auto":
-        return resolve_checkpoint(source, None if step < 0 else step)
-    phase = PREVIOUS_STAGE[stage][1]
-    root = Path(base) / PHASE_DIRS[phase]
-    dirs = [d for d in root.iterdir() if d.is_dir() and complete_steps(d)] if root.is_dir() else []
-    if not dirs:
-        hint = "nanochat-cli train --prefab cpu-tiny" if phase == "base" else f"the {phase} stage"
-        raise EngineError(f"source: no {phase} checkpoint in {root}: train one first with {hint}, or pass "
-                          "--source PATH")
-    newest = max(dirs, key=lambda d: max(p.stat().st_mtime for p in d.glob("meta_*.json")))
-    return resolve_checkpoint(newest, None if step < 0 else step)
 
 
 class StageRun:
@@ -142,7 +73,7 @@ def stage_main(prog: str, cls: type[BaseModel], body: Callable[[StageRun], str],
                description: str = "") -> int:
     """Parse the config (exit 2 on a bad one), then run `body` inside a StageRun."""
     try:
-        cfg = parse_stage_config(cls, argv, prog, description)
+        cfg = parse_config(argv, cls, prog, description)
         run = StageRun(prog, cfg)
     except EngineError as e:
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)

@@ -50,8 +50,14 @@ def events(root, run):
 
 
 def test_sft_trains_from_the_base_checkpoint_and_records_it(base_ckpt):
-    assert run_sft(base_ckpt, "s1", "--num-iterations", "4", "--matrix-lr", "0.05") == 0
+    good = {"messages": [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "nanochat"}]}
+    data = base_ckpt / "chats.jsonl"
+    data.write_text("\n".join([json.dumps(good)] * 20 + ["{oops", json.dumps({"messages": good["messages"][::-1]})]))
+    assert run_sft(base_ckpt, "s1", "--num-iterations", "4", "--matrix-lr", "0.05", "--data", str(data)) == 0
     ev = events(base_ckpt, "s1")
+    warnings = [e["message"] for e in ev if e["event"] == "warning"]
+    assert warnings == [f"SFT data: {data}: kept 20, skipped 2 (not JSON: 1, first at chats.jsonl:21; wrong role "
+                        "order: 1, first at chats.jsonl:22)"]
     start = next(e for e in ev if e["event"] == "run_start")
     evals = [e for e in ev if e["event"] == "eval"]
     assert start["stage"] == "sft" and start["num_iterations"] == 4
