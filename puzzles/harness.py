@@ -17,7 +17,8 @@ import importlib
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from types import ModuleType
 
 from puzzles import catalog, status
@@ -96,11 +97,18 @@ def run(puzzle: catalog.Puzzle, impl: ModuleType) -> int:
     return 0
 
 
-def _one_thread() -> None:
-    """The checks' models are tiny: a thread pool only adds wake-ups, which cost whole seconds on a busy CPU."""
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """The checks' models are tiny: a thread pool only adds wake-ups, which cost whole seconds on a busy CPU.
+    The caller's setting comes back afterwards (main() also runs inside other processes, the tests')."""
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def main(number: int, argv: list[str] | None = None) -> int:
@@ -119,10 +127,10 @@ def main(number: int, argv: list[str] | None = None) -> int:
             print(oracle.peek(checks_module(puzzle).PEEK[oracle.kind]), end="")
             return 0
         impl = catalog.load_solution(args.solution) if args.solution else catalog.load_skeleton(puzzle)
-        _one_thread()
-        if args.verify:
-            return verify(puzzle, impl, oracle, record=not args.solution and oracle.is_engine)
-        return run(puzzle, impl)
+        with _one_thread():
+            if args.verify:
+                return verify(puzzle, impl, oracle, record=not args.solution and oracle.is_engine)
+            return run(puzzle, impl)
     except PuzzleError as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
