@@ -52,6 +52,7 @@ from engine.common import DistInfo, EngineError, cleanup_distributed, compute_dt
 from engine.config import TrainConfig, parse_config
 from engine.control import ControlChannel, apply_patch
 from engine.corpus import resolve_data_dir
+from engine.data_source import load_data_source
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts
 from engine.fp8 import fp8_disabled, fp8_module_filter
@@ -148,11 +149,19 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
             raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
-        self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
-        self.startup.mark("data")
-        self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
-            cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
-            data_id=data_id(self.data_dir)))
+        self.source = None
+        if cfg.data_source:  # a plugin's token stream (engine/data_source.py) instead of parquet text
+            self.source = self._rank0_first(lambda: load_data_source(cfg.data_source, cfg.data_source_options,
+                                                                     self.base, cfg.seed))
+            self.data_dir = self.source.description
+            self.startup.mark("data")
+            self.tokenizer = self.source.tokenizer
+        else:
+            self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
+            self.startup.mark("data")
+            self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
+                cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
+                data_id=data_id(self.data_dir)))
         self.token_bytes = self.tokenizer.token_bytes().to(self.device)
         self.startup.mark("tokenizer")
 
@@ -191,8 +200,7 @@ class Trainer:
                               f"max_seq_len × world_size = {per_fwdbwd}: set total_batch_size to a multiple of it")
         self.grad_accum = cfg.total_batch_size // per_fwdbwd
         self.num_iterations = horizon(cfg, model, self.flops_per_token)
-        self.train_loader = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "train",
-                                        self.data_dir, info.rank, info.world_size, self.device, state=loader_state)
+        self.train_loader = self._loader("train", loader_state)
         self.loader_state = loader_state
         self.startup.mark("loader")
 
@@ -359,6 +367,14 @@ class Trainer:
         if self.info.ddp:
             dist.barrier()
 
+    def _loader(self, split: str, state: dict | None = None):
+        cfg, info = self.cfg, self.info
+        if self.source is not None:
+            return self.source.loader(split, cfg.device_batch_size, cfg.max_seq_len, info.rank, info.world_size,
+                                      self.device, state=state)
+        return make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, split, self.data_dir,
+                           info.rank, info.world_size, self.device, state=state)
+
     def tokenizer_dir(self) -> Path:
         return Path(getattr(self.tokenizer, "directory", None) or self.cfg.tokenizer_dir or "")
 
@@ -366,8 +382,7 @@ class Trainer:
         cfg = self.cfg
         tokens_per_batch = cfg.device_batch_size * cfg.max_seq_len * self.info.world_size
         steps = max(1, cfg.eval_tokens // tokens_per_batch)
-        val = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "val", self.data_dir,
-                          self.info.rank, self.info.world_size, self.device)
+        val = self._loader("val")
         self.model.eval()
         with fp8_disabled(self.raw_model):  # evaluated in the compute dtype, as nanochat does
             self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
@@ -379,9 +394,13 @@ class Trainer:
         if not self.info.master:
             return
         self.raw_model.eval()
-        for prompt, text in make_samples(self.raw_model, self.tokenizer):
-            self.tel.emit("sample", step=step, prompt=prompt, text=text)
-            print0(f"sample | {prompt!r} -> {text!r}")
+        if self.source is not None:
+            if hasattr(self.source, "sample"):
+                self.source.sample(self.raw_model, step, self.tel.emit)
+        else:
+            for prompt, text in make_samples(self.raw_model, self.tokenizer):
+                self.tel.emit("sample", step=step, prompt=prompt, text=text)
+                print0(f"sample | {prompt!r} -> {text!r}")
         self.raw_model.train()
 
     # ---- control -----------------------------------------------------------------------------

@@ -6,16 +6,20 @@ import-linter contract (.importlinter) keeps the in-repo plugins to this module.
 """
 
 from nanochat_cli.errors import AppError
+from nanochat_cli.services.chat_modes import ChatMode, ModeRequest, ModeResult, cached_load
 from nanochat_cli.services.ingest import MetricPoint, MetricStore, RunFeed, SourceHealth, ThreadedSource
 from nanochat_cli.services.panels import Layout, PanelSpec, Thresholds, check_thresholds
 from nanochat_cli.services.registry import CheckpointField, Registry, ScreenEntry
 
 __all__ = [
     "AppError",
+    "ChatMode",
     "CheckpointField",
     "Layout",
     "MetricPoint",
     "MetricStore",
+    "ModeRequest",
+    "ModeResult",
     "PanelSpec",
     "Registry",
     "RunFeed",
@@ -23,6 +27,7 @@ __all__ = [
     "SourceHealth",
     "ThreadedSource",
     "Thresholds",
+    "cached_load",
     "check_thresholds",
 ]  # and PluginScreen (the base of a plugin's screen), loaded on first use by __getattr__ below
 
