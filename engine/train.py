@@ -55,6 +55,7 @@ from engine.corpus import resolve_data_dir
 from engine.data_source import load_data_source
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts
+from engine.fp8 import fp8_disabled, fp8_module_filter
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.lifeline import record_pid, tie_to_launcher
 from engine.loss_eval import evaluate_bpb
@@ -318,7 +319,7 @@ class Trainer:
             from torchao.float8 import convert_to_float8_training
         except ImportError:
             raise EngineError("fp8: needs the torchao package: pip install torchao, or drop --fp8") from None
-        convert_to_float8_training(model, module_filter_fn=lambda m, name: "lm_head" not in name)
+        convert_to_float8_training(model, module_filter_fn=fp8_module_filter)
 
     # ---- events --------------------------------------------------------------------------------
     def emit_start(self) -> None:
@@ -383,7 +384,8 @@ class Trainer:
         steps = max(1, cfg.eval_tokens // tokens_per_batch)
         val = self._loader("val")
         self.model.eval()
-        self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
+        with fp8_disabled(self.raw_model):  # evaluated in the compute dtype, as nanochat does
+            self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
         self.model.train()
         self.tel.emit("eval", step=step, val_bpb=self.val_bpb)
         print0(f"step {step:05d} | val bpb {self.val_bpb:.4f}")

@@ -134,6 +134,7 @@ class NanochatApp(App[None]):
         self.pipeline: Any = start_pipeline  # the pipeline this app runs, if any
         # plugins first: their config categories are part of every prefab the session resolves
         self.plugin_report = load_user_plugins(REGISTRY)  # in-repo, <config dir>/plugins/, entry points
+        self.plugin_screens = {entry.name: entry for entry in REGISTRY.screens()}  # after the tabs, keys 6..9
         self._orchestrator: Any = None
         self.launched: dict[str, Any] = {}  # run name -> (LaunchSpec, resolved config) for runs started here
         super().__init__()
@@ -150,6 +151,18 @@ class NanochatApp(App[None]):
         self._crash_error: BaseException | None = None  # what _fatal_error prints (masked)
         self.secrets = secrets or SecretStore()
         self.session = ConfigSession(state, self.state_path, PrefabStore(auth_flags=self.secrets.auth_flags))
+        self._add_plugin_screens()
+
+    def _add_plugin_screens(self) -> None:
+        """Each plugin screen becomes a mode like the tabs (built when first opened), with the next number key."""
+        from functools import partial
+
+        from nanochat_cli.screens.plugin import make_plugin_screen
+
+        for key, entry in enumerate(self.plugin_screens.values(), start=len(SCREENS) + 1):
+            self.add_mode(entry.name, partial(make_plugin_screen, entry, self._error))
+            if key <= 9:
+                self.bind(str(key), f"show_screen('{entry.name}')", description=entry.title, show=False)
 
     # ---- start-up ------------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -239,7 +252,7 @@ class NanochatApp(App[None]):
         return True
 
     def action_show_screen(self, name: str) -> None:
-        if name not in SCREENS or isinstance(self.screen, ModalScreen):
+        if (name not in SCREENS and name not in self.plugin_screens) or isinstance(self.screen, ModalScreen):
             return
         self.switch_mode(name)
         self.session.set_screen(name)
