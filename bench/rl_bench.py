@@ -43,7 +43,8 @@ def report(run_dir: Path) -> None:
         for s in (first, last):
             m = evals[s]
             passes = " ".join(f"{k}={v:.3f}" for k, v in m.items() if k.startswith("pass@"))
-            print(f"held-out step {s:4d}: reward {m.get('reward', float('nan')):.4f}  {passes}")
+            se = f" ± {m['reward_se']:.4f} (SE)" if "reward_se" in m else ""
+            print(f"held-out step {s:4d}: reward {m.get('reward', float('nan')):.4f}{se}  {passes}")
     if rollouts:
         head, tail = rollouts[:10], rollouts[-10:]
         mean = lambda rows, k: sum(r[k] for r in rows) / len(rows)  # noqa: E731

@@ -21,6 +21,7 @@ import copy
 import math
 import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -298,11 +299,17 @@ class RLTrainer(Trainer):
         stats = self.rollout_stats(groups, cfg.eval_samples)
         self.last_eval = stats["reward_mean"]
         name = getattr(self.eval_task, "name", cfg.task)
-        rows = [("reward", stats["reward_mean"])] + [(f"pass@{k}", v) for k, v in stats["pass_at_k"].items()]
+        # the standard error of the reward, prompts as the unit (a prompt's samples are not independent): a
+        # change between two evaluations smaller than about twice it is noise
+        means = [sum(r) / len(r) for part in self._gather([g["rewards"] for g in groups]) for r in part]
+        se = statistics.stdev(means) / math.sqrt(len(means)) if len(means) > 1 else 0.0
+        rows = [("reward", stats["reward_mean"]), ("reward_se", se)] + \
+            [(f"pass@{k}", v) for k, v in stats["pass_at_k"].items()]
         for metric, value in rows:
             self.tel.emit("eval_result", suite="rl", task=name, metric=metric, value=value, n=stats["prompts"],
                           step=step, checkpoint=None)
-        print0(f"step {step:05d} | eval reward {stats['reward_mean']:.4f} | pass@k "
+        print0(f"step {step:05d} | eval reward {stats['reward_mean']:.4f} ± {se:.4f} (SE, {len(means)} prompts) | "
+               "pass@k "
                + " ".join(f"{k}:{v:.3f}" for k, v in stats["pass_at_k"].items()))
         return stats
 
