@@ -163,3 +163,19 @@ def test_a_stage_left_running_is_waited_for_not_started_again(tmp_path, store, m
     record = second.run(launch_and_wait(orch))
     assert record.status == "finished"
     assert [a.run for a in record.step("sft").attempts] == ["cpu-tiny-sft"]  # one attempt, waited for
+
+
+def test_held_out_reward_is_shown_with_its_standard_error():
+    from types import SimpleNamespace
+
+    from nanochat_cli.services.pipeline.report import RunFacts, held_out_lines
+
+    def ev(metric, value, step):
+        return SimpleNamespace(task="arithmetic", metric=metric, value=value, step=step, n=128)
+
+    facts = RunFacts(run="rl", scored=[ev("reward", 0.69, 0), ev("reward_se", 0.025, 0), ev("pass@1", 0.7, 0),
+                             ev("reward", 0.75, 60), ev("reward_se", 0.024, 60), ev("pass@1", 0.74, 60)])
+    lines = held_out_lines(facts)
+    assert lines[0] == "  - held-out arithmetic reward: 0.690 ± 0.025 → 0.750 ± 0.024 (step 0 → step 60, 128 prompts)"
+    assert lines[1] == "  - held-out arithmetic pass@1: 0.700 → 0.740 (step 0 → step 60, 128 prompts)"
+    assert not any("reward_se" in line for line in lines)

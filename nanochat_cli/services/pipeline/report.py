@@ -97,6 +97,11 @@ def reward_change(facts: RunFacts) -> tuple[float, float] | None:
     return _mean(ys[:n]), _mean(ys[-n:])
 
 
+def _with_se(se: dict[int, float]):
+    """A formatter of one evaluation's value, with its standard error when that step has one."""
+    return lambda ev: f"{ev.value:.3f}" + (f" ± {se[ev.step]:.3f}" if ev.step in se else "")
+
+
 def held_out_lines(facts: RunFacts) -> list[str]:
     """RL's own evaluations on held-out prompts: each task and metric at its first and last evaluation."""
     series: dict[tuple[str, str], list[Any]] = {}
@@ -104,11 +109,17 @@ def held_out_lines(facts: RunFacts) -> list[str]:
         series.setdefault((ev.task, ev.metric), []).append(ev)
     out = []
     for (task, metric), evs in series.items():
+        if metric.endswith("_se"):  # shown beside its metric: `reward 0.693 ± 0.025`
+            continue
+        se = {ev.step: ev.value for ev in series.get((task, f"{metric}_se"), [])}
+        val = _with_se(se)
         first, last = evs[0], evs[-1]
         where = f"step {first.step} → step {last.step}" if len(evs) > 1 else f"step {first.step}"
-        out.append(f"  - held-out {task} {metric}: {first.value:.3f} → {last.value:.3f} ({where}, "
-                   f"{last.n} prompts)" if len(evs) > 1 else f"  - held-out {task} {metric}: {first.value:.3f} "
+        out.append(f"  - held-out {task} {metric}: {val(first)} → {val(last)} ({where}, "
+                   f"{last.n} prompts)" if len(evs) > 1 else f"  - held-out {task} {metric}: {val(first)} "
                    f"({where}, {first.n} prompts)")
+    if any(metric.endswith("_se") for _task, metric in series):
+        out.append("  - (± is the standard error, prompts as the unit)")
     return out
 
 
