@@ -13,7 +13,8 @@ batches an uninterrupted loader would have produced.
 
 `data_dir` may name a folder, or `tct:NAME`: the windows under `<base>/tct_data/NAME-ctx<T>`, prepared on
 first use from the workflow folders in $NANOCHAT_TCT_SOURCES (os.pathsep-separated), else from
-`../shared/data/workflows-real` next to the repository or the current folder.
+`data/workflows-real` in $NANOCHAT_SHARED or in the `shared` folder next to the repository or the
+current folder (`../shared/data/workflows-real` in a checkout).
 """
 
 from __future__ import annotations
@@ -80,10 +81,11 @@ def default_sources() -> list[Path]:
     env = os.environ.get(SOURCES_ENV)
     if env:
         return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
-    repo = Path(__file__).resolve().parents[2]
-    seen = []
-    for root in (repo.parent, Path.cwd().parent, Path.cwd()):
-        cand = root / "shared" / "data" / "workflows-real"
+    repo = Path(__file__).resolve().parents[1]
+    shared = [Path(os.environ["NANOCHAT_SHARED"]).expanduser()] if os.environ.get("NANOCHAT_SHARED") else []
+    seen: list[Path] = []
+    for root in (*shared, repo.parent / "shared", Path.cwd().parent / "shared", Path.cwd() / "shared"):
+        cand = root / "data" / "workflows-real"
         if cand.is_dir() and cand.resolve() not in [s.resolve() for s in seen]:
             seen.append(cand)
     return seen[:1]

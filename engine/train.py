@@ -107,6 +107,17 @@ def make_samples(model: GPT, tokenizer: Tokenizer, max_tokens: int = 32) -> list
     return out
 
 
+def uses_tct(data_dir: str | None) -> bool:
+    """A `tct:NAME` data dir, or a folder of TCT windows (python -m engine.tct.prepare)."""
+    if not data_dir:
+        return False
+    if data_dir.startswith("tct:"):
+        return True
+    from engine.tct_windows import is_window_dir
+
+    return is_window_dir(Path(data_dir).expanduser())
+
+
 class Trainer:
     """Owns one training run: setup, the loop, checkpoints, telemetry and control requests."""
 
@@ -142,11 +153,21 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
             raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
-        self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
-        self.startup.mark("data")
-        self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
-            cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
-            data_id=data_id(self.data_dir)))
+        self.tct = uses_tct(cfg.data_dir)  # TCT windows: their own tokenizer, loader, eval and samples
+        if self.tct:
+            from engine.tct_lm import TCTTokenizer
+            from engine.tct_windows import resolve_window_dir
+
+            self.data_dir = self._rank0_first(lambda: resolve_window_dir(cfg.data_dir, self.base, cfg.max_seq_len)
+                                              if cfg.data_dir.startswith("tct:") else Path(cfg.data_dir).expanduser())
+            self.startup.mark("data")
+            self.tokenizer = TCTTokenizer()
+        else:
+            self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
+            self.startup.mark("data")
+            self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
+                cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
+                data_id=data_id(self.data_dir)))
         self.token_bytes = self.tokenizer.token_bytes().to(self.device)
         self.startup.mark("tokenizer")
 
@@ -190,10 +211,19 @@ class Trainer:
                               f"max_seq_len × world_size = {per_fwdbwd}: set total_batch_size to a multiple of it")
         self.grad_accum = cfg.total_batch_size // per_fwdbwd
         self.num_iterations = horizon(cfg, model, self.flops_per_token)
-        self.train_loader = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "train",
-                                        self.data_dir, info.rank, info.world_size, self.device, state=loader_state)
+        self.train_loader = self._loader("train", loader_state)
         self.loader_state = loader_state
         self.startup.mark("loader")
+
+    def _loader(self, split: str, state: dict | None = None):
+        cfg, info = self.cfg, self.info
+        if self.tct:
+            from engine.tct_windows import make_window_loader
+
+            return make_window_loader(self.data_dir, cfg.device_batch_size, cfg.max_seq_len, split, info.rank,
+                                      info.world_size, self.device, state=state, seed=cfg.seed)
+        return make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, split, self.data_dir, info.rank,
+                           info.world_size, self.device, state=state)
 
     def _resume_candidates(self) -> list[int]:
         """Steps to try, newest first: the one asked for, all complete ones under --resume, else none."""
@@ -334,6 +364,8 @@ class Trainer:
                     "run": cfg.run, "tokenizer_hash": self.tokenizer.fingerprint,
                     "tokenizer_dir": str(self.tokenizer_dir()), "data_dir": str(self.data_dir),
                     "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
+            if self.tct:
+                meta.update(tokenizer_kind="tct", tokenizer_dir="")
             size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta, records)
             self.tel.emit("checkpoint", step=step, path=str(self.ckpt_dir / f"model_{step:06d}.pt"), reason=reason,
                           seconds=time.time() - t0, bytes=size)
@@ -348,9 +380,16 @@ class Trainer:
         cfg = self.cfg
         tokens_per_batch = cfg.device_batch_size * cfg.max_seq_len * self.info.world_size
         steps = max(1, cfg.eval_tokens // tokens_per_batch)
-        val = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "val", self.data_dir,
-                          self.info.rank, self.info.world_size, self.device)
+        val = self._loader("val")
         self.model.eval()
+        if self.tct:
+            from engine.tct_lm import evaluate_windows
+
+            self.val_bpb, val_loss = evaluate_windows(self.model, val, steps, self.token_bytes, self.autocast)
+            self.model.train()
+            self.tel.emit("eval", step=step, val_bpb=self.val_bpb, val_loss=val_loss)
+            print0(f"step {step:05d} | val bpb {self.val_bpb:.4f} | val loss {val_loss:.4f}")
+            return
         self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
         self.model.train()
         self.tel.emit("eval", step=step, val_bpb=self.val_bpb)
@@ -360,7 +399,13 @@ class Trainer:
         if not self.info.master:
             return
         self.raw_model.eval()
-        for prompt, text in make_samples(self.raw_model, self.tokenizer):
+        if self.tct:
+            from engine.tct_lm import tct_samples
+
+            samples = tct_samples(self.raw_model, seed=step)
+        else:
+            samples = make_samples(self.raw_model, self.tokenizer)
+        for prompt, text in samples:
             self.tel.emit("sample", step=step, prompt=prompt, text=text)
             print0(f"sample | {prompt!r} -> {text!r}")
         self.raw_model.train()
