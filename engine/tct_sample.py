@@ -403,3 +403,49 @@ def _backtrack(tok: Any, tokens: list[int], track: _Track, budget: _Budget, out:
     del tokens[start:]
     out.backtracks += 1
     return True
+
+
+def is_tct_checkpoint(path: Any) -> bool:
+    """Whether a checkpoint dir (its latest step) or model file was trained on TCT windows."""
+    from engine.checkpoint import load_meta
+    from engine.inference_load import resolve_checkpoint
+
+    try:
+        ckpt_dir, step = resolve_checkpoint(path)
+        return load_meta(ckpt_dir, step).get("tokenizer_kind") == "tct"
+    except (EngineError, OSError, ValueError):
+        return False
+
+
+def load_workflow_model(path: Any, device: str = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """(model in eval mode, meta with `step`) of a TCT-trained checkpoint dir (latest step) or model file."""
+    from engine.checkpoint import load_meta, load_model_state, meta_file, model_file, weights_mismatch
+    from engine.inference_load import build_model, model_config_from_meta, resolve_checkpoint
+    from engine.tct.vocab import VOCAB_SIZE
+
+    ckpt_dir, step = resolve_checkpoint(path)
+    meta = load_meta(ckpt_dir, step)
+    source = meta_file(ckpt_dir, step)
+    if meta.get("tokenizer_kind") != "tct":
+        raise EngineError(f"{source}: not trained on TCT windows (no tokenizer_kind: tct): pick the checkpoint of "
+                          "a tct-* run (nanochat-cli train --prefab tct-cpu)")
+    config = model_config_from_meta(meta, source)
+    if config.vocab_size != VOCAB_SIZE:
+        raise EngineError(f"{source}: vocab_size {config.vocab_size} is not TCT's {VOCAB_SIZE}: pick a tct-* "
+                          "run's checkpoint")
+    state = load_model_state(ckpt_dir, step, device, meta)
+    try:
+        model = build_model(config, state, device)
+    except RuntimeError as e:
+        raise weights_mismatch(model_file(ckpt_dir, step), e) from None
+    return model, {**meta, "step": step}
+
+
+def to_yaml(json_text: str) -> str:
+    """A sampled workflow as YAML, keys in order; `on` unquoted (GitHub reads YAML 1.2, where it is a string)."""
+    import yaml
+
+    text = yaml.safe_dump(json.loads(json_text), sort_keys=False, allow_unicode=True, width=100,
+                          default_flow_style=False)
+    return "\n".join("on:" + line[len("'on':"):] if line.startswith("'on':") else line
+                     for line in text.splitlines()) + "\n"
