@@ -162,17 +162,23 @@ class _Model:
     @torch.inference_mode()
     def logits(self, tokens: list[int]) -> torch.Tensor:
         from engine.engine import KVCache
+        from engine.gpt import norm
 
         start = max(0, len(tokens) - (self.T - 1))
         window = [self.pos(start), *tokens[start:]]
-        n = len(self.fed)
-        if self.cache is not None and n < len(window) and window[:n] == self.fed:
-            new = window[n:]
-        else:
+        keep = 0
+        if self.cache is not None:  # the longest prefix of what the cache holds that is still wanted
+            limit = min(len(self.fed), len(window) - 1)  # at least one token to feed: its logits are the answer
+            while keep < limit and self.fed[keep] == window[keep]:
+                keep += 1
+        if keep == 0:
             c = self.config
             self.cache = KVCache(1, c.n_kv_head, self.T, c.n_embd // c.n_head, c.n_layer, self.device, self.dtype)
-            new = window
-        ids = torch.tensor([new], dtype=torch.long, device=self.device)
+        elif keep < len(self.fed):  # backtracked: rewind (later positions are overwritten as they are fed)
+            self.cache.pos = keep
+            last = torch.tensor([[window[keep - 1]]], dtype=torch.long, device=self.device)
+            self.cache.prev_embed = norm(self.model.transformer.wte(last))
+        ids = torch.tensor([window[keep:]], dtype=torch.long, device=self.device)
         out = self.model(ids, kv_cache=self.cache)[0, -1].float()
         self.fed = window
         return out
@@ -231,6 +237,14 @@ def _pick_lazy(logits: torch.Tensor, accepts: Any, temperature: float, top_k: in
     return None
 
 
+def idle_cpus() -> int:
+    """The cores the load (1-minute average) leaves idle, at least one: the CPU threads worth decoding with."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, int(cpus - os.getloadavg()[0])))
+
+
 def sample_workflow(model: torch.nn.Module, prompt: str = "", max_tokens: int = 512, temperature: float = 0.8,
                     top_k: int | None = 50, seed: int = 42, constrained: bool = True,
                     stop: threading.Event | None = None) -> SampleResult:
@@ -244,8 +258,14 @@ def sample_workflow(model: torch.nn.Module, prompt: str = "", max_tokens: int = 
     prefix = prompt_tokens(prompt)
     lm = _Model(model)
     gen = torch.Generator().manual_seed(seed)
-    result = _constrained(tok, lm, prefix, max_tokens, temperature, top_k, gen, stop, workflow_validator()) \
-        if constrained else _free(tok, lm, prefix, max_tokens, temperature, top_k, gen, stop)
+    before = torch.get_num_threads()
+    if lm.device.type == "cpu":  # one token at a time: threads beyond the idle cores only wait for each other
+        torch.set_num_threads(idle_cpus())
+    try:
+        result = _constrained(tok, lm, prefix, max_tokens, temperature, top_k, gen, stop, workflow_validator()) \
+            if constrained else _free(tok, lm, prefix, max_tokens, temperature, top_k, gen, stop)
+    finally:
+        torch.set_num_threads(before)
     text = tok.decode(result.tokens)[0]
     result.json = text
     t1 = time.perf_counter()
