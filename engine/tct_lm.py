@@ -11,7 +11,6 @@ minified JSON; `val_loss` (nats per token) is reported beside it.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -48,11 +47,10 @@ class TCTTokenizer:
     directory = None
 
     def __init__(self) -> None:
+        from engine.tct import fingerprint
+
         self.tok = tct_tokenizer()
-        h = hashlib.sha256(b"tct\0")
-        h.update(repr(self.tok.vocab.property_names).encode())
-        h.update(repr(self.tok.merges).encode())
-        self.fingerprint = "tct-" + h.hexdigest()[:12]
+        self.fingerprint = fingerprint()
 
     def get_vocab_size(self) -> int:
         return VOCAB_SIZE

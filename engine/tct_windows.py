@@ -32,21 +32,11 @@ import torch
 
 from engine.errors import EngineError
 from engine.shared import one_line
+from engine.tct.location import SCHEME, is_window_dir, window_dir_for
 
-SCHEME = "tct:"
 STATE_VERSION = 1
 PAD_TARGET = -1
 SOURCES_ENV = "NANOCHAT_TCT_SOURCES"
-
-
-def is_window_dir(path: str | Path) -> bool:
-    meta = Path(path) / "meta.json"
-    if not meta.is_file():
-        return False
-    try:
-        return json.loads(meta.read_text(encoding="utf-8")).get("format") == "tct-windows"
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def read_meta(data_dir: Path) -> dict[str, Any]:
@@ -96,7 +86,7 @@ def resolve_window_dir(spec: str, base: Path, context_size: int) -> Path:
     name = spec[len(SCHEME):] or "workflows"
     if not name.replace("-", "").replace("_", "").isalnum():
         raise EngineError(f"data_dir {spec!r}: use tct:NAME with letters, digits, - and _ (e.g. tct:workflows)")
-    out = Path(base) / "tct_data" / f"{name}-ctx{context_size}"
+    out = window_dir_for(spec, base, context_size)
     if is_window_dir(out):
         return out
     sources = [s for s in default_sources() if s.is_dir()]

@@ -62,6 +62,7 @@ from engine.shared import base_dir, one_line
 from engine.shared import peak_flops as peak_flops_for
 from engine.sinks import Sinks
 from engine.startup import StartupClock
+from engine.tct.location import uses_tct
 from engine.telemetry import SCHEMA_VERSION, TELEMETRY_FILE, TelemetryWriter
 from engine.tokenizer import Tokenizer, ensure_tokenizer
 
@@ -105,17 +106,6 @@ def make_samples(model: GPT, tokenizer: Tokenizer, max_tokens: int = 32) -> list
         rows, _ = engine.generate_batch(tokens, num_samples=1, max_tokens=max_tokens, temperature=0.0)
         out.append((prompt, tokenizer.decode(rows[0][len(tokens):])))
     return out
-
-
-def uses_tct(data_dir: str | None) -> bool:
-    """A `tct:NAME` data dir, or a folder of TCT windows (python -m engine.tct.prepare)."""
-    if not data_dir:
-        return False
-    if data_dir.startswith("tct:"):
-        return True
-    from engine.tct_windows import is_window_dir
-
-    return is_window_dir(Path(data_dir).expanduser())
 
 
 class Trainer:
