@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=10, help="samples each way (default 10)")
     p.add_argument("--max-tokens", type=int, default=256, help="token budget per sample (default 256)")
     p.add_argument("--skip-compression", action="store_true", help="only throughput (and sampling)")
+    p.add_argument("--skip-throughput", action="store_true", help="no throughput figures")
     args = p.parse_args(argv)
     data = Path(args.shared) / "data"
     real_dir, starter_dir = data / "workflows-real", data / "workflows-starter"
@@ -204,14 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in rows.items():
         print(f"| {name} | {r['docs']} | {r['tct']:,} | {r['o200k_json']:,} | {fewer(r['tct'], r['o200k_json'])} | "
               f"{r['o200k_yaml']:,} | {fewer(r['tct'], r['o200k_yaml'])} | {r['escapes']} |")
-    tp = throughput(Corpus(docs=real.docs + starter.docs), args.repeat)
-    print(f"\nThroughput (shipped tokenizer, {tp['json_mb']} MB of minified JSON, {tp['tokens']:,} tokens, "
-          f"best of {args.repeat}):")
-    print(f"  encode {tp['encode_mb_s']} MB/s ({tp['encode_tokens_s']:,} tokens/s); "
-          f"decode {tp['decode_mb_s']} MB/s ({tp['decode_tokens_s']:,} tokens/s)")
-    print(f"  constrained decoding: legal next tokens {tp['legal_ms_per_token']} ms per token "
-          f"(vs {tp['step_us_per_token']} µs to advance the decoder by one token; "
-          f"{tp['legal_positions']:,} positions); checking one candidate token {tp['accept_us_per_token']} µs")
+    tp = {} if args.skip_throughput else throughput(Corpus(docs=real.docs + starter.docs), args.repeat)
+    if tp:
+        print(f"\nThroughput (shipped tokenizer, {tp['json_mb']} MB of minified JSON, {tp['tokens']:,} tokens, "
+              f"best of {args.repeat}):")
+        print(f"  encode {tp['encode_mb_s']} MB/s ({tp['encode_tokens_s']:,} tokens/s); "
+              f"decode {tp['decode_mb_s']} MB/s ({tp['decode_tokens_s']:,} tokens/s)")
+        print(f"  constrained decoding: legal next tokens {tp['legal_ms_per_token']} ms per token "
+              f"(vs {tp['step_us_per_token']} µs to advance the decoder by one token; "
+              f"{tp['legal_positions']:,} positions); checking one candidate token {tp['accept_us_per_token']} µs")
     samples = {}
     if args.checkpoint:
         samples = sampling(args.checkpoint, args.samples, args.max_tokens)

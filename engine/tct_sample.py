@@ -145,9 +145,10 @@ def _error_line(e: Any) -> str:
 
 
 class _Model:
-    """The next-token logits of a GPT for a document prefix ([position token, *the last T-1 tokens]), fed
-    incrementally through a KV cache; a prefix that is not an extension of the last one (backtracking, or a
-    window that slid) is fed again from its start."""
+    """The next-token logits of a GPT for a document prefix, fed incrementally through a KV cache (rewound
+    when the sampler backtracks). The model sees what it was trained on: a window of the document that
+    starts at a multiple of its context size T, behind that start's position token; a document longer than
+    T goes on in a fresh window."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
@@ -164,7 +165,7 @@ class _Model:
         from engine.engine import KVCache
         from engine.gpt import norm
 
-        start = max(0, len(tokens) - (self.T - 1))
+        start = len(tokens) // self.T * self.T  # windows start where training's did: at multiples of T
         window = [self.pos(start), *tokens[start:]]
         keep = 0
         if self.cache is not None:  # the longest prefix of what the cache holds that is still wanted
