@@ -83,3 +83,21 @@ def test_yaml_keeps_key_order_and_writes_on_as_a_plain_key():
     from engine.tct import yaml_to_json
 
     assert json.loads(yaml_to_json(text))["on"] == "push"
+
+
+def test_cached_logits_after_backtracking_and_across_windows_equal_fresh_ones():
+    import torch
+
+    from engine.tct import tokenizer
+    from engine.tct_sample import _Model
+
+    model = tiny_tct_model(seq_len=16)
+    seq = list(range(300, 340))
+    lm = _Model(model)
+    for k in (5, 12, 7, 15, 16, 20, 9):  # forward, back, across the window at 16, back into the first one
+        got = lm.logits(seq[:k])
+        fresh = _Model(model).logits(seq[:k])
+        assert torch.allclose(got, fresh, atol=1e-5), k
+    start = 20 // 16 * 16
+    lm.logits(seq[:20])
+    assert lm.fed == [tokenizer().vocab.position_token(start), *seq[start:20]]  # a window starts at 16
