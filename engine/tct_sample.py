@@ -5,9 +5,11 @@ Constrained (the default). Each step samples only among the tokens the strict de
 leaves the rules a token-level automaton does not see: a oneOf whose branches need different keys (a job
 needs `runs-on` unless it `uses` a reusable workflow; a step needs `uses` or `run`, not both), minItems,
 dependencies. So whenever a token closes an object or array, the document so far is validated (jsonschema,
-ECMA patterns: `engine.tct.validate`) and any error at or inside the closed container sends the sampler
-back to where that container started, to sample it again (the token first chosen there is banned, so
-even greedy decoding makes progress; a container that fails three times is redone from its parent).
+ECMA patterns: `engine.tct.validate`). An error at or inside the closed container first refuses just the
+closing token, so the container goes on (most such errors are a key one branch requires: `runs-on`);
+after four refusals it sends the sampler back to where that container started, to sample it again (the
+token first chosen there is banned, so even greedy decoding makes progress; a container that fails
+three times is redone from its parent).
 The root closing is the last such check, so a document that completes is valid. `max_tokens` is soft:
 past it the sampler prefers tokens that close strings and containers; at 3× it gives up and returns what
 it has (incomplete, closed by `decode`, validated, and said so).
@@ -36,6 +38,7 @@ from engine.tct.bpe import END
 from engine.tct.machine import _ARR, _OBJ, _ROOT, Machine
 
 MAX_TRIES = 3  # failed samples of one container before its parent is redone
+CLOSE_TRIES = 4  # closes of a container refused (it must go on: a missing key) before it is sampled again
 
 
 @dataclass
@@ -385,6 +388,16 @@ def _constrained(tok: Any, lm: _Model, prefix: list[int], max_tokens: int, tempe
         bad_path = next((p for p in closed if _errors_within(errors, p)), None)
         out.mask_seconds += time.perf_counter() - t1
         if bad_path is None:
+            continue
+        key = ("close", bad_path)
+        if budget.tries.get(key, 0) < CLOSE_TRIES:  # first, refuse just the closing token: add to it instead
+            budget.tries[key] = budget.tries.get(key, 0) + 1
+            tokens.pop()
+            for pos in [p for p in budget.banned if p > len(tokens)]:
+                del budget.banned[pos]
+            budget.banned.setdefault(len(tokens), set()).add(t)
+            out.backtracks += 1
+            m, track = _replay(tok, tokens)
             continue
         deepest = max((tuple(e.absolute_path) for e in _errors_within(errors, bad_path)), key=len)
         if not _backtrack(tok, tokens, track, budget, out, path=deepest, floor=bad_path):
