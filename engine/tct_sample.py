@@ -308,6 +308,12 @@ def _accepts(tok: Any, m: Machine, t: int) -> bool:
     return all(map(m.clone(True).step, tok.expansion[t]))
 
 
+def _accepts_then_end(tok: Any, m: Machine, t: int) -> bool:
+    """Whether the open string could end (END) right after token `t`."""
+    c = m.clone(True)
+    return all(map(c.step, tok.expansion[t])) and c.step(END)
+
+
 def _replay(tok: Any, tokens: list[int]) -> tuple[Machine, _Track]:
     m = Machine(tok.atoms, build=True, strict=True)
     track = _Track()
@@ -363,6 +369,9 @@ def _constrained(tok: Any, lm: _Model, prefix: list[int], max_tokens: int, tempe
                     if ending:
                         legal = ending
                         break
+                else:  # a string that cannot end yet (a pattern: `${{ ...`): what lets it end next
+                    if m.in_string:
+                        legal = [c for c in legal if _accepts_then_end(tok, m, c)] or legal
             if legal:
                 t = _pick(logits, legal, temperature, top_k, gen)
         out.mask_seconds += time.perf_counter() - t1
