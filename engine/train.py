@@ -114,6 +114,8 @@ class Trainer:
     Post-training stages (engine.sft) subclass it: they override setup, evaluate, sample and the hooks
     `forward_backward`, `checkpoint_meta` and `start_fields`, and keep the loop, control, saving and resume."""
 
+    tct = False  # training on TCT windows (set by setup; a subclass with its own setup trains on text)
+
     phase = "base"  # checkpoint folder (engine.shared.PHASE_DIRS) and run_start.stage
 
     def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
