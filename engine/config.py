@@ -74,6 +74,10 @@ class TrainConfig(BaseModel):
     # data
     data_dir: str | None = _f(None, "folder of parquet shards with a 'text' column (default: embedded corpus)")
     tokenizer_dir: str | None = _f(None, "folder with tokenizer.pkl (default: trained once on the data and cached)")
+    data_source: str | None = _f(None, "module:callable that supplies tokenizer and batches instead of data_dir "
+                                       "(see engine/data_source.py; None = parquet text)",
+                                 pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    data_source_options: str | None = _f(None, "text passed to the data_source callable (its own format)")
 
     # cadence
     eval_every: int = _f(250, "evaluate val bits-per-byte every N steps (-1 = only at the end)", hot=True, ge=-1)

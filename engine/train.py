@@ -52,8 +52,10 @@ from engine.common import DistInfo, EngineError, cleanup_distributed, compute_dt
 from engine.config import TrainConfig, parse_config
 from engine.control import ControlChannel, apply_patch
 from engine.corpus import resolve_data_dir
+from engine.data_source import load_data_source
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts
+from engine.fp8 import fp8_disabled, fp8_module_filter
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.lifeline import record_pid, tie_to_launcher
 from engine.loss_eval import evaluate_bpb
@@ -150,8 +152,15 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
             raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
-        self.tct = uses_tct(cfg.data_dir)  # TCT windows: their own tokenizer, loader, eval and samples
-        if self.tct:
+        self.source = None
+        self.tct = not cfg.data_source and uses_tct(cfg.data_dir)  # TCT windows: own tokenizer, loader, eval
+        if cfg.data_source:  # a plugin's token stream (engine/data_source.py) instead of parquet text
+            self.source = self._rank0_first(lambda: load_data_source(cfg.data_source, cfg.data_source_options,
+                                                                     self.base, cfg.seed))
+            self.data_dir = self.source.description
+            self.startup.mark("data")
+            self.tokenizer = self.source.tokenizer
+        elif self.tct:
             from engine.tct_lm import TCTTokenizer
             from engine.tct_windows import resolve_window_dir
 
@@ -206,16 +215,6 @@ class Trainer:
         self.train_loader = self._loader("train", loader_state)
         self.loader_state = loader_state
         self.startup.mark("loader")
-
-    def _loader(self, split: str, state: dict | None = None):
-        cfg, info = self.cfg, self.info
-        if self.tct:
-            from engine.tct_windows import make_window_loader
-
-            return make_window_loader(self.data_dir, cfg.device_batch_size, cfg.max_seq_len, split, info.rank,
-                                      info.world_size, self.device, state=state, seed=cfg.seed)
-        return make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, split, self.data_dir, info.rank,
-                           info.world_size, self.device, state=state)
 
     def _restore_optimizer(self, rank_state: dict, step: int) -> None:
         """The resumed step's optimizer state and RNG (a state from another model is a one-line error)."""
@@ -332,7 +331,7 @@ class Trainer:
             from torchao.float8 import convert_to_float8_training
         except ImportError:
             raise EngineError("fp8: needs the torchao package: pip install torchao, or drop --fp8") from None
-        convert_to_float8_training(model, module_filter_fn=lambda m, name: "lm_head" not in name)
+        convert_to_float8_training(model, module_filter_fn=fp8_module_filter)
 
     # ---- events --------------------------------------------------------------------------------
     def emit_start(self) -> None:
@@ -381,6 +380,19 @@ class Trainer:
         if self.info.ddp:
             dist.barrier()
 
+    def _loader(self, split: str, state: dict | None = None):
+        cfg, info = self.cfg, self.info
+        if self.source is not None:
+            return self.source.loader(split, cfg.device_batch_size, cfg.max_seq_len, info.rank, info.world_size,
+                                      self.device, state=state)
+        if self.tct:
+            from engine.tct_windows import make_window_loader
+
+            return make_window_loader(self.data_dir, cfg.device_batch_size, cfg.max_seq_len, split, info.rank,
+                                      info.world_size, self.device, state=state, seed=cfg.seed)
+        return make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, split, self.data_dir,
+                           info.rank, info.world_size, self.device, state=state)
+
     def tokenizer_dir(self) -> Path:
         return Path(getattr(self.tokenizer, "directory", None) or self.cfg.tokenizer_dir or "")
 
@@ -393,12 +405,14 @@ class Trainer:
         if self.tct:
             from engine.tct_lm import evaluate_windows
 
-            self.val_bpb, val_loss = evaluate_windows(self.model, val, steps, self.token_bytes, self.autocast)
+            with fp8_disabled(self.raw_model):
+                self.val_bpb, val_loss = evaluate_windows(self.model, val, steps, self.token_bytes, self.autocast)
             self.model.train()
             self.tel.emit("eval", step=step, val_bpb=self.val_bpb, val_loss=val_loss)
             print0(f"step {step:05d} | val bpb {self.val_bpb:.4f} | val loss {val_loss:.4f}")
             return
-        self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
+        with fp8_disabled(self.raw_model):  # evaluated in the compute dtype, as nanochat does
+            self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
         self.model.train()
         self.tel.emit("eval", step=step, val_bpb=self.val_bpb)
         print0(f"step {step:05d} | val bpb {self.val_bpb:.4f}")
@@ -407,15 +421,19 @@ class Trainer:
         if not self.info.master:
             return
         self.raw_model.eval()
-        if self.tct:
-            from engine.tct_lm import tct_samples
-
-            samples = tct_samples(self.raw_model, seed=step)
+        if self.source is not None:
+            if hasattr(self.source, "sample"):
+                self.source.sample(self.raw_model, step, self.tel.emit)
         else:
-            samples = make_samples(self.raw_model, self.tokenizer)
-        for prompt, text in samples:
-            self.tel.emit("sample", step=step, prompt=prompt, text=text)
-            print0(f"sample | {prompt!r} -> {text!r}")
+            if self.tct:
+                from engine.tct_lm import tct_samples
+
+                samples = tct_samples(self.raw_model, seed=step)
+            else:
+                samples = make_samples(self.raw_model, self.tokenizer)
+            for prompt, text in samples:
+                self.tel.emit("sample", step=step, prompt=prompt, text=text)
+                print0(f"sample | {prompt!r} -> {text!r}")
         self.raw_model.train()
 
     # ---- control -----------------------------------------------------------------------------
