@@ -64,6 +64,7 @@ from engine.shared import base_dir, one_line
 from engine.shared import peak_flops as peak_flops_for
 from engine.sinks import Sinks
 from engine.startup import StartupClock
+from engine.tct.location import uses_tct
 from engine.telemetry import SCHEMA_VERSION, TELEMETRY_FILE, TelemetryWriter
 from engine.tokenizer import Tokenizer, ensure_tokenizer
 
@@ -115,6 +116,8 @@ class Trainer:
     Post-training stages (engine.sft) subclass it: they override setup, evaluate, sample and the hooks
     `forward_backward`, `checkpoint_meta` and `start_fields`, and keep the loop, control, saving and resume."""
 
+    tct = False  # training on TCT windows (set by setup; a subclass with its own setup trains on text)
+
     phase = "base"  # checkpoint folder (engine.shared.PHASE_DIRS) and run_start.stage
 
     def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
@@ -150,12 +153,21 @@ class Trainer:
         if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
             raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
         self.source = None
+        self.tct = not cfg.data_source and uses_tct(cfg.data_dir)  # TCT windows: own tokenizer, loader, eval
         if cfg.data_source:  # a plugin's token stream (engine/data_source.py) instead of parquet text
             self.source = self._rank0_first(lambda: load_data_source(cfg.data_source, cfg.data_source_options,
                                                                      self.base, cfg.seed))
             self.data_dir = self.source.description
             self.startup.mark("data")
             self.tokenizer = self.source.tokenizer
+        elif self.tct:
+            from engine.tct_lm import TCTTokenizer
+            from engine.tct_windows import resolve_window_dir
+
+            self.data_dir = self._rank0_first(lambda: resolve_window_dir(cfg.data_dir, self.base, cfg.max_seq_len)
+                                              if cfg.data_dir.startswith("tct:") else Path(cfg.data_dir).expanduser())
+            self.startup.mark("data")
+            self.tokenizer = TCTTokenizer()
         else:
             self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
             self.startup.mark("data")
@@ -349,7 +361,8 @@ class Trainer:
                 "dataloader_state_dict": self.loader_state, "loop_state": {"num_iterations": self.num_iterations},
                 "run": cfg.run, "tokenizer_hash": self.tokenizer.fingerprint,
                 "tokenizer_dir": str(self.tokenizer_dir()), "data_dir": str(self.data_dir),
-                "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
+                "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size,
+                **({"tokenizer_kind": "tct", "tokenizer_dir": ""} if self.tct else {})}
 
     def save(self, step: int, reason: str) -> None:
         t0 = time.time()
@@ -372,6 +385,11 @@ class Trainer:
         if self.source is not None:
             return self.source.loader(split, cfg.device_batch_size, cfg.max_seq_len, info.rank, info.world_size,
                                       self.device, state=state)
+        if self.tct:
+            from engine.tct_windows import make_window_loader
+
+            return make_window_loader(self.data_dir, cfg.device_batch_size, cfg.max_seq_len, split, info.rank,
+                                      info.world_size, self.device, state=state, seed=cfg.seed)
         return make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, split, self.data_dir,
                            info.rank, info.world_size, self.device, state=state)
 
@@ -384,6 +402,15 @@ class Trainer:
         steps = max(1, cfg.eval_tokens // tokens_per_batch)
         val = self._loader("val")
         self.model.eval()
+        if self.tct:
+            from engine.tct_lm import evaluate_windows
+
+            with fp8_disabled(self.raw_model):
+                self.val_bpb, val_loss = evaluate_windows(self.model, val, steps, self.token_bytes, self.autocast)
+            self.model.train()
+            self.tel.emit("eval", step=step, val_bpb=self.val_bpb, val_loss=val_loss)
+            print0(f"step {step:05d} | val bpb {self.val_bpb:.4f} | val loss {val_loss:.4f}")
+            return
         with fp8_disabled(self.raw_model):  # evaluated in the compute dtype, as nanochat does
             self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
         self.model.train()
@@ -398,7 +425,13 @@ class Trainer:
             if hasattr(self.source, "sample"):
                 self.source.sample(self.raw_model, step, self.tel.emit)
         else:
-            for prompt, text in make_samples(self.raw_model, self.tokenizer):
+            if self.tct:
+                from engine.tct_lm import tct_samples
+
+                samples = tct_samples(self.raw_model, seed=step)
+            else:
+                samples = make_samples(self.raw_model, self.tokenizer)
+            for prompt, text in samples:
                 self.tel.emit("sample", step=step, prompt=prompt, text=text)
                 print0(f"sample | {prompt!r} -> {text!r}")
         self.raw_model.train()
