@@ -36,8 +36,13 @@ class KVCache:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         shape = (num_layers, 2, batch_size, num_heads, seq_len, head_dim)
         self.kv = torch.empty(shape, device=device, dtype=dtype)
+        self._layer_views()
         self.pos = 0
         self.prev_embed: torch.Tensor | None = None  # [B, 1, C] normed embedding of the last token seen
+
+    def _layer_views(self) -> None:
+        # (keys, values) views per layer, made once: indexing kv[layer] costs three ops per layer and token
+        self.layers = [(self.kv[i, 0], self.kv[i, 1]) for i in range(self.kv.size(0))]
 
     def get_pos(self) -> int:
         return self.pos
@@ -47,7 +52,7 @@ class KVCache:
         t0, t1 = self.pos, self.pos + k.size(2)
         if t1 > self.kv.size(4):
             raise ValueError(f"KV cache overflow: {t1} positions > capacity {self.kv.size(4)}")
-        kc, vc = self.kv[layer]  # narrow() views: a third of the indexing ops per decoded token
+        kc, vc = self.layers[layer]  # narrow() views: a third of the indexing ops per decoded token
         kc.narrow(2, t0, t1 - t0).copy_(k)
         vc.narrow(2, t0, t1 - t0).copy_(v)
         return kc.narrow(2, 0, t1), vc.narrow(2, 0, t1)
@@ -61,10 +66,10 @@ class KVCache:
             raise ValueError("expand() needs a batch-1 cache")
         out = KVCache.__new__(KVCache)
         out.kv = self.kv.expand(-1, -1, batch_size, -1, -1, -1).contiguous()
+        out._layer_views()
         out.pos = self.pos
         out.prev_embed = None if self.prev_embed is None else self.prev_embed.expand(batch_size, -1, -1).contiguous()
         return out
-
 
 
 def sample_next_token(logits: torch.Tensor, rng: torch.Generator, temperature: float = 1.0,
