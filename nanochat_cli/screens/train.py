@@ -58,7 +58,7 @@ class TrainScreen(AppScreen):
         Binding("s", "run('save_now')", "Save", tooltip="Ask the run to save a checkpoint at the next step"),
         Binding("p", "run('patch')", "Patch", tooltip="Change hot config fields of the running job"),
         Binding("x", "run('stop')", "Stop", tooltip="Stop the run gracefully (save, exit), after a confirmation"),
-        Binding("c", "run('command')", "Command", tooltip="The exact torchrun command (one per node)"),
+        Binding("c", "run('command')", "Command", show=False, tooltip="The exact torchrun command (one per node)"),
         Binding("v", "next_view", "View", tooltip="Next tab: the layout's dashboards, then Runs"),
         Binding("r", "runs", "Runs", tooltip="Past and running runs; Enter attaches"),
         Binding("e", "run('error_details')", "Error details", show=False,
