@@ -112,23 +112,25 @@ class NanochatApp(App[None]):
                  base_dir_label: str | None = None, config_dir_label: str | None = None,
                  clock: Callable[[], float] | None = None, online_checks: bool = True,
                  start_run: Any = None, start_config: dict[str, Any] | None = None,
-                 defer_services: bool = False) -> None:
+                 start_pipeline: Any = None, defer_services: bool = False) -> None:
         """Arguments exist for deterministic snapshots/tests: a given MachineInfo instead of probing this
         machine, a given secret store, fixed labels for the base/config dirs in displayed paths, a frozen
         log clock, and no network checks of tokens. `start_run` (a LaunchSpec, resolved from `start_config`) is
-        launched at start on the Train tab (`nanochat-cli train` on a terminal). `defer_services`: load
-        plugins, prefabs and secrets right after the first paint instead of now (what `run_app` does when
-        the first tab is Config, the one tab that can paint without them). Raises AppError for a broken
-        state file (and for a broken prefab or plugin settings file unless deferred: then the app exits
-        with code 2 and `startup_error` says why)."""
+        launched at start on the Train tab (`nanochat-cli train` on a terminal); `start_pipeline` (a
+        services.pipeline.Pipeline) is run stage by stage, each stage shown there (`nanochat-cli pipeline`).
+        `defer_services`: load plugins, prefabs and secrets right after the first paint instead of now
+        (what `run_app` does when the first tab is Config, the one tab that can paint without them). Raises
+        AppError for a broken state file (and for a broken prefab or plugin settings file unless deferred:
+        then the app exits with code 2 and `startup_error` says why)."""
         self.config_dir = paths.user_config_dir()
         self.base_dir = paths.base_dir()
         self.state_path = paths.state_path()
         state = load_state(self.state_path)
         self.DEFAULT_MODE = state.screen if state.screen in SCREENS else "config"  # first tab = last used
-        if start_run is not None:
+        if start_run is not None or start_pipeline is not None:
             self.DEFAULT_MODE = "train"
         self.start_run, self.start_config = start_run, start_config
+        self.pipeline: Any = start_pipeline  # the pipeline this app runs, if any
         self._state, self._given_secrets = state, secrets
         self._services: AppServices | None = None
         self._mounted = False
@@ -190,6 +192,8 @@ class NanochatApp(App[None]):
         self._update_status(mode=self.session.launch_mode())
         if self.start_run is not None:
             self.launch_run(self.start_run, self.start_config)
+        if self.pipeline is not None:
+            self.run_pipeline(self.pipeline)
 
     # ---- start-up ------------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -422,6 +426,15 @@ class NanochatApp(App[None]):
             return
         from nanochat_cli.services.runs import spec_from_resolved
 
+        if self.session.current.get("run.stage") == "eval":  # two modules, one after the other: a pipeline
+            from nanochat_cli.services.pipeline import Pipeline, StagePlan
+
+            current = dict(self.session.current)
+            pipe = Pipeline.open(self.base_dir, self.orchestrator, self.session.prefab,
+                                 [StagePlan("eval", self.session.prefab, current)], new=True)
+            self.pipeline = pipe
+            self.run_pipeline(pipe)
+            return
         try:
             spec = spec_from_resolved(self.session.current)
         except USER_ERRORS as e:
@@ -451,6 +464,63 @@ class NanochatApp(App[None]):
             self.action_show_screen("train")
 
         self.run_worker(start, thread=True, group="launch")
+
+    def run_pipeline(self, pipe: Any) -> None:
+        """Run what is left of `pipe` on a worker thread, showing each stage's run on the Train tab as it starts;
+        the report opens when it ends. Quitting starts nothing more (the stage running goes on, as runs do)."""
+        import time
+
+        from nanochat_cli.services.pipeline import write_report
+
+        def launch(spec: Any) -> None:
+            info = pipe.orch.launch(spec, self.secrets)
+            self.call_from_thread(self._show_stage, info.name, spec)
+            while pipe.orch.poll(info.name) is None and not pipe.stopped:
+                time.sleep(0.2)
+
+        def work() -> None:
+            try:
+                record = pipe.run(launch)
+                write_report(pipe.dir, record, pipe.orch.runs_dir, pipe.base)
+            except (*USER_ERRORS, OSError) as e:
+                self.call_from_thread(self._error, f"pipeline {pipe.name}: {e}")
+                return
+            self.call_from_thread(self._pipeline_done, pipe, record.status)
+
+        self.run_worker(work, thread=True, group="pipeline")
+
+    def _show_stage(self, name: str, spec: Any) -> None:
+        self.launched[name] = (spec, None)
+        self.notify(f"Pipeline stage {spec.stage}: {spec.module} started as run {name}")
+        self.active_run = name
+        self.action_show_screen("train")
+
+    def _pipeline_done(self, pipe: Any, status: str) -> None:
+        from nanochat_cli.screens.report import ReportScreen
+
+        self.notify(f"Pipeline {pipe.name} {status}" + ("" if status == "finished" else
+                                                         ": run the same command again to continue"),
+                    severity="information" if status == "finished" else "warning")
+        text = pipe.dir.report()
+        if text is not None and not isinstance(self.screen, ModalScreen):
+            self.push_screen(ReportScreen(pipe.name, text, self.show_path(pipe.dir.report_path)))
+
+    def show_report(self, run: str | None = None) -> None:
+        """The report of the pipeline that ran `run` (else the newest pipeline), or a line saying there is none."""
+        from nanochat_cli.screens.report import ReportScreen
+        from nanochat_cli.services.pipeline.state import find_report
+
+        pdir = find_report(self.base_dir, run)
+        text = pdir.report() if pdir is not None else None
+        if pdir is None or text is None:
+            self.notify("No pipeline report yet: run nanochat-cli pipeline --prefab cpu-tiny (its report shows here)",
+                        severity="warning")
+            return
+        self.push_screen(ReportScreen(pdir.name, text, self.show_path(pdir.report_path)))
+
+    def on_unmount(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.stop()
 
     # ---- tokens ----------------------------------------------------------------------------------
     def action_auth(self) -> None:
@@ -560,11 +630,12 @@ def machine_summary(machine: Any) -> str:
     return f"CPU ×{machine.cpu_count}"
 
 
-def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None) -> int:
+def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None, start_pipeline: Any = None) -> int:
     """Run the TUI (launching `start_run`, a LaunchSpec, on the Train tab); returns the process exit code.
     After a crash, says where the dump is."""
     try:
-        app = NanochatApp(start_run=start_run, start_config=start_config, defer_services=True)
+        app = NanochatApp(start_run=start_run, start_config=start_config, start_pipeline=start_pipeline,
+                          defer_services=True)
     except USER_ERRORS as e:
         print(f"nanochat-cli: {e}", file=sys.stderr)
         return 2

@@ -6,21 +6,26 @@ import-linter contract (.importlinter) keeps the in-repo plugins to this module.
 """
 
 from nanochat_cli.errors import AppError
+from nanochat_cli.services.chat_modes import ChatMode, ModeRequest, ModeResult, cached_load
 from nanochat_cli.services.ingest import MetricPoint, MetricStore, RunFeed, SourceHealth, ThreadedSource
 from nanochat_cli.services.panels import Layout, PanelSpec, Thresholds, check_thresholds
 from nanochat_cli.services.registry import CheckpointField, Registry
 
 __all__ = [
     "AppError",
+    "ChatMode",
     "CheckpointField",
     "Layout",
     "MetricPoint",
     "MetricStore",
+    "ModeRequest",
+    "ModeResult",
     "PanelSpec",
     "Registry",
     "RunFeed",
     "SourceHealth",
     "ThreadedSource",
     "Thresholds",
+    "cached_load",
     "check_thresholds",
 ]

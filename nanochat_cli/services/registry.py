@@ -1,5 +1,5 @@
 """The registry core code and plugins extend the app through: config categories, panels, layouts, telemetry
-sources, checkpoint fields and CLI commands.
+sources, checkpoint fields, CLI commands and chat modes.
 
 Core code and plugins register through the same calls, so a plugin's additions show up everywhere at
 once. Built-ins arrive when their module is imported: `services/config/schema.py` registers the core
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import argparse
 
     from pydantic import BaseModel
+
+    from nanochat_cli.services.chat_modes import ChatMode
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _LAYOUT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # like prefab names: file-name safe, dashes allowed
@@ -114,6 +116,7 @@ class Registry:
         self._sources: dict[str, SourceEntry] = {}
         self._ckpt_fields: dict[str, CheckpointField] = {}
         self._commands: dict[str, CliCommand] = {}
+        self._chat_modes: dict[str, ChatMode] = {}
         self.plugins: dict[str, str | None] = {}  # plugin name -> None when loaded, else its one-line error
         self._owner: str | None = None  # the plugin whose register() is running
         self._owned: dict[str, list[tuple[str, str]]] = {}  # plugin -> [(kind, name)] it added
@@ -319,6 +322,36 @@ class Registry:
     def cli_command(self, name: str) -> CliCommand | None:
         return self._commands.get(name)
 
+    # --- chat modes (services/chat_modes.py)
+
+    def register_chat_mode(self, mode: ChatMode) -> None:
+        """Add a Chat tab mode: `mode.run(ModeRequest) -> ModeResult` (see services/chat_modes.py)."""
+        from nanochat_cli.services.chat_modes import BUILTIN_MODES
+
+        name = getattr(mode, "name", None)
+        check_name("chat mode", name)
+        if name in BUILTIN_MODES or name in self._chat_modes:
+            taken = " (built in)" if name in BUILTIN_MODES else self._taken("chat mode", name)
+            raise AppError(f"chat mode {name!r}: already registered{taken}: pick another name")
+        if not callable(getattr(mode, "run", None)):
+            raise AppError(f"chat mode {name!r}: run is not callable: pass a function ModeRequest -> ModeResult")
+        if not getattr(mode, "label", ""):
+            raise AppError(f"chat mode {name!r}: empty label: give it the text the mode selector shows")
+        self._chat_modes[name] = mode
+        self._added("chat mode", name)
+
+    def unregister_chat_mode(self, name: str) -> None:
+        if self._chat_modes.pop(name, None) is None:
+            raise AppError(f"chat mode {name!r}: not registered")
+        self.version += 1
+
+    def chat_modes(self) -> list[ChatMode]:
+        """Registered modes in registration order (the built-in chat and continue modes are not listed)."""
+        return list(self._chat_modes.values())
+
+    def chat_mode(self, name: str) -> ChatMode | None:
+        return self._chat_modes.get(name)
+
     # --- plugin bookkeeping (used by services/plugins.py)
 
     @contextmanager
@@ -332,14 +365,15 @@ class Registry:
 
     def owned(self, plugin: str) -> list[tuple[str, str]]:
         """What `plugin` registered, as (kind, name) pairs in order. Kinds: category, panel, layout, source,
-        checkpoint field, cli command."""
+        checkpoint field, cli command, chat mode."""
         return list(self._owned.get(plugin, []))
 
     def remove_owned(self, plugin: str) -> None:
         """Unregister everything `plugin` added (a plugin that failed halfway leaves nothing behind)."""
         undo = {"category": self.unregister_category, "panel": self.unregister_panel,
                 "layout": self.unregister_layout, "source": self.unregister_telemetry_source,
-                "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command}
+                "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command,
+                "chat mode": self.unregister_chat_mode}
         for kind, name in reversed(self._owned.pop(plugin, [])):
             with suppress(AppError):  # already unregistered by hand
                 undo[kind](name)
