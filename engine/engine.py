@@ -36,13 +36,19 @@ class KVCache:
                  device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         shape = (num_layers, 2, batch_size, num_heads, seq_len, head_dim)
         self.kv = torch.empty(shape, device=device, dtype=dtype)
-        self._layer_views()
         self.pos = 0
         self.prev_embed: torch.Tensor | None = None  # [B, 1, C] normed embedding of the last token seen
 
-    def _layer_views(self) -> None:
-        # (keys, values) views per layer, made once: indexing kv[layer] costs three ops per layer and token
-        self.layers = [(self.kv[i, 0], self.kv[i, 1]) for i in range(self.kv.size(0))]
+    @property
+    def kv(self) -> torch.Tensor:
+        """[layers, 2, B, heads, positions, head_dim]; assigning it (a beam search reordering rows) is fine."""
+        return self._kv
+
+    @kv.setter
+    def kv(self, value: torch.Tensor) -> None:
+        self._kv = value
+        # (keys, values) views per layer, made once: indexing kv[layer] costs ops per layer and token
+        self.layers = [(value[i, 0], value[i, 1]) for i in range(value.size(0))]
 
     def get_pos(self) -> int:
         return self.pos
@@ -66,7 +72,6 @@ class KVCache:
             raise ValueError("expand() needs a batch-1 cache")
         out = KVCache.__new__(KVCache)
         out.kv = self.kv.expand(-1, -1, batch_size, -1, -1, -1).contiguous()
-        out._layer_views()
         out.pos = self.pos
         out.prev_embed = None if self.prev_embed is None else self.prev_embed.expand(batch_size, -1, -1).contiguous()
         return out

@@ -159,3 +159,20 @@ def test_the_decoding_path_agrees_with_the_general_forward():
         assert torch.equal(fast.argmax(-1), general.argmax(-1)), f"step {t}"
     assert min(model.window_sizes) < 140  # decoding ran past the sliding window
     torch.testing.assert_close(caches[0].kv[..., :145, :], caches[1].kv[..., :145, :].detach(), atol=1e-5, rtol=0)
+
+
+def test_a_cache_whose_rows_are_reassigned_decodes_from_the_new_rows():
+    """A beam search reorders the cache by assigning `cache.kv` (nanochat_plugins/wgsl): decoding must read and
+    write the new tensor, not views of the old one."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(sequence_len=64, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64)
+    model = GPT(cfg)
+    model.init_weights()
+    with torch.inference_mode():
+        cache = KVCache(1, 2, 32, 32, 2)
+        model(torch.randint(0, 100, (1, 5)), kv_cache=cache)
+        cache = cache.expand(3)
+        cache.kv = cache.kv[:, :, torch.tensor([2, 0, 1])]
+        out = model(torch.randint(0, 100, (3, 1)), kv_cache=cache)
+        assert out.shape == (3, 1, 100)
+        assert cache.layers[0][0].data_ptr() == cache.kv.data_ptr()
