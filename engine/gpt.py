@@ -180,11 +180,16 @@ class CausalSelfAttention(nn.Module):
             gate = 3 * torch.sigmoid(x[:, :self.ve_gate_channels] @ w_gate[0])
             v = v + gate.view(B, Hkv, 1, 1) * ve.view(B, Hkv, 1, D)
         pos = kv_cache.get_pos()
-        kc, vc = kv_cache.layers[self.layer_idx]
-        kc.narrow(2, pos, 1).copy_(k)
-        vc.narrow(2, pos, 1).copy_(v)
         start = max(0, pos - window)  # the last window + 1 keys, all visible: no mask
-        k, v = kc.narrow(2, start, pos + 1 - start), vc.narrow(2, start, pos + 1 - start)
+        layers = getattr(kv_cache, "layers", None)
+        if layers is None:  # a cache with only the documented insert() (the puzzles' caches)
+            kc, vc = kv_cache.insert(self.layer_idx, k, v)
+            k, v = kc.narrow(2, start, pos + 1 - start), vc.narrow(2, start, pos + 1 - start)
+        else:
+            kc, vc = layers[self.layer_idx]
+            kc.narrow(2, pos, 1).copy_(k)
+            vc.narrow(2, pos, 1).copy_(v)
+            k, v = kc.narrow(2, start, pos + 1 - start), vc.narrow(2, start, pos + 1 - start)
         if Hkv != H:
             k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
         y = F.scaled_dot_product_attention(q, k, v)  # [B, H, 1, D]
