@@ -8,11 +8,12 @@ import-linter contract (.importlinter) keeps the in-repo plugins to this module.
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.ingest import MetricPoint, MetricStore, RunFeed, SourceHealth, ThreadedSource
 from nanochat_cli.services.panels import Layout, PanelSpec, Thresholds, check_thresholds
-from nanochat_cli.services.registry import CheckpointField, Registry
+from nanochat_cli.services.registry import CheckpointField, EngineExtension, Registry
 
 __all__ = [
     "AppError",
     "CheckpointField",
+    "EngineExtension",
     "Layout",
     "MetricPoint",
     "MetricStore",

@@ -67,6 +67,17 @@ class SourceEntry:
 
 
 @dataclass(frozen=True)
+class EngineExtension:
+    """An engine extension a plugin ships (engine/extensions.py): when config key `enabled_key` is true, the run
+    config's `extensions` names `entry` ("module:Class", imported by the engine process, so it must not import
+    the app) and passes the values of category `name` as its settings. Off: the run is exactly a vanilla one."""
+
+    name: str  # the plugin's config category, also the extension's name in telemetry and checkpoints
+    entry: str
+    enabled_key: str
+
+
+@dataclass(frozen=True)
 class CheckpointField:
     """A config value every checkpoint records (in its meta's user_config) and the Checkpoints views show.
 
@@ -114,6 +125,7 @@ class Registry:
         self._sources: dict[str, SourceEntry] = {}
         self._ckpt_fields: dict[str, CheckpointField] = {}
         self._commands: dict[str, CliCommand] = {}
+        self._extensions: dict[str, EngineExtension] = {}
         self.plugins: dict[str, str | None] = {}  # plugin name -> None when loaded, else its one-line error
         self._owner: str | None = None  # the plugin whose register() is running
         self._owned: dict[str, list[tuple[str, str]]] = {}  # plugin -> [(kind, name)] it added
@@ -286,6 +298,31 @@ class Registry:
     def checkpoint_fields(self) -> list[CheckpointField]:
         return list(self._ckpt_fields.values())
 
+    # --- engine extensions
+
+    def register_engine_extension(self, ext: EngineExtension) -> None:
+        """Add an engine extension that runs whose `ext.enabled_key` is true load (its category first)."""
+        if self.get(ext.name) is None:
+            raise AppError(f"engine extension {ext.name!r}: no config category of that name: register the "
+                           "category first (the extension's settings are its fields)")
+        if self.config_default(ext.enabled_key) is MISSING:
+            raise AppError(f"engine extension {ext.name!r}: enabled_key {ext.enabled_key!r} is not a config key")
+        module, _, attr = ext.entry.partition(":")
+        if not module or not attr:
+            raise AppError(f"engine extension {ext.name!r}: entry {ext.entry!r}: use 'module:Class'")
+        if ext.name in self._extensions:
+            raise AppError(f"engine extension {ext.name!r}: already registered")
+        self._extensions[ext.name] = ext
+        self._added("engine extension", ext.name)
+
+    def unregister_engine_extension(self, name: str) -> None:
+        if self._extensions.pop(name, None) is None:
+            raise AppError(f"engine extension {name!r}: not registered")
+        self.version += 1
+
+    def engine_extensions(self) -> list[EngineExtension]:
+        return list(self._extensions.values())
+
     # --- CLI commands
 
     def register_cli_command(self, name: str, setup: Callable[[argparse.ArgumentParser], None], help: str = "",
@@ -339,7 +376,8 @@ class Registry:
         """Unregister everything `plugin` added (a plugin that failed halfway leaves nothing behind)."""
         undo = {"category": self.unregister_category, "panel": self.unregister_panel,
                 "layout": self.unregister_layout, "source": self.unregister_telemetry_source,
-                "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command}
+                "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command,
+                "engine extension": self.unregister_engine_extension}
         for kind, name in reversed(self._owned.pop(plugin, [])):
             with suppress(AppError):  # already unregistered by hand
                 undo[kind](name)
