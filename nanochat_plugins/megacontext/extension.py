@@ -34,7 +34,7 @@ from nanochat_plugins.megacontext.docs import LongDocs
 from nanochat_plugins.megacontext.nets import GistNet, LensNet
 from nanochat_plugins.megacontext.tree import RAW, WorkingContext, allocate
 
-LENS_PROBES = 4  # gists whose expansion is measured per LensNet refresh
+LENS_PROBES = 6  # blocks whose raw-vs-gist loss is measured per LensNet refresh
 
 
 def telemetry(wc: WorkingContext, before: list[int], actions: list, **extra: Any) -> dict[str, Any]:
@@ -118,8 +118,9 @@ class MegaContextExtension(Extension):
         return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
 
     def _fit_lens(self, history, tail, wc, gists, focus, base_loss: float):
-        """Measure what expanding a few gists saves (budget relaxed) and fit LensNet's scores to it."""
-        candidates = [b for b, lod in enumerate(wc.lod) if lod != RAW and lod >= 0]
+        """Measure what seeing a few blocks raw instead of as gists saves, and fit LensNet's scores to it: a
+        gist is expanded (budget relaxed), a raw block collapsed, so the targets span near and far blocks."""
+        candidates = [b for b, lod in enumerate(wc.lod) if lod >= 0]
         picks = self.rng.sample(candidates, min(LENS_PROBES, len(candidates)))
         if not picks:
             return torch.zeros((), device=self.ctx.device), []
@@ -128,14 +129,18 @@ class MegaContextExtension(Extension):
             for b in picks:
                 probe = copy.deepcopy(wc)
                 probe.budget = 1 << 30
-                probe.expand(b)
+                if probe.lod[b] == RAW:
+                    probe.collapse(b)
+                    other = float(context_loss(self.ctx.model, history, tail, probe, gists, self.placeholder))
+                    saved.append(other - base_loss)
+                    continue
                 while probe.lod[b] != RAW:  # a level-2 member: down to its own raw block
                     probe.expand(b)
                 saved.append(base_loss - float(context_loss(self.ctx.model, history, tail, probe, gists,
                                                               self.placeholder)))
         scores = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc)[picks]
         target = torch.tensor(saved, device=scores.device, dtype=scores.dtype)
-        return F.mse_loss(scores, target), [{"block": b, "saved": round(s, 4)} for b, s in zip(picks, saved)]
+        return F.mse_loss(scores, target), [{"block": b, "saved": round(s, 4)} for b, s in zip(picks, saved, strict=True)]
 
     def after_step(self, step: int) -> None:
         self.step = step
