@@ -140,7 +140,8 @@ class MegaContextExtension(Extension):
                                                               self.placeholder)))
         scores = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc)[picks]
         target = torch.tensor(saved, device=scores.device, dtype=scores.dtype)
-        return F.mse_loss(scores, target), [{"block": b, "saved": round(s, 4)} for b, s in zip(picks, saved, strict=True)]
+        probes = [{"block": b, "saved": round(s, 4)} for b, s in zip(picks, saved, strict=True)]
+        return F.mse_loss(scores, target), probes
 
     def after_step(self, step: int) -> None:
         self.step = step
