@@ -83,7 +83,7 @@ def main() -> None:
     bos = tokenizer.get_bos_token_id()
     docs = LongDocs(lambda: iter_texts(data, "val"), lambda t: tokenizer.encode(t, prepend=bos),
                     args.doc_tokens).all(args.docs)
-    mc_model = MegaContextModel(root / "base" / "base_checkpoints" / "mc")
+    mc_model = MegaContextModel.load(root / "base" / "base_checkpoints" / "mc")
     rows = [mc_model.losses(d, args.tail, args.budget) for d in docs]
     from engine.inference_load import load_model
     from nanochat_plugins.megacontext.context import raw_loss

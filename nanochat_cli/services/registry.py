@@ -126,6 +126,7 @@ class Registry:
         self._ckpt_fields: dict[str, CheckpointField] = {}
         self._commands: dict[str, CliCommand] = {}
         self._extensions: dict[str, EngineExtension] = {}
+        self._chat_contexts: dict[str, Callable[..., Any]] = {}
         self.plugins: dict[str, str | None] = {}  # plugin name -> None when loaded, else its one-line error
         self._owner: str | None = None  # the plugin whose register() is running
         self._owned: dict[str, list[tuple[str, str]]] = {}  # plugin -> [(kind, name)] it added
@@ -323,6 +324,28 @@ class Registry:
     def engine_extensions(self) -> list[EngineExtension]:
         return list(self._extensions.values())
 
+    # --- chat contexts
+
+    def register_chat_context(self, name: str, factory: Callable[..., Any], help: str = "") -> None:
+        """Add a chat context: `factory(ckpt_dir, step, model, tokenizer, meta)` returns an object that generates
+        for checkpoints it applies to (`generate(ids, max_tokens, temperature, top_k, seed)` -> token ids, and
+        `status()` -> text the Chat screen shows under each reply), or None for the others."""
+        check_name("chat context", name)
+        if name in self._chat_contexts:
+            raise AppError(f"chat context {name!r}: already registered: pick another name")
+        if not callable(factory):
+            raise AppError(f"chat context {name!r}: factory is not callable")
+        self._chat_contexts[name] = factory
+        self._added("chat context", name)
+
+    def unregister_chat_context(self, name: str) -> None:
+        if self._chat_contexts.pop(name, None) is None:
+            raise AppError(f"chat context {name!r}: not registered")
+        self.version += 1
+
+    def chat_contexts(self) -> dict[str, Callable[..., Any]]:
+        return dict(self._chat_contexts)
+
     # --- CLI commands
 
     def register_cli_command(self, name: str, setup: Callable[[argparse.ArgumentParser], None], help: str = "",
@@ -377,7 +400,8 @@ class Registry:
         undo = {"category": self.unregister_category, "panel": self.unregister_panel,
                 "layout": self.unregister_layout, "source": self.unregister_telemetry_source,
                 "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command,
-                "engine extension": self.unregister_engine_extension}
+                "engine extension": self.unregister_engine_extension,
+                "chat context": self.unregister_chat_context}
         for kind, name in reversed(self._owned.pop(plugin, [])):
             with suppress(AppError):  # already unregistered by hand
                 undo[kind](name)

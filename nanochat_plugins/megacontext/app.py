@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from nanochat_cli.plugin_api import CheckpointField, EngineExtension, Layout, PanelSpec, Registry
+from nanochat_plugins.megacontext.cli import setup_cli
 from nanochat_plugins.megacontext.config import MegaContextConfig
 from nanochat_plugins.megacontext.panels import render_actions, render_lod, render_residency
 
@@ -30,6 +34,16 @@ LAYOUT = {
 }
 
 
+def chat_context(ckpt_dir: Path, step: int, model: Any, tokenizer: Any, meta: dict[str, Any]) -> Any:
+    """Chat through MegaContext for checkpoints trained with it (None for the others: the plain engine)."""
+    settings = (meta.get("user_config") or {}).get("megacontext")
+    if not (isinstance(settings, dict) and settings.get("enabled")):
+        return None
+    from nanochat_plugins.megacontext.session import MegaContextModel  # torch: only when such a model loads
+
+    return MegaContextModel(model, tokenizer, meta, Path(ckpt_dir), step, str(next(model.parameters()).device))
+
+
 def register(registry: Registry) -> None:
     registry.register_category("megacontext", MegaContextConfig, "MegaContext: gist tree and focus allocator")
     registry.register_checkpoint_field(CheckpointField("megacontext.enabled", "MegaContext", column="MC"))
@@ -37,3 +51,5 @@ def register(registry: Registry) -> None:
     for spec in PANELS:
         registry.register_panel(spec)
     registry.register_layout("megacontext", Layout.parse(LAYOUT, registry))
+    registry.register_chat_context("megacontext", chat_context, "long documents through the working context")
+    registry.register_cli_command("megacontext", setup_cli, "MegaContext: read a long document and answer")

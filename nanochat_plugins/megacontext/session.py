@@ -5,6 +5,7 @@ Used by the bench (bench/megacontext_bench.py) and by `nanochat-cli megacontext 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from nanochat_plugins.megacontext.context import (
     stage,
 )
 from nanochat_plugins.megacontext.nets import GistNet, LensNet
-from nanochat_plugins.megacontext.tree import Action, WorkingContext, allocate
+from nanochat_plugins.megacontext.tree import LOD_LEGEND, Action, WorkingContext, allocate
 
 ALLOC_PASSES = 3  # allocator passes when a document is read: the focus settles in a few
 
@@ -41,12 +42,14 @@ class Reading:
 
 
 class MegaContextModel:
-    def __init__(self, ckpt: str | Path, step: int | None = None, device: str = "cpu") -> None:
-        self.model, self.tokenizer, meta = load_model(ckpt, step, device)
+    def __init__(self, model: Any, tokenizer: Any, meta: dict[str, Any], ckpt_dir: Path, step: int,
+                 device: str = "cpu") -> None:
+        """A loaded checkpoint (engine.inference_load.load_model) plus its MegaContext settings and weights;
+        raises EngineError when the checkpoint was not trained with MegaContext."""
+        self.model, self.tokenizer = model, tokenizer
         settings = (meta.get("user_config") or {}).get("megacontext")
-        ckpt_dir, step = resolve_checkpoint(ckpt, step)
         path = extension_file(ckpt_dir, "megacontext", step)
-        if not isinstance(settings, dict) or not path.exists():
+        if not isinstance(settings, dict) or not settings.get("enabled") or not path.exists():
             raise EngineError(f"{ckpt_dir}: not a MegaContext checkpoint (no megacontext settings or {path.name}): "
                               "train one with megacontext.enabled=true (prefab cpu-tiny-mc)")
         self.cfg = MegaContextConfig(**settings)
@@ -60,6 +63,12 @@ class MegaContextModel:
         self.lensnet.eval()
         self.device = device
         self.placeholder = self.tokenizer.get_bos_token_id()
+
+    @classmethod
+    def load(cls, ckpt: str | Path, step: int | None = None, device: str = "cpu") -> MegaContextModel:
+        model, tokenizer, meta = load_model(ckpt, step, device)
+        ckpt_dir, step = resolve_checkpoint(ckpt, step)
+        return cls(model, tokenizer, meta, ckpt_dir, step, device)
 
     def split(self, tokens: torch.Tensor, tail: int) -> tuple[torch.Tensor, torch.Tensor]:
         n_blocks = (tokens.numel() - tail) // self.cfg.block_size
@@ -98,34 +107,57 @@ class MegaContextModel:
                 "slots": reading.wc.slots(), "alloc_ms": reading.alloc_ms, "actions": len(reading.actions)}
 
     @torch.no_grad()
-    def generate(self, document: str, prompt: str, max_tokens: int = 64) -> tuple[str, Reading]:
-        """Greedy answer to `prompt` after `document`, the document read through the working context. The
-        newest `tail` tokens (the prompt and what is generated) stay raw; the working context is re-read
-        every lens_refresh tokens."""
+    def generate(self, ids: list[int], max_tokens: int, temperature: float = 0.0, top_k: int | None = None,
+                     seed: int = 42) -> Iterator[int]:
+        """Tokens continuing `ids` (a long document and a question, say), the ids read through the working
+        context: whole blocks of the history as the allocator places them, the newest tokens (the partial last
+        block, then what is generated) raw. The context is re-read every lens_refresh tokens; `self.reading`
+        holds the latest reading (its LOD map is what the chat shows)."""
         cfg = self.cfg
-        doc = self.tokenizer.encode(document, prepend=self.placeholder)
-        ask = self.tokenizer.encode(prompt) if prompt else []
-        tail_room = max(cfg.block_size, cfg.budget // 4)
-        history_ids, recent = doc, list(ask)
-        if len(history_ids) % cfg.block_size:  # the partial last block stays raw, with the prompt
-            cut = len(history_ids) - len(history_ids) % cfg.block_size
-            history_ids, recent = history_ids[:cut], history_ids[cut:] + recent
-        history = torch.tensor(history_ids, dtype=torch.long, device=self.device)
-        out: list[int] = []
-        reading = None
+        cut = max(0, len(ids) - cfg.block_size) // cfg.block_size * cfg.block_size
+        history = torch.tensor(ids[:cut], dtype=torch.long, device=self.device)
+        recent = list(ids[cut:])
+        gen = torch.Generator(device=self.device).manual_seed(seed)
         gists = None
+        self.reading = None
+        out: list[int] = []
         for i in range(max_tokens):
-            if reading is None or i % cfg.lens_refresh == 0:
-                reading, gists = self.read(history, min(tail_room, len(recent) + max_tokens))
             tail = torch.tensor(recent + out, dtype=torch.long, device=self.device)
-            reading.wc.tail = tail.numel()
-            while reading.wc.slots() > reading.wc.budget:  # a growing tail: give room from the oldest raw block
-                if not allocate(reading.wc, [0.0] * reading.wc.n_blocks, 1e9, -1e9, max_actions=1):
-                    break
-            idx, pos, vec = assemble(history, tail, reading.wc, gists, self.placeholder)
-            logits = self.model(idx, input_stage=stage(pos, vec))[0, -1]
-            token = int(logits.argmax())
+            if self.reading is None or i % cfg.lens_refresh == 0:
+                self.reading, gists = self.read(history, min(tail.numel(), cfg.budget - 2))
+            wc = self.reading.wc
+            if tail.numel() > cfg.budget - 2:  # the raw tail alone fills the budget: keep its newest part
+                tail = tail[-(cfg.budget - 2):]
+            wc.tail = tail.numel()
+            while wc.slots() > wc.budget:  # a growing tail takes room from the lowest-value raw blocks
+                allocate(wc, [0.0] * wc.n_blocks, float("inf"), float("-inf"), max_actions=0)
+            idx, pos, vec = assemble(history, tail, wc, gists, self.placeholder)
+            logits = self.model(idx, input_stage=stage(pos, vec))[0, -1].float()
+            if temperature <= 0:
+                token = int(logits.argmax())
+            else:
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                token = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen))
+            out.append(token)
+            yield token
+
+    def continue_text(self, document: str, prompt: str = "", max_tokens: int = 64) -> tuple[str, Reading]:
+        """Greedy continuation of `document` + `prompt` (stops at BOS); the text and the last reading."""
+        ids = self.tokenizer.encode(document + prompt, prepend=self.placeholder)
+        out = []
+        for token in self.generate(ids, max_tokens):
             if token == self.placeholder:
                 break
             out.append(token)
-        return self.tokenizer.decode(out), reading
+        return self.tokenizer.decode(out), self.reading
+
+    def status(self) -> str:
+        """The latest reading as text: the LOD map (one character per block) and what it holds."""
+        r = getattr(self, "reading", None)
+        if r is None:
+            return ""
+        wc = r.wc
+        return (f"MegaContext {wc.slots()}/{wc.budget} positions, {wc.resident()} of {wc.n_blocks} history blocks "
+                f"resident, {len(r.actions)} allocator actions\n{wc.lod_map()}\n{LOD_LEGEND}")

@@ -5,6 +5,7 @@ checkpoints and trains a vanilla run."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from engine_assets import build_assets
@@ -13,6 +14,7 @@ from plugin_helpers import forget_plugin
 from engine.checkpoint import checkpoint_dir, load_meta
 from engine.train import main as train_main
 from nanochat_cli.cli import main as cli_main
+from nanochat_cli.services.checkpoints.chat import ChatSession
 from nanochat_cli.services.config.prefabs import PrefabStore
 from nanochat_cli.services.config.schema import to_engine_config
 from nanochat_cli.services.plugins import load_user_plugins
@@ -48,6 +50,17 @@ def test_cpu_tiny_mc_trains_and_its_checkpoint_shows_mc(tmp_path, capsys):
         assert row["fields"]["megacontext.enabled"] is True
         reasons = [r for r in row["compat"]["reasons"] if "MegaContext" in r["message"]]
         assert reasons[0]["level"] == "warn" and reasons[0]["remedy"] == "set megacontext.enabled=true"
+
+        # chat over a long pasted document: the plugin's chat context reads it through the working context
+        session = ChatSession.from_checkpoint(checkpoint_dir(tmp_path / "base", "mc"), mode="continue",
+                                              temperature=0.0, max_tokens=4)
+        assert session.info["context"] == "megacontext"
+        document = Path(assets["data"]).parent.joinpath("src", "0.txt").read_text()[:20_000]
+        _, stats = session.reply(document)
+        assert stats.prompt_tokens > 1000 and stats.tokens >= 1
+        head, lod, legend = stats.context.splitlines()
+        assert head.startswith("MegaContext ") and "/256 positions" in head
+        assert set(lod) <= set("█▓░·") and lod.endswith("█") and legend.startswith("█ raw tokens")
     finally:
         forget_plugin("megacontext")
 
