@@ -13,3 +13,16 @@ def _isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("NANOCHAT_CLI_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("NANOCHAT_BASE_DIR", str(tmp_path / "base"))
     monkeypatch.setenv("NANOCHAT_CLI_KEYRING", "file")  # secrets go to a 0600 file in the tmp config dir
+
+
+@pytest.fixture(autouse=True)
+def _no_megacontext_left_behind():
+    """The in-repo megacontext plugin adds a checkpoint field, an engine extension and a prefab folder to the
+    global registry when a test loads the plugins (the app, the CLI): unload it after each test so tests that
+    expect no plugin field, or register a stand-in "megacontext" category, start clean."""
+    yield
+    from nanochat_cli.services.registry import REGISTRY
+
+    if "megacontext" in REGISTRY.plugins:
+        REGISTRY.remove_owned("megacontext")
+        REGISTRY.plugins.pop("megacontext", None)

@@ -127,6 +127,7 @@ class Registry:
         self._commands: dict[str, CliCommand] = {}
         self._extensions: dict[str, EngineExtension] = {}
         self._chat_contexts: dict[str, Callable[..., Any]] = {}
+        self._prefab_dirs: list[str] = []
         self.plugins: dict[str, str | None] = {}  # plugin name -> None when loaded, else its one-line error
         self._owner: str | None = None  # the plugin whose register() is running
         self._owned: dict[str, list[tuple[str, str]]] = {}  # plugin -> [(kind, name)] it added
@@ -324,6 +325,29 @@ class Registry:
     def engine_extensions(self) -> list[EngineExtension]:
         return list(self._extensions.values())
 
+    # --- prefab folders
+
+    def register_prefab_dir(self, path: Any) -> None:
+        """Add a folder of prefab YAML files the plugin ships; they list as shipped prefabs while it is loaded."""
+        from pathlib import Path
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise AppError(f"prefab folder {folder}: not a folder: ship the prefabs inside the plugin package")
+        if str(folder) in self._prefab_dirs:
+            raise AppError(f"prefab folder {folder}: already registered")
+        self._prefab_dirs.append(str(folder))
+        self._added("prefab dir", str(folder))
+
+    def unregister_prefab_dir(self, path: str) -> None:
+        if path not in self._prefab_dirs:
+            raise AppError(f"prefab folder {path}: not registered")
+        self._prefab_dirs.remove(path)
+        self.version += 1
+
+    def prefab_dirs(self) -> list[str]:
+        return list(self._prefab_dirs)
+
     # --- chat contexts
 
     def register_chat_context(self, name: str, factory: Callable[..., Any], help: str = "") -> None:
@@ -401,7 +425,7 @@ class Registry:
                 "layout": self.unregister_layout, "source": self.unregister_telemetry_source,
                 "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command,
                 "engine extension": self.unregister_engine_extension,
-                "chat context": self.unregister_chat_context}
+                "chat context": self.unregister_chat_context, "prefab dir": self.unregister_prefab_dir}
         for kind, name in reversed(self._owned.pop(plugin, [])):
             with suppress(AppError):  # already unregistered by hand
                 undo[kind](name)

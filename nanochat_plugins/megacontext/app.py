@@ -51,5 +51,6 @@ def register(registry: Registry) -> None:
     for spec in PANELS:
         registry.register_panel(spec)
     registry.register_layout("megacontext", Layout.parse(LAYOUT, registry))
+    registry.register_prefab_dir(Path(__file__).parent / "prefabs")  # cpu-tiny-mc
     registry.register_chat_context("megacontext", chat_context, "long documents through the working context")
     registry.register_cli_command("megacontext", setup_cli, "MegaContext: read a long document and answer")
