@@ -110,6 +110,8 @@ def main() -> None:
     print(f"  MC checkpoint   MegaContext {mean([r['mc'] for r in rows]):.4f}   truncation "
           f"{mean([r['trunc'] for r in rows]):.4f}   full context {mean([r['full'] for r in rows]):.4f}  "
           f"(MC < truncation on {wins}/{len(rows)} documents)")
+    print("  MC without the allocator (newest blocks raw, the rest gists): "
+          f"{mean([r['mc_recency'] for r in rows]):.4f}")
     print(f"  vanilla ckpt                       truncation {mean(v_trunc):.4f}   full context {mean(v_full):.4f}")
     print(f"  mean positions used by MC: {mean([r['slots'] for r in rows]):.1f} of {args.budget}; "
           f"example LOD map: {rows[0]['lod']}")

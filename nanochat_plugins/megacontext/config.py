@@ -24,10 +24,11 @@ class MegaContextConfig(BaseModel):
     loss_weight: float = Field(1.0, ge=0, description="weight of the MegaContext loss next to the plain LM loss")
     lens_refresh: int = Field(4, ge=1, description="steps (training) or tokens (chat) between LensNet "
                                                    "re-scoring and, in training, its ΔNLL targets")
-    expand_threshold: float = Field(0.0, description="expand a gist when LensNet's score (predicted loss "
+    expand_threshold: float = Field(0.1, description="expand a gist when LensNet's score (predicted loss "
                                                      "saved, nats) is above this and the budget allows")
-    collapse_threshold: float = Field(-0.05, description="collapse an expanded block to its gist when its "
-                                                         "score falls below this")
+    collapse_threshold: float = Field(-0.1, description="collapse an expanded block to its gist when its score "
+                                                        "falls below this; a swap (expand one, collapse another) "
+                                                        "must win by expand - collapse threshold")
     gistnet_dim: int = Field(128, ge=16, le=4096, description="GistNet size: width of its attention pooling")
     gistnet_heads: int = Field(4, ge=1, le=64, description="GistNet attention-pooling heads")
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate of GistNet and LensNet")

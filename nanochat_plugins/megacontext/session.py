@@ -102,7 +102,10 @@ class MegaContextModel:
         history, tail = self.split(doc, tail_len)
         reading, gists = self.read(history, tail_len, budget)
         mc = float(context_loss(self.model, history, tail, reading.wc, gists, self.placeholder))
-        return {"mc": mc, "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
+        prior = WorkingContext(reading.wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels)
+        prior.fit_recent()  # the allocator's starting shape (newest blocks raw, the rest gists), for comparison
+        no_alloc = float(context_loss(self.model, history, tail, prior, gists, self.placeholder))
+        return {"mc": mc, "mc_recency": no_alloc, "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
                 "full": float(raw_loss(self.model, doc, tail_len)), "lod": reading.wc.lod_map(),
                 "slots": reading.wc.slots(), "alloc_ms": reading.alloc_ms, "actions": len(reading.actions)}
 

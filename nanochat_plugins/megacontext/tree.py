@@ -108,11 +108,13 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
     """One allocator pass. `scores[b]`: LensNet's predicted loss saved by seeing block b raw.
 
     Collapse raw blocks scored under `collapse_threshold`; expand gists scored over `expand_threshold`, best
-    first, while the budget allows, or by swapping out a raw block scored lower; then enforce the budget
+    first, while the budget allows, or by swapping out a raw block scored lower by more than the hysteresis
+    margin (expand_threshold - collapse_threshold); then enforce the budget
     (collapse the lowest-scored raw blocks, then fold the oldest gists into level 2). At most `max_actions`
     expand/collapse actions, so the context moves gradually."""
     actions: list[Action] = []
     bs = wc.block_size
+    margin = max(0.0, expand_threshold - collapse_threshold)
 
     def collapse(b: int) -> None:
         level = GIST if wc.lod[b] == RAW else GIST2
@@ -128,8 +130,8 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
         if len(actions) >= max_actions or scores[b] <= expand_threshold or wc.lod[b] == RAW:
             break
         cost = bs - 1 if wc.lod[b] == GIST else len(wc.group(b)) - 1
-        if wc.slots() + cost > wc.budget:
-            victims = [v for v in range(wc.n_blocks) if wc.lod[v] == RAW and scores[v] < scores[b]]
+        if wc.slots() + cost > wc.budget:  # a swap must win by the hysteresis margin, so noise does not churn
+            victims = [v for v in range(wc.n_blocks) if wc.lod[v] == RAW and scores[v] + margin < scores[b]]
             if not victims or wc.lod[b] != GIST:
                 continue
             collapse(min(victims, key=lambda v: scores[v]))
