@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from engine.errors import EngineError
 from engine.shared import one_line
@@ -93,6 +93,12 @@ class EvalEvent(_Event):
     step: int
     val_bpb: float | None = None  # pretraining: bits per byte on validation text
     val_loss: float | None = None  # SFT and others: mean loss per trained token on held-out data
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> EvalEvent:
+        if self.val_bpb is None and self.val_loss is None:
+            raise ValueError("val_bpb or val_loss: at least one is needed")
+        return self
 
 
 class SampleEvent(_Event):

@@ -31,9 +31,9 @@ FIELDS = {
     "run_start": dict(config={"depth": 4, "run": "r"}, world_size=2, device="cpu", dtype="float32",
                       num_params=1234, num_flops_per_token=7.4e3, num_iterations=100, tokens_per_step=4096,
                       engine_version="0.1.0", pid=42, run_dir="/tmp/runs/r", resumed_from_step=None,
-                      startup={"process": 1.0e9, "imports": 1.0e9 + 1.2, "loader": 1.0e9 + 1.4}),
+                      startup={"process": 1.0e9, "imports": 1.0e9 + 1.2, "loader": 1.0e9 + 1.4}, stage="sft"),
     "step": STEP,
-    "eval": dict(step=50, val_bpb=1.23),
+    "eval": dict(step=50, val_bpb=1.23, val_loss=None),
     "sample": dict(step=50, prompt="The capital of France is", text=" Paris, \"quoted\"\nnewline ünïcode"),
     "checkpoint": dict(step=100, path="/tmp/ck/model_000100.pt", reason="final", seconds=1.5, bytes=10_000),
     "control_ack": dict(request_id="abc", kind="patch", ok=True, message="applied lr_scale", step=12,
@@ -41,6 +41,12 @@ FIELDS = {
     "warning": dict(message="loss spike"),
     "error": dict(message="RuntimeError: boom", traceback="Traceback...\n  boom\n", step=3),
     "run_end": dict(status="stopped", reason="stop requested", step=12, elapsed=3.5),
+    "rollout": dict(step=3, prompts=4, k=8, reward_mean=0.25, reward_std=0.4, pass_at_k={"1": 0.25, "8": 0.75},
+                    mean_len=41.5, max_len=96, tool_call_rate=0.5,
+                    samples=[{"prompt": "2+3?", "response": "5", "reward": 1.0}]),
+    "eval_result": dict(suite="core", task="mc-generated", metric="accuracy", value=0.4, n=100, baseline=0.25,
+                        centered=0.2, step=200, checkpoint="/tmp/ck/model_000200.pt"),
+    "plugin": dict(plugin="megacontext", kind="lod", step=5, data={"map": "0012", "resident": 3}),
 }
 
 

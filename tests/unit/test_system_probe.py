@@ -57,14 +57,17 @@ class Records(logging.Handler):
 
 def test_the_note_is_logged_once_per_process(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)
+    monkeypatch.setattr(system, "_logged", set())  # an earlier test in this worker process may have logged it
     records = Records()  # on the probe's own logger: the app's logger does not pass records up to pytest's
     system.log.addHandler(records)
-    monkeypatch.setattr(system.log, "level", logging.INFO)
+    level = system.log.level
+    system.log.setLevel(logging.INFO)  # setLevel, not the attribute: it also clears the logger's enabled-for cache
     try:
         for _ in range(3):  # a probe per watched run
             SystemProbe(gpu_present=lambda: False)
     finally:
         system.log.removeHandler(records)
+        system.log.setLevel(level)
     assert records.messages == [f"system probe: {CPU_ONLY}"]
 
 
