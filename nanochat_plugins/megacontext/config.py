@@ -26,9 +26,8 @@ class MegaContextConfig(BaseModel):
                                                    "re-scoring and, in training, its ΔNLL targets")
     expand_threshold: float = Field(0.1, description="expand a gist when LensNet's score (predicted loss "
                                                      "saved, nats) is above this and the budget allows")
-    collapse_threshold: float = Field(-0.1, description="collapse an expanded block to its gist when its score "
-                                                        "falls below this; a swap (expand one, collapse another) "
-                                                        "must win by expand - collapse threshold")
+    collapse_threshold: float = Field(-0.1, description="a raw block scored below this may be collapsed to its "
+                                                        "gist to make room for a gist scored above expand_threshold")
     gistnet_dim: int = Field(128, ge=16, le=4096, description="GistNet size: width of its attention pooling")
     gistnet_heads: int = Field(4, ge=1, le=64, description="GistNet attention-pooling heads")
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate of GistNet and LensNet")

@@ -107,31 +107,29 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
              max_actions: int = 8) -> list[Action]:
     """One allocator pass. `scores[b]`: LensNet's predicted loss saved by seeing block b raw.
 
-    Collapse raw blocks scored under `collapse_threshold`; expand gists scored over `expand_threshold`, best
-    first, while the budget allows, or by swapping out a raw block scored lower by more than the hysteresis
-    margin (expand_threshold - collapse_threshold); then enforce the budget
-    (collapse the lowest-scored raw blocks, then fold the oldest gists into level 2). At most `max_actions`
-    expand/collapse actions, so the context moves gradually."""
+    The budget is always used: a raw block is collapsed only to make room, never for its own sake. Gists
+    scored over `expand_threshold` are expanded best first, into free room or by swapping out the lowest-scored
+    raw block when that one scores under `collapse_threshold` (the gap between the two thresholds is the
+    hysteresis that keeps noisy scores from churning the context). Then the budget is enforced: the
+    lowest-scored raw blocks collapse, then the oldest gists fold into level 2. At most `max_actions`
+    expand/collapse actions before the budget is enforced, so the context moves gradually."""
     actions: list[Action] = []
     bs = wc.block_size
-    margin = max(0.0, expand_threshold - collapse_threshold)
 
     def collapse(b: int) -> None:
         level = GIST if wc.lod[b] == RAW else GIST2
         wc.collapse(b)
         actions.append(Action("collapse", b, level, scores[b]))
 
-    raw = sorted((b for b, lod in enumerate(wc.lod) if lod == RAW), key=lambda b: scores[b])
-    for b in raw:
-        if scores[b] < collapse_threshold and len(actions) < max_actions:
-            collapse(b)
     gists = sorted((b for b, lod in enumerate(wc.lod) if lod in (GIST, GIST2)), key=lambda b: -scores[b])
     for b in gists:
-        if len(actions) >= max_actions or scores[b] <= expand_threshold or wc.lod[b] == RAW:
+        if len(actions) >= max_actions or scores[b] <= expand_threshold:
             break
+        if wc.lod[b] == RAW:
+            continue
         cost = bs - 1 if wc.lod[b] == GIST else len(wc.group(b)) - 1
-        if wc.slots() + cost > wc.budget:  # a swap must win by the hysteresis margin, so noise does not churn
-            victims = [v for v in range(wc.n_blocks) if wc.lod[v] == RAW and scores[v] + margin < scores[b]]
+        if wc.slots() + cost > wc.budget:
+            victims = [v for v in range(wc.n_blocks) if wc.lod[v] == RAW and scores[v] < collapse_threshold]
             if not victims or wc.lod[b] != GIST:
                 continue
             collapse(min(victims, key=lambda v: scores[v]))
