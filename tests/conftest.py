@@ -16,13 +16,14 @@ def _isolated_dirs(tmp_path, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _no_megacontext_left_behind():
-    """The in-repo megacontext plugin adds a checkpoint field, an engine extension and a prefab folder to the
-    global registry when a test loads the plugins (the app, the CLI): unload it after each test so tests that
-    expect no plugin field, or register a stand-in "megacontext" category, start clean."""
+def _no_plugins_left_behind():
+    """Plugins a test loads (the app, the CLI) go into the global registry: unload them all after each test, so
+    the next one starts clean and loads them in the same order (the Config screen lists their categories in
+    load order). The in-repo megacontext plugin adds a checkpoint field and an engine extension, which tests of
+    the plugin-free registry or with a stand-in "megacontext" category must not see."""
     yield
     from nanochat_cli.services.registry import REGISTRY
 
-    if "megacontext" in REGISTRY.plugins:
-        REGISTRY.remove_owned("megacontext")
-        REGISTRY.plugins.pop("megacontext", None)
+    for name in list(REGISTRY.plugins):
+        REGISTRY.remove_owned(name)
+        REGISTRY.plugins.pop(name, None)

@@ -162,7 +162,12 @@ class Registry:
             raise AppError(f"category {name!r}: fields {', '.join(required)} have no default: give every field "
                            "a default so a prefab can leave it out")
         self._categories[name] = Category(name, model, help, builtin)
-        self.order.append(name)
+        if builtin:
+            self.order.append(name)
+        else:  # plugins' categories after the core ones, by name: the same order whichever loaded first
+            at = next((i for i, n in enumerate(self.order)
+                       if not self._categories[n].builtin and n > name), len(self.order))
+            self.order.insert(at, name)
         self._added("category", name)
 
     def unregister_category(self, name: str) -> None:
