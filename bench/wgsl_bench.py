@@ -1,11 +1,16 @@
 """Time per WGSL validation (naga, through wgpu) and per run (compile, dispatch, read back, compare with numpy).
 
-    python bench/wgsl_bench.py [--limit 400] [--every 1]
+    python bench/wgsl_bench.py [--limit 400] [--every 1] [--checkpoint CKPT [--modes greedy,beam4,retry8]]
 
 Over the shipped dataset's shaders (all 40 template families): the adapter's start-up, then the median and
 p90 of validating each shader, of validating a broken copy of it (an unknown identifier planted in its last
 statement), of running it on its test buffers, and of lexing + encoding it with the WGSL vocabulary. The
 CPU time of the whole pass is printed too: on a busy machine the wall clock partly measures waiting for a core.
+
+With --checkpoint (a WGSL training run's checkpoint folder), the trained model is then scored on the held-out
+test families for each decoding setting: validity (naga accepts the shader), functional correctness (its run
+matches the numpy reference), and the median time to generate, validate and run one shader (runs go through
+the worker process, as `wgsl run` and generation do).
 
 A run's time is mostly lavapipe compiling the pipeline with LLVM; Mesa caches compiled shaders on disk
 (~/.cache/mesa_shader_cache), so a second pass is much faster. MESA_SHADER_CACHE_DISABLE=true times a cold one.
@@ -26,6 +31,7 @@ from nanochat_plugins.wgsl import dataset, gpu, templates  # noqa: E402  (after 
 from nanochat_plugins.wgsl.runner import run_case  # noqa: E402
 from nanochat_plugins.wgsl.validate import validate_source  # noqa: E402
 from nanochat_plugins.wgsl.vocab import WgslVocab  # noqa: E402
+from nanochat_plugins.wgsl.worker import ShaderWorker  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -56,6 +62,11 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=400, help="shaders to time (default: all 400)")
     ap.add_argument("--every", type=int, default=1, help="take every N-th record (spreads a small --limit "
                                                         "over the families)")
+    ap.add_argument("--checkpoint", help="also score this WGSL checkpoint on the test split")
+    ap.add_argument("--modes", default="greedy,beam4,retry8", help="decoding settings for --checkpoint")
+    ap.add_argument("--split", default="test", help="split to score --checkpoint on (default test)")
+    ap.add_argument("--model-limit", type=int, default=0, help="at most this many prompts (spread over families)")
+    ap.add_argument("--max-new-tokens", type=int, default=0, help="token limit per generated shader")
     args = ap.parse_args()
     records = dataset.load()[:: args.every][: args.limit]
 
@@ -91,7 +102,38 @@ def main() -> int:
     stats("lex+encode+decode", encode_s)
     print(f"{len(records)} shaders in {wall:.1f} s wall, {cpu:.1f} s CPU "
           f"(mean {wall / len(records) * 1e3:.1f} ms wall per shader for all four steps)")
+    worker_s = []
+    with ShaderWorker(30) as w:
+        for rec in records[:40]:
+            t = time.perf_counter()
+            assert w.run_case(rec.shader, rec.family, rec.params, rec.seed).ok, rec.id
+            worker_s.append(time.perf_counter() - t)
+    stats("run in the worker process", worker_s[1:] or worker_s)
+    if args.checkpoint:
+        score(args)
     return 0
+
+
+def score(args: argparse.Namespace) -> None:
+    from nanochat_plugins.wgsl.cli_model import evaluate, ms, parse_modes
+    from nanochat_plugins.wgsl.decode import ShaderModel
+    from nanochat_plugins.wgsl.sampling import spread
+
+    sm = ShaderModel.load(args.checkpoint)
+    recs = dataset.load(dataset.BUNDLED, [args.split])
+    recs = spread(recs, args.model_limit) if args.model_limit else recs
+    print(f"model: {sm.meta.get('checkpoint')} step {sm.meta.get('step')}, "
+          f"{sum(p.numel() for p in sm.model.parameters()):,} params; {len(recs)} {args.split} prompts from "
+          f"{len({r.family for r in recs})} held-out families")
+    for name, beam, retries in parse_modes(args.modes):
+        r = evaluate(sm, recs, beam, retries, 30.0, args.max_new_tokens)
+        print(f"{name:<8} validity {r['valid']:3d}/{r['n']} ({100 * r['validity']:5.1f}%)   correctness "
+              f"{r['correct']:3d}/{r['n']} ({100 * r['correctness']:5.1f}%)   median per shader: generate "
+              f"{r['median_generate_s']:.2f} s, validate {ms(r['median_validate_s'])}, run {ms(r['median_run_s'])}")
+        for fam in sorted({x.family for x in recs}):
+            rows = [row for row, rec in zip(r["rows"], recs, strict=True) if rec.family == fam]
+            print(f"    {fam:<28} valid {sum(bool(x['valid']) for x in rows)}/{len(rows)}  correct "
+                  f"{sum(bool(x['correct']) for x in rows)}/{len(rows)}")
 
 
 if __name__ == "__main__":

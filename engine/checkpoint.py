@@ -38,7 +38,7 @@ from engine.shared import (
 __all__ = ["PHASE_DIRS", "CheckpointError", "checkpoint_dir", "model_file", "optim_file", "meta_file",
            "save_rank_state", "save_model_and_meta", "clean_temps", "complete_steps", "latest_step", "load_meta",
            "meta_model_config", "is_verified", "load_model_state", "load_rank_state", "weights_mismatch",
-           "rng_state", "restore_rng", "check_model_config"]
+           "rng_state", "restore_rng", "check_model_config", "resolve_source", "SOURCE_PHASES"]
 
 _META_RE = re.compile(r"^meta_(\d{6})\.json$")
 FILES_KEY = "files"  # meta: {file name: {"bytes", "sha256"}} for the step's model and optim files
@@ -321,3 +321,71 @@ def check_model_config(saved: dict, current: dict, source: Path) -> None:
             flag = _CONFIG_FLAGS.get(key, key)
             raise EngineError(f"{source}: checkpoint has {key}={saved.get(key)!r} but the config gives "
                               f"{current.get(key)!r}: set {flag} so that {key} matches, or start a new run")
+
+
+# ---------------------------------------------------------------------------------------------- stage sources
+
+# where `source: auto` looks for each stage's starting checkpoint, first choice first
+SOURCE_PHASES = {"sft": ["base"], "rl": ["sft"], "base_eval": ["base"], "chat_eval": ["rl", "sft"]}
+# how to make a checkpoint of each phase, for the error when there is none
+_MAKE_PHASE = {"base": "train one first with nanochat-cli train --prefab cpu-tiny",
+               "sft": "run SFT first with nanochat-cli train --prefab cpu-tiny-sft",
+               "rl": "run RL first with nanochat-cli train --prefab cpu-tiny-rl"}
+_MODEL_FILE_RE = re.compile(r"^model_(\d{6})\.pt$")
+
+
+def _newest_tag_dir(base: Path, phase: str) -> Path | None:
+    """The tag dir under the phase folder whose newest complete step was written last (by meta mtime)."""
+    root = Path(base) / PHASE_DIRS[phase]
+    best: tuple[float, Path] | None = None
+    if root.is_dir():
+        for tag_dir in root.iterdir():
+            step = latest_step(tag_dir) if tag_dir.is_dir() else None
+            if step is not None:
+                mtime = meta_file(tag_dir, step).stat().st_mtime
+                if best is None or mtime > best[0]:
+                    best = (mtime, tag_dir)
+    return best[1] if best else None
+
+
+def resolve_source(base: str | Path, stage: str, source: str | Path = "auto", step: int = -1) -> tuple[Path, int]:
+    """The checkpoint a stage starts from, as (checkpoint dir, step).
+
+    `source` is "auto" (the newest checkpoint of the stage's previous phase under `base`, see SOURCE_PHASES),
+    a checkpoint dir, or a model_XXXXXX.pt file; `step` -1 takes the newest complete step. Every failure is
+    one line naming where it looked and what to do."""
+    if stage not in SOURCE_PHASES:
+        raise EngineError(f"stage {stage!r}: unknown: use one of {', '.join(SOURCE_PHASES)}")
+    if str(source) == "auto":
+        phases = SOURCE_PHASES[stage]
+        for phase in phases:
+            found = _newest_tag_dir(Path(base), phase)
+            if found is not None:
+                ckpt_dir = found
+                break
+        else:
+            where = " or ".join(str(Path(base) / PHASE_DIRS[p]) for p in phases)
+            raise EngineError(f"no {phases[-1]} checkpoint in {where}: {_MAKE_PHASE[phases[-1]]}")
+    else:
+        path = Path(source).expanduser()
+        m = _MODEL_FILE_RE.match(path.name)
+        if m:
+            if step >= 0 and step != int(m.group(1)):
+                raise EngineError(f"source {path}: names step {int(m.group(1))} but source_step={step}: pass one "
+                                  "of them")
+            ckpt_dir, step = path.parent, int(m.group(1))
+        elif path.is_dir():
+            ckpt_dir = path
+        else:
+            raise EngineError(f"source {path}: no such checkpoint dir or model_XXXXXX.pt file: point source at "
+                              "one, or use source=auto")
+    steps = complete_steps(ckpt_dir)
+    if not steps:
+        raise EngineError(f"source {ckpt_dir}: no complete checkpoint there (meta_XXXXXX.json + model_XXXXXX.pt): "
+                          "point source at a checkpoint dir, or use source=auto")
+    if step < 0:
+        return ckpt_dir, steps[-1]
+    if step not in steps:
+        raise EngineError(f"source {ckpt_dir}: step {step} is not a complete checkpoint: pick one of "
+                          f"{', '.join(map(str, steps[-5:]))}")
+    return ckpt_dir, step

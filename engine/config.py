@@ -75,6 +75,10 @@ class TrainConfig(BaseModel):
     # data
     data_dir: str | None = _f(None, "folder of parquet shards with a 'text' column (default: embedded corpus)")
     tokenizer_dir: str | None = _f(None, "folder with tokenizer.pkl (default: trained once on the data and cached)")
+    data_source: str | None = _f(None, "module:callable that supplies tokenizer and batches instead of data_dir "
+                                       "(see engine/data_source.py; None = parquet text)",
+                                 pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    data_source_options: str | None = _f(None, "text passed to the data_source callable (its own format)")
 
     # cadence
     eval_every: int = _f(250, "evaluate val bits-per-byte every N steps (-1 = only at the end)", hot=True, ge=-1)
@@ -141,9 +145,12 @@ class TrainConfig(BaseModel):
         return self.model_tag or self.run
 
 
-HOT_PATCHABLE: frozenset[str] = frozenset(
-    name for name, f in TrainConfig.model_fields.items() if (f.json_schema_extra or {}).get("hot")
-)
+def hot_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of a stage config that a running job may change (marked hot=True)."""
+    return frozenset(name for name, f in cls.model_fields.items() if (f.json_schema_extra or {}).get("hot"))
+
+
+HOT_PATCHABLE: frozenset[str] = hot_fields(TrainConfig)
 
 
 def explain(err: ValidationError, source: str = "config") -> str:
@@ -155,7 +162,7 @@ def explain(err: ValidationError, source: str = "config") -> str:
     return f"{source}: {field}: {e['msg']}{value_s}"
 
 
-def load_yaml_config(path: str | Path) -> dict[str, Any]:
+def load_yaml_config(path: str | Path, cls: type[BaseModel] = TrainConfig) -> dict[str, Any]:
     """Read a YAML config: flat engine keys, or category sections (model:, training:, …) that are flattened.
 
     Sections named in `LAUNCHER_SECTIONS` belong to the launcher (e.g. hardware: nproc, nodes) and are dropped.
@@ -166,7 +173,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
         raise EngineError(f"{p}: expected a mapping of config keys at the top level")
     flat: dict[str, Any] = {}
     for key, value in raw.items():
-        if isinstance(value, dict) and key not in TrainConfig.model_fields:
+        if isinstance(value, dict) and key not in cls.model_fields:
             if key in LAUNCHER_SECTIONS:
                 continue
             flat.update(value)
@@ -179,11 +186,12 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
 LAUNCHER_SECTIONS = frozenset({"hardware", "auth", "meta", "plugins"})
 
 
-def build_arg_parser() -> argparse.ArgumentParser:
-    """Flags generated from TrainConfig: --depth, --max-seq-len, --compile/--no-compile, …"""
-    p = argparse.ArgumentParser(prog="engine.train", description="Pretrain a nanochat-style GPT.")
+def build_arg_parser(cls: type[BaseModel] = TrainConfig, prog: str = "engine.train",
+                     description: str = "Pretrain a nanochat-style GPT.") -> argparse.ArgumentParser:
+    """Flags generated from a stage config (TrainConfig: --depth, --max-seq-len, --compile/--no-compile, …)"""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--config", help="YAML file with config keys; flags override it")
-    for name, f in TrainConfig.model_fields.items():
+    for name, f in cls.model_fields.items():
         flag = "--" + name.replace("_", "-")
         if f.annotation is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=f.description)
@@ -192,30 +200,34 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """Flags over --config over defaults; any problem becomes an EngineError with one line."""
+def parse_config(argv: list[str] | None = None, cls: type[BaseModel] = TrainConfig, prog: str = "engine.train",
+                 description: str = "Pretrain a nanochat-style GPT.") -> Any:
+    """Flags over --config over defaults; any problem becomes an EngineError with one line.
+    `cls` is the stage's config class (TrainConfig for engine.train); it returns an instance of it."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:  # `torchrun ... -m engine.train -- --run x`: the separator keeps torchrun off our flags
         argv = argv[1:]
-    args = build_arg_parser().parse_args(argv)
-    values: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
+    args = build_arg_parser(cls, prog, description).parse_args(argv)
+    values: dict[str, Any] = load_yaml_config(args.config, cls) if args.config else {}
     values.update({k: v for k, v in vars(args).items() if k != "config" and v is not None})
-    for k in ("model_tag", "base_dir", "n_kv_head", "data_dir", "tokenizer_dir", "init_from", "wandb_entity",
-              "otel_endpoint"):
-        if values.get(k) in ("", "none", "None"):
+    for k, f in cls.model_fields.items():  # optional keys: "", none and None all mean unset
+        if f.default is None and values.get(k) in ("", "none", "None"):
             values[k] = None
     try:
-        return TrainConfig(**values)
+        return cls(**values)
     except ValidationError as e:
         raise EngineError(explain(e, args.config or "flags")) from None
 
 
-def validate_patch(cfg: TrainConfig, patch: dict[str, Any]) -> tuple[TrainConfig | None, str | None]:
-    """Check a mid-run patch: only hot keys, valid values. Returns (new config, None) or (None, reason)."""
-    cold = sorted(set(patch) - HOT_PATCHABLE)
+def validate_patch(cfg: Any, patch: dict[str, Any]) -> tuple[Any, str | None]:
+    """Check a mid-run patch of any stage config: only hot keys, valid values. Returns (new config, None)
+    or (None, reason)."""
+    cls = type(cfg)
+    hot = HOT_PATCHABLE if cls is TrainConfig else hot_fields(cls)
+    cold = sorted(set(patch) - hot)
     if cold:
-        return None, f"not hot-patchable: {', '.join(cold)} (allowed: {', '.join(sorted(HOT_PATCHABLE))})"
+        return None, f"not hot-patchable: {', '.join(cold)} (allowed: {', '.join(sorted(hot))})"
     try:
-        return TrainConfig(**{**cfg.model_dump(), **patch}), None
+        return cls(**{**cfg.model_dump(), **patch}), None
     except ValidationError as e:
         return None, explain(e, "patch")

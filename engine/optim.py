@@ -226,6 +226,9 @@ class MuonAdamW(torch.optim.Optimizer):
             torch._fused_adamw_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
                                 [s["exp_avg_sq"] for s in states], [], steps, lr=lr, beta1=beta1, beta2=beta2,
                                 weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+            # the fused kernel writes the params without bumping their version counters: bump them, so that
+            # caches keyed on (storage, version), e.g. gpt.DecodeWeights, see the update
+            torch.autograd.graph.increment_version(params)
             return
         for p, state in zip(params, states, strict=True):
             t, g = state["step"], p.grad

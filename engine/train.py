@@ -53,9 +53,11 @@ from engine.common import DistInfo, EngineError, cleanup_distributed, compute_dt
 from engine.config import TrainConfig, parse_config
 from engine.control import ControlChannel, apply_patch
 from engine.corpus import resolve_data_dir
+from engine.data_source import load_data_source
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts
 from engine.extensions import Extension, ExtensionContext, extension_file, guarded, load_extension
+from engine.fp8 import fp8_disabled, fp8_module_filter
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.lifeline import record_pid, tie_to_launcher
 from engine.loss_eval import evaluate_bpb
@@ -110,7 +112,12 @@ def make_samples(model: GPT, tokenizer: Tokenizer, max_tokens: int = 32) -> list
 
 
 class Trainer:
-    """Owns one training run: setup, the loop, checkpoints, telemetry and control requests."""
+    """Owns one training run: setup, the loop, checkpoints, telemetry and control requests.
+
+    Post-training stages (engine.sft) subclass it: they override setup, evaluate, sample and the hooks
+    `forward_backward`, `checkpoint_meta` and `start_fields`, and keep the loop, control, saving and resume."""
+
+    phase = "base"  # checkpoint folder (engine.shared.PHASE_DIRS) and run_start.stage
 
     def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
                  sinks: Sinks | None = None):
@@ -121,7 +128,7 @@ class Trainer:
         self.dtype = compute_dtype(self.device)
         self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if self.dtype == torch.bfloat16
                          else nullcontext())
-        self.ckpt_dir = checkpoint_dir(self.base, cfg.tag)
+        self.ckpt_dir = checkpoint_dir(self.base, cfg.tag, self.phase)
         self.control = ControlChannel(run_dir, info)
         self.t_start = time.time()
         self.val_bpb: float | None = None
@@ -144,11 +151,19 @@ class Trainer:
         cfg, info = self.cfg, self.info
         if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
             raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
-        self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
-        self.startup.mark("data")
-        self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
-            cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
-            data_id=data_id(self.data_dir)))
+        self.source = None
+        if cfg.data_source:  # a plugin's token stream (engine/data_source.py) instead of parquet text
+            self.source = self._rank0_first(lambda: load_data_source(cfg.data_source, cfg.data_source_options,
+                                                                     self.base, cfg.seed))
+            self.data_dir = self.source.description
+            self.startup.mark("data")
+            self.tokenizer = self.source.tokenizer
+        else:
+            self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
+            self.startup.mark("data")
+            self.tokenizer = self._rank0_first(lambda: ensure_tokenizer(
+                cfg.tokenizer_dir, self.base, cfg.vocab_size, lambda: iter_texts(self.data_dir, "train"),
+                data_id=data_id(self.data_dir)))
         self.token_bytes = self.tokenizer.token_bytes().to(self.device)
         self.startup.mark("tokenizer")
 
@@ -184,12 +199,7 @@ class Trainer:
                 group.setdefault("initial_lr", group["lr"])
                 self.optimizer.add_param_group(group)
         if rank_state is not None:
-            try:
-                self.optimizer.load_state_dict(rank_state["optimizer"])
-                restore_rng(rank_state["rng"])
-            except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
-                raise CheckpointError(f"{optim_file(self.ckpt_dir, resume_step, info.rank)}: optimizer state does "
-                                      f"not fit this model ({one_line(e)}): delete this step or start fresh") from None
+            self._restore_optimizer(rank_state, resume_step)
 
         self.startup.mark("optimizer")
         self.flops_per_token = model.estimate_flops()
@@ -199,8 +209,7 @@ class Trainer:
                               f"max_seq_len × world_size = {per_fwdbwd}: set total_batch_size to a multiple of it")
         self.grad_accum = cfg.total_batch_size // per_fwdbwd
         self.num_iterations = horizon(cfg, model, self.flops_per_token)
-        self.train_loader = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "train",
-                                        self.data_dir, info.rank, info.world_size, self.device, state=loader_state)
+        self.train_loader = self._loader("train", loader_state)
         self.loader_state = loader_state
         self.startup.mark("loader")
 
@@ -236,6 +245,15 @@ class Trainer:
         for ext in self.extensions:
             base = (lambda e, b: lambda xx, yy: guarded(e, "train_loss", e.train_loss, xx, yy, b))(ext, base)
         return base(x, y)
+
+    def _restore_optimizer(self, rank_state: dict, step: int) -> None:
+        """The resumed step's optimizer state and RNG (a state from another model is a one-line error)."""
+        try:
+            self.optimizer.load_state_dict(rank_state["optimizer"])
+            restore_rng(rank_state["rng"])
+        except (KeyError, ValueError, TypeError, IndexError, AttributeError, RuntimeError) as e:
+            raise CheckpointError(f"{optim_file(self.ckpt_dir, step, self.info.rank)}: optimizer state does "
+                                  f"not fit this model ({one_line(e)}): delete this step or start fresh") from None
 
     def _resume_candidates(self) -> list[int]:
         """Steps to try, newest first: the one asked for, all complete ones under --resume, else none."""
@@ -344,7 +362,7 @@ class Trainer:
             from torchao.float8 import convert_to_float8_training
         except ImportError:
             raise EngineError("fp8: needs the torchao package: pip install torchao, or drop --fp8") from None
-        convert_to_float8_training(model, module_filter_fn=lambda m, name: "lm_head" not in name)
+        convert_to_float8_training(model, module_filter_fn=fp8_module_filter)
 
     # ---- events --------------------------------------------------------------------------------
     def emit_start(self) -> None:
@@ -353,13 +371,28 @@ class Trainer:
                       num_params=self.raw_model.num_params(), num_flops_per_token=self.flops_per_token,
                       num_iterations=self.num_iterations, tokens_per_step=self.cfg.total_batch_size,
                       engine_version=__version__, pid=os.getpid(), run_dir=str(self.run_dir),
-                      resumed_from_step=self.resumed_from, startup=self.startup.stamps)
+                      resumed_from_step=self.resumed_from, startup=self.startup.stamps, **self.start_fields())
         for message in self.setup_warnings:
             self.tel.emit("warning", message=message)
             print0(f"warning: {message}")
         print0(f"run {self.cfg.run}: {self.raw_model.num_params():,} params, {self.num_iterations} steps of "
                f"{self.cfg.total_batch_size:,} tokens (grad accum {self.grad_accum}), world {self.info.world_size}, "
                f"{self.device} {str(self.dtype).removeprefix('torch.')}, data {self.data_dir}")
+
+    def start_fields(self) -> dict:
+        """Extra run_start fields of a stage (pretraining: none, so its event is unchanged)."""
+        return {}
+
+    def checkpoint_meta(self) -> dict:
+        """What a checkpoint's meta records besides step, engine version and file checksums."""
+        cfg = self.cfg
+        return {"val_bpb": self.val_bpb, "model_config": self.model_config.to_dict(),
+                "user_config": cfg.model_dump(), "device_batch_size": cfg.device_batch_size,
+                "max_seq_len": cfg.max_seq_len, "total_batch_size": cfg.total_batch_size,
+                "dataloader_state_dict": self.loader_state, "loop_state": {"num_iterations": self.num_iterations},
+                "run": cfg.run, "tokenizer_hash": self.tokenizer.fingerprint,
+                "tokenizer_dir": str(self.tokenizer_dir()), "data_dir": str(self.data_dir),
+                "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
 
     def save(self, step: int, reason: str) -> None:
         t0 = time.time()
@@ -369,14 +402,7 @@ class Trainer:
         records = dict(enumerate(self._gather(record)))
         size = record["bytes"]
         if self.info.master:
-            cfg = self.cfg
-            meta = {"val_bpb": self.val_bpb, "model_config": self.model_config.to_dict(),
-                    "user_config": cfg.model_dump(), "device_batch_size": cfg.device_batch_size,
-                    "max_seq_len": cfg.max_seq_len, "total_batch_size": cfg.total_batch_size,
-                    "dataloader_state_dict": self.loader_state, "loop_state": {"num_iterations": self.num_iterations},
-                    "run": cfg.run, "tokenizer_hash": self.tokenizer.fingerprint,
-                    "tokenizer_dir": str(self.tokenizer_dir()), "data_dir": str(self.data_dir),
-                    "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
+            meta = self.checkpoint_meta()
             extra = {}
             if self.extensions:  # settings as config keys <name>.<field>, meta fields, and weights next to the model
                 meta["user_config"].update({e.name: dict(e.settings) for e in self.extensions})
@@ -390,6 +416,14 @@ class Trainer:
         if self.info.ddp:
             dist.barrier()
 
+    def _loader(self, split: str, state: dict | None = None):
+        cfg, info = self.cfg, self.info
+        if self.source is not None:
+            return self.source.loader(split, cfg.device_batch_size, cfg.max_seq_len, info.rank, info.world_size,
+                                      self.device, state=state)
+        return make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, split, self.data_dir,
+                           info.rank, info.world_size, self.device, state=state)
+
     def tokenizer_dir(self) -> Path:
         return Path(getattr(self.tokenizer, "directory", None) or self.cfg.tokenizer_dir or "")
 
@@ -397,10 +431,10 @@ class Trainer:
         cfg = self.cfg
         tokens_per_batch = cfg.device_batch_size * cfg.max_seq_len * self.info.world_size
         steps = max(1, cfg.eval_tokens // tokens_per_batch)
-        val = make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, "val", self.data_dir,
-                          self.info.rank, self.info.world_size, self.device)
+        val = self._loader("val")
         self.model.eval()
-        self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
+        with fp8_disabled(self.raw_model):  # evaluated in the compute dtype, as nanochat does
+            self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
         self.model.train()
         self.tel.emit("eval", step=step, val_bpb=self.val_bpb)
         print0(f"step {step:05d} | val bpb {self.val_bpb:.4f}")
@@ -409,9 +443,13 @@ class Trainer:
         if not self.info.master:
             return
         self.raw_model.eval()
-        for prompt, text in make_samples(self.raw_model, self.tokenizer):
-            self.tel.emit("sample", step=step, prompt=prompt, text=text)
-            print0(f"sample | {prompt!r} -> {text!r}")
+        if self.source is not None:
+            if hasattr(self.source, "sample"):
+                self.source.sample(self.raw_model, step, self.tel.emit)
+        else:
+            for prompt, text in make_samples(self.raw_model, self.tokenizer):
+                self.tel.emit("sample", step=step, prompt=prompt, text=text)
+                print0(f"sample | {prompt!r} -> {text!r}")
         self.raw_model.train()
 
     # ---- control -----------------------------------------------------------------------------
@@ -477,10 +515,7 @@ class Trainer:
             t_data = 0.0
             loss_sum = torch.zeros((), device=device)
             for _ in range(self.grad_accum):
-                with self.autocast:
-                    loss = self._loss(x, y)
-                loss_sum += loss.detach()
-                (loss / self.grad_accum).backward()
+                loss_sum += self.forward_backward(x, y)
                 td = time.perf_counter()
                 self.loader_state = self.next_state
                 x, y, self.next_state = self._next_batch()
@@ -515,26 +550,39 @@ class Trainer:
                               mfu=mfu, dt=dt, t_data=t_data, t_fwd_bwd=t1 - t0 - t_data, t_optim=t2 - t1,
                               mem_bytes=memory_bytes(device), tokens_seen=tokens_seen,
                               elapsed=time.time() - self.t_start, eta=eta)
-            for ext in self.extensions:
-                guarded(ext, "after_step", ext.after_step, step)
                 if step % cfg.log_every == 0 or step == self.num_iterations:
                     mfu_s = f"{100 * mfu:.1f}%" if mfu is not None else "-"
                     print0(f"step {step:05d}/{self.num_iterations:05d} ({100 * step / self.num_iterations:5.1f}%) | "
                            f"loss {loss_val:.4f} | lrm {sched['lr_mult']:.2f} | dt {dt * 1000:.0f}ms | "
                            f"tok/s {tok_s:,.0f} | mfu {mfu_s} | eta {eta:.0f}s")
+            for ext in self.extensions:
+                guarded(ext, "after_step", ext.after_step, step)
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One micro-batch: forward, backward of its share of the step's loss; returns the detached loss."""
+        with self.autocast:
+            loss = self._loss(x, y)
+        (loss / self.grad_accum).backward()
+        return loss.detach()
 
     def _next_batch(self):
         return next(self.train_loader)
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run_training(argv, Trainer, parse_config, "engine.train")
+
+
+def run_training(argv: list[str] | None, trainer_cls: type, parse, prog: str) -> int:
+    """A training stage's main: parse the config (`parse(argv)`), open the run dir and telemetry, run
+    `trainer_cls` under torch.distributed, and end with run_end whatever happens. Returns the exit code."""
     startup = StartupClock(IMPORTED_AT)
     startup.mark("imports")
     tie_to_launcher()
     try:
-        cfg = parse_config(argv)
+        cfg = parse(argv)
     except EngineError as e:
-        print(f"engine.train: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     base = Path(cfg.base_dir).expanduser() if cfg.base_dir else base_dir()
     run_dir = base / "runs" / cfg.run
@@ -546,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         probe.unlink()
         record_pid(run_dir, rank)  # `runs stop` ends every rank, also after its launcher is gone
     except OSError as e:
-        print(f"engine.train: error: run dir {run_dir}: not writable ({e.strerror}): set --base-dir or "
+        print(f"{prog}: error: run dir {run_dir}: not writable ({e.strerror}): set --base-dir or "
               f"NANOCHAT_BASE_DIR to a writable folder", file=sys.stderr)
         return 2
     telemetry = TelemetryWriter(run_dir / TELEMETRY_FILE, run=cfg.run, enabled=rank == 0)
@@ -559,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
         telemetry.listeners.append(sinks.on_event)
         info = init_distributed(cfg.device_type)
         startup.mark("distributed")
-        trainer = Trainer(cfg, info, telemetry, run_dir, sinks)
+        trainer = trainer_cls(cfg, info, telemetry, run_dir, sinks)
         trainer.startup = startup
         trainer.setup()
         trainer.emit_start()
@@ -569,14 +617,14 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as e:
         reason = one_line(e)
         telemetry.emit("error", message=reason, traceback="", step=None)
-        print(f"engine.train: error: {reason}", file=sys.stderr)
+        print(f"{prog}: error: {reason}", file=sys.stderr)
     except KeyboardInterrupt:
         status, reason, code = "stopped", "interrupted (SIGINT)", 130
     except Exception as e:
         reason = one_line(e)
         telemetry.emit("error", message=reason, traceback=traceback.format_exc(), step=None)
         traceback.print_exc()
-        print(f"engine.train: error: {reason}", file=sys.stderr)
+        print(f"{prog}: error: {reason}", file=sys.stderr)
     finally:
         step = trainer.step if trainer is not None else 0
         telemetry.emit("run_end", status=status, reason=reason, step=step, elapsed=time.time() - t0)

@@ -115,22 +115,26 @@ class NanochatApp(App[None]):
     def __init__(self, *, machine: Any = None, secrets: SecretStore | None = None,
                  base_dir_label: str | None = None, config_dir_label: str | None = None,
                  clock: Callable[[], float] | None = None, online_checks: bool = True,
-                 start_run: Any = None, start_config: dict[str, Any] | None = None) -> None:
+                 start_run: Any = None, start_config: dict[str, Any] | None = None,
+                 start_pipeline: Any = None) -> None:
         """Arguments exist for deterministic snapshots/tests: a given MachineInfo instead of probing this
         machine, a given secret store, fixed labels for the base/config dirs in displayed paths, a frozen
         log clock, and no network checks of tokens. `start_run` (a LaunchSpec, resolved from `start_config`) is
-        launched at start on the Train tab (`nanochat-cli train` on a terminal). Raises AppError for a broken
-        state/prefab file."""
+        launched at start on the Train tab (`nanochat-cli train` on a terminal); `start_pipeline` (a
+        services.pipeline.Pipeline) is run stage by stage, each stage shown there (`nanochat-cli pipeline`).
+        Raises AppError for a broken state/prefab file."""
         self.config_dir = paths.user_config_dir()
         self.base_dir = paths.base_dir()
         self.state_path = paths.state_path()
         state = load_state(self.state_path)
         self.DEFAULT_MODE = state.screen if state.screen in SCREENS else "config"  # first tab = last used
-        if start_run is not None:
+        if start_run is not None or start_pipeline is not None:
             self.DEFAULT_MODE = "train"
         self.start_run, self.start_config = start_run, start_config
+        self.pipeline: Any = start_pipeline  # the pipeline this app runs, if any
         # plugins first: their config categories are part of every prefab the session resolves
         self.plugin_report = load_user_plugins(REGISTRY)  # in-repo, <config dir>/plugins/, entry points
+        self.plugin_screens = {entry.name: entry for entry in REGISTRY.screens()}  # after the tabs, keys 6..9
         self._orchestrator: Any = None
         self.launched: dict[str, Any] = {}  # run name -> (LaunchSpec, resolved config) for runs started here
         super().__init__()
@@ -147,6 +151,18 @@ class NanochatApp(App[None]):
         self._crash_error: BaseException | None = None  # what _fatal_error prints (masked)
         self.secrets = secrets or SecretStore()
         self.session = ConfigSession(state, self.state_path, PrefabStore(auth_flags=self.secrets.auth_flags))
+        self._add_plugin_screens()
+
+    def _add_plugin_screens(self) -> None:
+        """Each plugin screen becomes a mode like the tabs (built when first opened), with the next number key."""
+        from functools import partial
+
+        from nanochat_cli.screens.plugin import make_plugin_screen
+
+        for key, entry in enumerate(self.plugin_screens.values(), start=len(SCREENS) + 1):
+            self.add_mode(entry.name, partial(make_plugin_screen, entry, self._error))
+            if key <= 9:
+                self.bind(str(key), f"show_screen('{entry.name}')", description=entry.title, show=False)
 
     # ---- start-up ------------------------------------------------------------------------------
     def on_mount(self) -> None:
@@ -159,6 +175,8 @@ class NanochatApp(App[None]):
             self._error(f"plugin {name} disabled: {error}")
         if self.start_run is not None:
             self.launch_run(self.start_run, self.start_config)
+        if self.pipeline is not None:
+            self.run_pipeline(self.pipeline)
         self._update_status(screen=self.current_mode, debug=self.app_log.debug,
                             mode=self.session.launch_mode(),
                             machine=machine_summary(self.machine) if self.machine else "…")
@@ -234,7 +252,7 @@ class NanochatApp(App[None]):
         return True
 
     def action_show_screen(self, name: str) -> None:
-        if name not in SCREENS or isinstance(self.screen, ModalScreen):
+        if (name not in SCREENS and name not in self.plugin_screens) or isinstance(self.screen, ModalScreen):
             return
         self.switch_mode(name)
         self.session.set_screen(name)
@@ -374,6 +392,15 @@ class NanochatApp(App[None]):
             return
         from nanochat_cli.services.runs import spec_from_resolved
 
+        if self.session.current.get("run.stage") == "eval":  # two modules, one after the other: a pipeline
+            from nanochat_cli.services.pipeline import Pipeline, StagePlan
+
+            current = dict(self.session.current)
+            pipe = Pipeline.open(self.base_dir, self.orchestrator, self.session.prefab,
+                                 [StagePlan("eval", self.session.prefab, current)], new=True)
+            self.pipeline = pipe
+            self.run_pipeline(pipe)
+            return
         try:
             spec = spec_from_resolved(self.session.current)
         except USER_ERRORS as e:
@@ -403,6 +430,63 @@ class NanochatApp(App[None]):
             self.action_show_screen("train")
 
         self.run_worker(start, thread=True, group="launch")
+
+    def run_pipeline(self, pipe: Any) -> None:
+        """Run what is left of `pipe` on a worker thread, showing each stage's run on the Train tab as it starts;
+        the report opens when it ends. Quitting starts nothing more (the stage running goes on, as runs do)."""
+        import time
+
+        from nanochat_cli.services.pipeline import write_report
+
+        def launch(spec: Any) -> None:
+            info = pipe.orch.launch(spec, self.secrets)
+            self.call_from_thread(self._show_stage, info.name, spec)
+            while pipe.orch.poll(info.name) is None and not pipe.stopped:
+                time.sleep(0.2)
+
+        def work() -> None:
+            try:
+                record = pipe.run(launch)
+                write_report(pipe.dir, record, pipe.orch.runs_dir, pipe.base)
+            except (*USER_ERRORS, OSError) as e:
+                self.call_from_thread(self._error, f"pipeline {pipe.name}: {e}")
+                return
+            self.call_from_thread(self._pipeline_done, pipe, record.status)
+
+        self.run_worker(work, thread=True, group="pipeline")
+
+    def _show_stage(self, name: str, spec: Any) -> None:
+        self.launched[name] = (spec, None)
+        self.notify(f"Pipeline stage {spec.stage}: {spec.module} started as run {name}")
+        self.active_run = name
+        self.action_show_screen("train")
+
+    def _pipeline_done(self, pipe: Any, status: str) -> None:
+        from nanochat_cli.screens.report import ReportScreen
+
+        self.notify(f"Pipeline {pipe.name} {status}" + ("" if status == "finished" else
+                                                         ": run the same command again to continue"),
+                    severity="information" if status == "finished" else "warning")
+        text = pipe.dir.report()
+        if text is not None and not isinstance(self.screen, ModalScreen):
+            self.push_screen(ReportScreen(pipe.name, text, self.show_path(pipe.dir.report_path)))
+
+    def show_report(self, run: str | None = None) -> None:
+        """The report of the pipeline that ran `run` (else the newest pipeline), or a line saying there is none."""
+        from nanochat_cli.screens.report import ReportScreen
+        from nanochat_cli.services.pipeline.state import find_report
+
+        pdir = find_report(self.base_dir, run)
+        text = pdir.report() if pdir is not None else None
+        if pdir is None or text is None:
+            self.notify("No pipeline report yet: run nanochat-cli pipeline --prefab cpu-tiny (its report shows here)",
+                        severity="warning")
+            return
+        self.push_screen(ReportScreen(pdir.name, text, self.show_path(pdir.report_path)))
+
+    def on_unmount(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.stop()
 
     # ---- tokens ----------------------------------------------------------------------------------
     def action_auth(self) -> None:
@@ -508,11 +592,11 @@ def machine_summary(machine: Any) -> str:
     return f"CPU ×{machine.cpu_count}"
 
 
-def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None) -> int:
+def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None, start_pipeline: Any = None) -> int:
     """Run the TUI (launching `start_run`, a LaunchSpec, on the Train tab); returns the process exit code.
     After a crash, says where the dump is."""
     try:
-        app = NanochatApp(start_run=start_run, start_config=start_config)
+        app = NanochatApp(start_run=start_run, start_config=start_config, start_pipeline=start_pipeline)
     except USER_ERRORS as e:
         print(f"nanochat-cli: {e}", file=sys.stderr)
         return 2

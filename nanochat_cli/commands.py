@@ -32,6 +32,8 @@ class NanochatCommands(Provider):
         ]
         cmds += [(f"Open screen: {label}", partial(app.action_show_screen, name), f"switch to the {label} tab")
                  for name, label in SCREENS.items()]
+        cmds += [(f"Open screen: {entry.title}", partial(app.action_show_screen, name), entry.help or entry.title)
+                 for name, entry in getattr(app, "plugin_screens", {}).items()]
         for prefab in app.session.prefabs():
             where = "shipped" if prefab.shipped else "yours"
             cmds.append((f"Switch prefab: {prefab.name}", partial(app.request_switch_prefab, prefab.name),
@@ -56,7 +58,9 @@ class ScreenCommands(NanochatCommands):
 
     def _commands(self) -> list[tuple[str, Callable[[], object], str]]:
         screen = self.screen
-        label = SCREENS.get(getattr(screen, "SCREEN_NAME", ""), "")
+        name = getattr(screen, "SCREEN_NAME", "")
+        plugin = getattr(self.app, "plugin_screens", {}).get(name)
+        label = SCREENS.get(name) or (plugin.title if plugin else "")
         out: list[tuple[str, Callable[[], object], str]] = []
         for binding in screen.BINDINGS:
             if isinstance(binding, Binding) and binding.description:

@@ -182,7 +182,7 @@ def run_headless(orch: RunOrchestrator, spec: LaunchSpec, secrets: Any = None,
         printer.line(f"$ {info.command}", "dim")
         printer.line(f"run dir: {info.run_dir}")
         term = orch.terminator(info.name)
-        followed = Follower(orch, info.name, log_every=spec.config.log_every)
+        followed = Follower(orch, info.name, log_every=getattr(spec.config, "log_every", 10))
         code = follow(orch, info.name, console, printer=printer, on_poll=on_poll, follower=followed)
         for t in stopper:
             t.join()

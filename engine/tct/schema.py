@@ -29,6 +29,7 @@ from typing import Any
 import regex
 
 from engine.errors import EngineError
+from engine.tct.ecma import compiled
 
 SCHEMA_FILE = "github-workflows.json"
 _UNION_KEYS = ("oneOf", "anyOf")
@@ -50,7 +51,7 @@ class StrShape:
 
     def __post_init__(self) -> None:
         self.index = {v: i for i, v in enumerate(self.values)}
-        self.compiled = tuple(regex.compile(p) for p in self.patterns)
+        self.compiled = tuple(compiled(p) for p in self.patterns)
 
 
 @dataclass(eq=False)
@@ -257,7 +258,7 @@ class SchemaGraph:
         if name in atom.get("properties", {}):
             return atom["properties"][name]
         for pat, sub in atom.get("patternProperties", {}).items():
-            if regex.search(pat, name):
+            if compiled(pat).search(name):
                 return sub
         return atom.get("additionalProperties", True)
 
@@ -319,7 +320,7 @@ class SchemaGraph:
         if "object" in merged.kinds:
             node.obj = ObjShape(
                 props={n: self.compile(_dedupe(d)) for n, d in merged.props.items()},
-                patterns=[(regex.compile(p), self.compile(_dedupe(d))) for p, d in merged.patterns],
+                patterns=[(compiled(p), self.compile(_dedupe(d))) for p, d in merged.patterns],
                 additional=None if merged.additional is None else self.compile(_dedupe(merged.additional)),
                 required=tuple(merged.required),
             )
@@ -358,7 +359,7 @@ class SchemaGraph:
 def _partial_key_dnf(part: _Partial, name: str) -> list[Conj]:
     """What a union branch allows under a key it does not list: its patterns, else additionalProperties."""
     for pat, dnf in part.patterns:
-        if regex.search(pat, name):
+        if compiled(pat).search(name):
             return dnf
     return part.additional or []
 

@@ -1,6 +1,7 @@
 """`nanochat-cli checkpoints list|delete`, `nanochat-cli chat` and `nanochat-cli eval`.
 
     nanochat-cli checkpoints list [--compatible] [--prefab NAME --set k=v ...] [--base-dir DIR] [--json]
+    nanochat-cli checkpoints show PATH [--step N] [--json]      the step and its eval tables (CORE, chat eval)
     nanochat-cli checkpoints delete PATH [--step N] [--yes]
     nanochat-cli chat --checkpoint PATH [-p PROMPT] [--mode chat|continue] [--temperature T] [--top-k K]
     nanochat-cli eval --checkpoint PATH [--tokens N] [--max-new-tokens N] [--data-dir DIR] [--json]
@@ -78,7 +79,7 @@ def cmd_checkpoints_list(args: argparse.Namespace) -> int:
                       "(base_checkpoints/, chatsft_checkpoints/, chatrl_checkpoints/)")
         return 0
     colour = {"compatible": "green", "warnings": "yellow", "incompatible": "red"}
-    table = Table("checkpoint", "phase", "step", "status", "val bpb", "params", "depth", "vocab", "seq", "window",
+    table = Table("checkpoint", "stage", "step", "status", "val bpb", "params", "depth", "vocab", "seq", "window",
                   "tokenizer", *(f.header for f in fields), "date", "size")
     for e, c in rows:
         status = c.level if e.complete else e.status
@@ -107,6 +108,43 @@ def cmd_checkpoints_delete(args: argparse.Namespace) -> int:
             return 1
     removed = registry.delete(entry)
     print(f"deleted {what}: {len(removed)} files")
+    return 0
+
+
+def cmd_checkpoints_show(args: argparse.Namespace) -> int:
+    """One checkpoint step: what it is, and the eval stages' tables saved beside it (CORE, chat eval)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nanochat_cli.services.checkpoints.stage_evals import score_line, stage_evals, table_rows
+
+    entry = _registry(args.base_dir).find(args.path, args.step)
+    evals = stage_evals(entry.path, entry.step)
+    if args.json:
+        out = {"checkpoint": entry.ckpt_dir, "step": entry.step, "stage": entry.phase, "status": entry.status,
+               "evals": [{"suite": r.suite, "score": r.score, "file": str(r.path), "problem": r.problem,
+                          "results": [vars(t) for t in r.tasks]} for r in evals]}
+        print(json.dumps(out, indent=1, default=str))
+        return 0
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    bpb = f" · val bpb {entry.val_bpb:.4f}" if entry.val_bpb is not None else ""
+    console.print(f"{entry.label} · step {entry.step} · stage {entry.phase} · {entry.status}{bpb}", markup=False)
+    console.print(f"{entry.ckpt_dir} · {file_size(entry.size_bytes)}", markup=False, style="dim")
+    if not evals:
+        console.print("no eval results beside it: run `nanochat-cli train --prefab cpu-tiny-eval` (or the pipeline) "
+                      "to write eval_core_/eval_chat_ files", markup=False)
+        return 0
+    for result in evals:
+        console.print()
+        console.print(score_line(result), markup=False, style="bold")
+        if result.problem:
+            continue
+        table = Table("task", "metric", "value", "baseline", "centred", "n")
+        for col in table.columns[2:]:
+            col.justify = "right"
+        for row in table_rows(result):
+            table.add_row(*row)
+        console.print(table)
     return 0
 
 
@@ -232,6 +270,12 @@ def setup_checkpoints(ck: argparse.ArgumentParser) -> None:
     with_base(sp)
     sp.add_argument("--json", action="store_true", help="machine-readable output")
     sp.set_defaults(func=cmd_checkpoints_list)
+    sp = csub.add_parser("show", help="one checkpoint step and its eval tables (CORE per task, chat eval per task)")
+    sp.add_argument("path", help="checkpoint dir (latest step) or model_XXXXXX.pt")
+    sp.add_argument("--step", type=int, help="the step (default: the file's, or the latest complete)")
+    sp.add_argument("--json", action="store_true", help="machine-readable output")
+    with_base(sp)
+    sp.set_defaults(func=cmd_checkpoints_show)
     sp = csub.add_parser("delete", help="delete one checkpoint step (meta first, so it never looks complete)")
     sp.add_argument("path", help="checkpoint dir (latest step) or model_XXXXXX.pt")
     sp.add_argument("--step", type=int, help="the step to delete (default: the file's, or the latest complete)")

@@ -2,6 +2,7 @@
 
     nanochat-cli prefabs ... | config validate FILE      (cli/prefabs.py)
     nanochat-cli train ... | runs ...                     (cli/runs.py)
+    nanochat-cli pipeline ...                             (cli/pipeline.py)
     nanochat-cli checkpoints ... | chat ... | eval ...    (cli/checkpoints.py)
     nanochat-cli auth wandb | hf | status | forget         (cli/auth.py)
     nanochat-cli plugins list | enable | disable          (cli/plugins.py)
@@ -26,12 +27,12 @@ from collections.abc import Callable
 from typing import Any
 
 from engine import __version__
-from nanochat_cli.cli import auth, checkpoints, plugins, prefabs, runs
+from nanochat_cli.cli import auth, checkpoints, pipeline, plugins, prefabs, runs
 from nanochat_cli.cli.common import PLUGINS, PROG, fail
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services.registry import REGISTRY, Registry
 
-BUILTIN_MODULES = (prefabs, runs, checkpoints, auth, plugins)  # in the order `--help` lists them
+BUILTIN_MODULES = (prefabs, runs, pipeline, checkpoints, auth, plugins)  # in the order `--help` lists them
 
 
 def register_builtin_commands(registry: Registry) -> None:

@@ -18,9 +18,10 @@ if TYPE_CHECKING:
     from nanochat_cli.services.plugins import PluginInfo
     from nanochat_cli.services.registry import Registry
 
-_KIND_ORDER = ("category", "panel", "layout", "source", "checkpoint field", "cli command")
+_KIND_ORDER = ("category", "panel", "layout", "source", "checkpoint field", "cli command", "screen")
 _KIND_WORDS = {"category": "config categories", "panel": "panels", "layout": "layouts",
-               "source": "telemetry sources", "checkpoint field": "checkpoint fields", "cli command": "CLI commands"}
+               "source": "telemetry sources", "checkpoint field": "checkpoint fields", "cli command": "CLI commands",
+               "screen": "screens"}
 
 
 def registered_text(registered: tuple[tuple[str, str], ...]) -> str:

@@ -48,12 +48,24 @@ def _resolved(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nanochat_cli.services.runs import spec_from_resolved
+    from nanochat_cli.services.runs import specs_from_resolved
 
     resolved = _resolved(args)
-    spec = spec_from_resolved(resolved)
+    specs = specs_from_resolved(resolved)
     if args.resume:
-        spec.config = spec.config.model_copy(update={"resume": True})
+        for spec in specs:
+            if "resume" in type(spec.config).model_fields:
+                spec.config = spec.config.model_copy(update={"resume": True})
+    if len(specs) > 1:  # eval: its modules one after the other, each followed to its end
+        from nanochat_cli.headless import run_headless
+
+        orch = _orchestrator()
+        for spec in specs:
+            code = run_headless(orch, spec)
+            if code != 0:
+                return code
+        return 0
+    spec = specs[0]
     if not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
         from nanochat_cli.app import run_app  # the TUI starts the job itself and opens the Train tab
 
@@ -138,11 +150,11 @@ def cmd_runs_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_command(args: argparse.Namespace) -> int:
-    from nanochat_cli.services.runs import preview_commands, spec_from_resolved
+    from nanochat_cli.services.runs import preview_commands, specs_from_resolved
 
-    spec = spec_from_resolved(_resolved(args))
-    for rank, line in enumerate(preview_commands(spec)):
-        print(f"# node {rank}\n{line}" if spec.nnodes > 1 else line)
+    for spec in specs_from_resolved(_resolved(args)):
+        for rank, line in enumerate(preview_commands(spec)):
+            print(f"# node {rank}\n{line}" if spec.nnodes > 1 else line)
     return 0
 
 

@@ -66,6 +66,7 @@ class CheckpointsScreen(AppScreen):
         Binding("f", "cycle_filter", "Filter", tooltip="Show all / loadable / compatible checkpoints"),
         Binding("p", "edit_prompts", "Eval prompts", tooltip="Edit the prompts every evaluation completes"),
         Binding("r", "rescan", "Rescan", tooltip="Read the checkpoint dirs again"),
+        Binding("m", "report", "Report", show=False, tooltip="The pipeline report (nanochat-cli pipeline) of this run"),
     ]
 
     filter: var[str] = var("all")
@@ -187,6 +188,10 @@ class CheckpointsScreen(AppScreen):
         detail.evaluating(f"evaluating {ev.label} step {ev.step}…" if ev is not None else None)
 
     # ---- actions -------------------------------------------------------------------------------
+    def action_report(self) -> None:
+        row = self._selected()
+        self.napp.show_report((row[0].run or row[0].tag) if row is not None else None)
+
     def _pick(self, loadable: bool = True) -> Row | None:
         row = self._selected()
         if row is None:

@@ -43,6 +43,7 @@ class ConfigScreen(AppScreen):
                 yield Select(self._shown_options, value=session.prefab, allow_blank=False, compact=True,
                              id="prefab-select")
                 yield Static("", id="prefab-desc", markup=False)
+                yield Static("", id="stage-source", markup=False)
                 yield Static("Categories", classes="section-title")
                 yield OptionList(*(Option(c, id=c) for c in cats), id="categories")
                 yield Static("", id="guard-summary", markup=False)
@@ -82,6 +83,7 @@ class ConfigScreen(AppScreen):
         prefab = s.prefab_info()
         extends = f" (extends {prefab.extends})" if prefab.extends else ""
         self.query_one("#prefab-desc", Static).update(f"{prefab.description}{extends}")
+        self._redraw_source()
         force, self._epoch = s.epoch != self._epoch, s.epoch  # everything replaced: drop half-typed text too
         for row in self.query(FieldRow):
             issues = s.issues_for(row.key)
@@ -90,6 +92,30 @@ class ConfigScreen(AppScreen):
         self._redraw_categories()
         self._redraw_diff()
         self._redraw_compat()
+
+    def _redraw_source(self) -> None:
+        """For an sft, rl or eval stage: the checkpoint each of its modules starts from, or why there is none."""
+        from pathlib import Path
+
+        from nanochat_cli.services.runs.stages import starts_from
+
+        current = self.napp.session.current
+        base = Path(current.get("run.base_dir") or self.napp.base_dir).expanduser()
+        widget = self.query_one("#stage-source", Static)
+        try:
+            points = starts_from(current, base)
+        except USER_ERRORS as e:
+            points, problem = [], str(e)
+        else:
+            problem = None
+        widget.display = bool(points or problem)
+        if not widget.display:
+            return
+        stage = current.get("run.stage", "base")
+        lines = [f"Stage {stage}:"] + [f"{p.module}: " + (p.problem or f"starts from {self.napp.show_path(p.ckpt_dir)} "
+                                                                      f"step {p.step}") for p in points]
+        widget.update("\n".join(lines + ([problem] if problem else [])))
+        widget.set_class(any(p.problem for p in points) or problem is not None, "-error")
 
     def _redraw_categories(self) -> None:
         s = self.napp.session

@@ -61,6 +61,7 @@ class TrainScreen(AppScreen):
         Binding("c", "run('command')", "Command", tooltip="The exact torchrun command (one per node)"),
         Binding("v", "next_view", "View", tooltip="Next tab: the layout's dashboards, then Runs"),
         Binding("r", "runs", "Runs", tooltip="Past and running runs; Enter attaches"),
+        Binding("m", "report", "Report", show=False, tooltip="The pipeline report (nanochat-cli pipeline) of this run"),
         Binding("e", "run('error_details')", "Error details", show=False,
                 tooltip="Exit code, error and stderr tail of the failed run"),
         Binding("a", "edit('add_panel')", "Add panel", show=False, tooltip="Add a registered panel to this tab"),
@@ -172,7 +173,8 @@ class TrainScreen(AppScreen):
         if self.live is None:
             return
         try:
-            problem = self.editor.choose(small=self.app.size.height < SMALL_TERMINAL_ROWS)
+            stage = self.live.record.get("stage") or getattr(self.live.spec, "stage", None) or "base"
+            problem = self.editor.choose(small=self.app.size.height < SMALL_TERMINAL_ROWS, stage=str(stage))
         except USER_ERRORS as e:
             self.napp._error(str(e))
             return
@@ -336,6 +338,9 @@ class TrainScreen(AppScreen):
     async def action_runs_table(self, action: str) -> None:
         if self.views is not None:
             await self.views.runs_table.run_action(action)
+
+    def action_report(self) -> None:
+        self.napp.show_report(self.live.name if self.live is not None else None)
 
     def action_runs(self) -> None:
         if self.views is not None:

@@ -56,6 +56,9 @@ def check_rate(text: str) -> str | None:
     return None
 
 
+STAGE_LAYOUTS = ("sft", "rl", "eval")  # shipped layouts named after the run stage they are shown for
+
+
 class LayoutEditor:
     """The layout the Train screen shows and the edits made to it. `show_path` formats a saved file's path."""
 
@@ -66,6 +69,7 @@ class LayoutEditor:
         self.edited = False  # changed since it was opened or saved
         self.view: str | None = None  # id of the layout screen shown (None: no dashboard view is active)
         self.selected: dict[str, str] = {}  # layout screen id -> its selected panel
+        self._picked = False  # the user opened a layout: keep it whatever stage the next run is
 
     @property
     def label(self) -> str:
@@ -74,12 +78,19 @@ class LayoutEditor:
             return ""
         return self.layout.name + (" (edited)" if self.edited else "")
 
-    def choose(self, small: bool) -> str | None:
-        """Open the shipped layout for the terminal ("compact" when `small`) unless one is open already.
-        Returns a problem to report when the preferred one can't be used; raises AppError when none can."""
+    def choose(self, small: bool, stage: str = "base") -> str | None:
+        """Open the shipped layout for the terminal ("compact" when `small`) unless one is open already; a run of
+        a post-training or eval stage gets that stage's layout (sft, rl, eval) unless the user opened or edited
+        one. Returns a problem to report when the preferred one can't be used; raises AppError when none can."""
+        stage_layout = stage if stage in STAGE_LAYOUTS else None
         if self.layout is not None:
-            return None
-        name = "compact" if small else "default"
+            if self.edited or self._picked:
+                return None
+            shown_for_stage = self.layout.name in STAGE_LAYOUTS
+            if self.layout.name == stage_layout or (stage_layout is None and not shown_for_stage):
+                return None
+            self.view = None  # another layout's screens
+        name = stage_layout or ("compact" if small else "default")
         try:
             self.layout = self.store.get(name)
             return None
@@ -197,6 +208,7 @@ class LayoutEditor:
 
         def open_(name: str) -> Done:
             self.layout, self.edited, self.view = self.store.get(name), False, None
+            self._picked = True
             return Done(rebuild=True, change="opened")
 
         return Ask("Open a layout", "", open_, choices=choices)

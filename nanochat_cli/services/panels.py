@@ -38,7 +38,8 @@ __all__ = ["KINDS", "Alert", "Layout", "LayoutStore", "PanelSpec", "Placement", 
            "SystemProbe", "Thresholds", "check_thresholds", "load_layout", "register_builtins", "save_layout"]
 
 # how the UI draws each kind; a plugin panel picks one of these
-Kind = Literal["progress", "chart", "stats", "bars", "samples", "log", "system", "plugin"]
+Kind = Literal["progress", "chart", "stats", "bars", "samples", "log", "system", "rollouts", "results",
+               "plugin"]
 KINDS: tuple[str, ...] = get_args(Kind)
 MAX_HZ = 30.0
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -139,7 +140,7 @@ class PanelSpec(BaseModel):
     def keys(self) -> list[str]:
         """Store keys whose change means this panel must repaint (see MetricStore.changed)."""
         topics = {"progress": ["run"], "samples": ["samples"], "log": ["log"], "system": ["sys.*"],
-                  "plugin": [f"plugin.{self.plugin}"]}
+                  "rollouts": ["rollouts"], "results": ["results"], "plugin": [f"plugin.{self.plugin}"]}
         return topics.get(self.kind, []) + list(self.metrics)
 
     def check_refs(self, registry: Registry) -> None:
@@ -188,6 +189,23 @@ BUILTIN_PANELS = [
               refresh_hz=2, help="where each step's time goes: waiting for data, forward+backward, optimizer"),
     PanelSpec(id="events", title="Events", kind="log", refresh_hz=5,
               help="evals, checkpoints, control acks, warnings and errors, newest last"),
+    # post-training and eval stages (engine.sft, engine.rl, engine.base_eval, engine.chat_eval)
+    PanelSpec(id="sft_loss", title="SFT loss", kind="chart", metrics=["loss", "val_loss"], refresh_hz=5,
+              thresholds=Thresholds(nan=True), help="SFT train loss per step (assistant tokens only) and the "
+                                                    "held-out conversations' val loss at each eval"),
+    PanelSpec(id="rl_reward", title="Reward", kind="chart", metrics=["reward_mean"], refresh_hz=2,
+              thresholds=Thresholds(nan=True), help="RL: mean task reward of each step's sampled answers"),
+    PanelSpec(id="rl_pass", title="pass@k", kind="chart", metrics=["pass_at_1", "pass_at_k"], refresh_hz=2,
+              help="RL: share of prompts with a right answer in 1 sample and in all k samples of a step"),
+    PanelSpec(id="rl_lengths", title="Sample lengths", kind="chart", metrics=["mean_len", "max_len"],
+              refresh_hz=2, help="RL: mean and longest sampled answer per step, in tokens"),
+    PanelSpec(id="rl_stats", title="Rollouts", kind="stats",
+              metrics=["reward_mean", "reward_std", "pass_at_1", "pass_at_k", "mean_len", "tool_call_rate"],
+              refresh_hz=2, help="RL: the latest step's reward, pass@k, sample length and tool-call rate"),
+    PanelSpec(id="rl_answers", title="Sampled answers", kind="rollouts", refresh_hz=1,
+              help="RL: a few of the latest sampled answers, each with the reward its task gave it"),
+    PanelSpec(id="eval_results", title="Eval results", kind="results", refresh_hz=2,
+              help="eval stages: each task's score (CORE: centred against the random baseline; chat: accuracy)"),
 ]
 
 

@@ -1,5 +1,5 @@
 """The registry core code and plugins extend the app through: config categories, panels, layouts, telemetry
-sources, checkpoint fields and CLI commands.
+sources, checkpoint fields, CLI commands, chat modes and screens.
 
 Core code and plugins register through the same calls, so a plugin's additions show up everywhere at
 once. Built-ins arrive when their module is imported: `services/config/schema.py` registers the core
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     import argparse
 
     from pydantic import BaseModel
+
+    from nanochat_cli.services.chat_modes import ChatMode
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _LAYOUT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")  # like prefab names: file-name safe, dashes allowed
@@ -109,6 +111,18 @@ class CliCommand:
     builtin: bool = False
 
 
+@dataclass(frozen=True)
+class ScreenEntry:
+    """A screen a plugin adds to the TUI next to the built-in tabs. `factory()` returns a Textual Screen
+    (a `plugin_api.PluginScreen` subclass gets the app's frame: nav bar, status bar, footer); the app opens
+    it from the command palette and with the keys 6, 7, … in registration order."""
+
+    name: str
+    factory: Callable[[], Any]
+    title: str
+    help: str = ""
+
+
 def check_name(kind: str, name: str) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise AppError(f"{kind} {name!r}: invalid name: use lowercase letters, digits and _, starting with a letter")
@@ -128,6 +142,8 @@ class Registry:
         self._extensions: dict[str, EngineExtension] = {}
         self._chat_contexts: dict[str, Callable[..., Any]] = {}
         self._prefab_dirs: list[str] = []
+        self._chat_modes: dict[str, ChatMode] = {}
+        self._screens: dict[str, ScreenEntry] = {}
         self.plugins: dict[str, str | None] = {}  # plugin name -> None when loaded, else its one-line error
         self._owner: str | None = None  # the plugin whose register() is running
         self._owned: dict[str, list[tuple[str, str]]] = {}  # plugin -> [(kind, name)] it added
@@ -408,6 +424,63 @@ class Registry:
     def cli_command(self, name: str) -> CliCommand | None:
         return self._commands.get(name)
 
+    # --- chat modes (services/chat_modes.py)
+
+    def register_chat_mode(self, mode: ChatMode) -> None:
+        """Add a Chat tab mode: `mode.run(ModeRequest) -> ModeResult` (see services/chat_modes.py)."""
+        from nanochat_cli.services.chat_modes import BUILTIN_MODES
+
+        name = getattr(mode, "name", None)
+        check_name("chat mode", name)
+        if name in BUILTIN_MODES or name in self._chat_modes:
+            taken = " (built in)" if name in BUILTIN_MODES else self._taken("chat mode", name)
+            raise AppError(f"chat mode {name!r}: already registered{taken}: pick another name")
+        if not callable(getattr(mode, "run", None)):
+            raise AppError(f"chat mode {name!r}: run is not callable: pass a function ModeRequest -> ModeResult")
+        if not getattr(mode, "label", ""):
+            raise AppError(f"chat mode {name!r}: empty label: give it the text the mode selector shows")
+        self._chat_modes[name] = mode
+        self._added("chat mode", name)
+
+    def unregister_chat_mode(self, name: str) -> None:
+        if self._chat_modes.pop(name, None) is None:
+            raise AppError(f"chat mode {name!r}: not registered")
+        self.version += 1
+
+    def chat_modes(self) -> list[ChatMode]:
+        """Registered modes in registration order (the built-in chat and continue modes are not listed)."""
+        return list(self._chat_modes.values())
+
+    def chat_mode(self, name: str) -> ChatMode | None:
+        return self._chat_modes.get(name)
+
+    # --- screens
+
+    def register_screen(self, name: str, factory: Callable[[], Any], title: str, help: str = "") -> None:
+        """Add a TUI screen: `factory()` makes it when first opened (see `ScreenEntry`)."""
+        from nanochat_cli.tabs import SCREENS
+
+        check_name("screen", name)
+        if name in SCREENS:
+            raise AppError(f"screen {name!r}: already registered (built in): pick another name")
+        if name in self._screens:
+            raise AppError(f"screen {name!r}: already registered{self._taken('screen', name)}: pick another name")
+        if not callable(factory):
+            raise AppError(f"screen {name!r}: factory is not callable: pass a function that returns the Screen")
+        if not isinstance(title, str) or not title.strip():
+            raise AppError(f"screen {name!r}: empty title: give the label the palette shows")
+        self._screens[name] = ScreenEntry(name, factory, title.strip(), help)
+        self._added("screen", name)
+
+    def unregister_screen(self, name: str) -> None:
+        if self._screens.pop(name, None) is None:
+            raise AppError(f"screen {name!r}: not registered")
+        self.version += 1
+
+    def screens(self) -> list[ScreenEntry]:
+        """Plugin screens in registration order."""
+        return list(self._screens.values())
+
     # --- plugin bookkeeping (used by services/plugins.py)
 
     @contextmanager
@@ -421,7 +494,7 @@ class Registry:
 
     def owned(self, plugin: str) -> list[tuple[str, str]]:
         """What `plugin` registered, as (kind, name) pairs in order. Kinds: category, panel, layout, source,
-        checkpoint field, cli command."""
+        checkpoint field, cli command, chat mode, screen."""
         return list(self._owned.get(plugin, []))
 
     def remove_owned(self, plugin: str) -> None:
@@ -430,7 +503,8 @@ class Registry:
                 "layout": self.unregister_layout, "source": self.unregister_telemetry_source,
                 "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command,
                 "engine extension": self.unregister_engine_extension,
-                "chat context": self.unregister_chat_context, "prefab dir": self.unregister_prefab_dir}
+                "chat context": self.unregister_chat_context, "prefab dir": self.unregister_prefab_dir,
+                "chat mode": self.unregister_chat_mode, "screen": self.unregister_screen}
         for kind, name in reversed(self._owned.pop(plugin, [])):
             with suppress(AppError):  # already unregistered by hand
                 undo[kind](name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nanochat_plugins.wgsl import cli
+from nanochat_plugins.wgsl import chat_mode, cli, tui
 
 if TYPE_CHECKING:
     from nanochat_cli.plugin_api import Registry
@@ -21,3 +21,5 @@ def register(registry: Registry) -> None:
     registry.register_cli_command("wgsl", cli.setup, help="natural language -> WGSL shaders: validate and run "
                                                           "shaders, the dataset, the TOML configs (also: "
                                                           "tiny-agent-trainer)")
+    tui.register(registry)
+    chat_mode.register(registry)

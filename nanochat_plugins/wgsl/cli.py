@@ -200,9 +200,10 @@ def _parse_grid(text: str | None, n: int) -> tuple[int, int, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from nanochat_plugins.wgsl import dataset, runner, templates
+    from nanochat_plugins.wgsl import dataset, runner
     from nanochat_plugins.wgsl.reflect import reflect
     from nanochat_plugins.wgsl.validate import read_shader, validate_source
+    from nanochat_plugins.wgsl.worker import ShaderWorker
 
     _setup_logging(args.config_dir)
     source = read_shader(args.file)
@@ -213,11 +214,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     if not 1 <= args.n <= 1 << 22:
         raise EngineError(f"--n {args.n}: must be between 1 and {1 << 22}")
+    if not 0 < args.timeout <= 86400:
+        raise EngineError(f"--timeout {args.timeout}: must be a number of seconds above 0 (at most 86400)")
     r = reflect(source)
     ep = r.compute_entry(args.entry)
     if args.case:
         rec = dataset.find(args.case, args.dataset or dataset.BUNDLED)
-        result = runner.run_case(source, templates.case_for(rec.family, rec.params, rec.seed), args.entry)
+        worker = ShaderWorker.shared(args.timeout)  # a child process: a shader that never ends is killed
+        result = worker.run_case(source, rec.family, rec.params, rec.seed, args.entry)
         log.info("run %s against %s: %s", args.file, rec.id, result.message)
         _out(f"{args.file}: {ep.name} on the buffers of {rec.id} ({rec.family}): {result.message} "
              f"[{result.seconds * 1e3:.1f} ms]")
@@ -225,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid = _parse_grid(args.grid, args.n)
     data = runner.auto_buffers(source, args.n, args.seed, _parse_sets(args.set), r)
     writable = [(b.group, b.binding) for b in r.bindings if b.writable]
-    out, seconds = runner.dispatch(source, data, writable, grid, args.entry, r)
+    out, seconds = ShaderWorker.shared(args.timeout).dispatch(source, data, writable, grid, args.entry)
     groups = [runner.ceil_div(g, w) for g, w in zip(grid, ep.workgroup_size, strict=True)]
     _out(f"{args.file}: ran {ep.name} @workgroup_size{ep.workgroup_size} as {groups[0]}x{groups[1]}x{groups[2]} "
          f"workgroups over a {grid[0]}x{grid[1]}x{grid[2]} grid in {seconds * 1e3:.1f} ms")
@@ -325,6 +329,8 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1024, help="elements of each runtime-sized array (default 1024)")
     p.add_argument("--grid", metavar="X[,Y[,Z]]", help="invocations to cover (default: N,1,1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random input buffers")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds the shader may run before it is killed "
+                                                               "(default 10)")
     p.add_argument("--set", nargs="+", action="extend", metavar="FIELD=NUMBER",
                    help="uniform values (default: u32/i32 fields N, f32 fields 1.0)")
     p.set_defaults(func=cmd_run)
@@ -340,6 +346,9 @@ def setup(parser: argparse.ArgumentParser) -> None:
                                                            "needed; the README says so)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_dataset)
+    from nanochat_plugins.wgsl import cli_model
+
+    cli_model.add_parsers(sub, common)
     p = sub.add_parser("templates", help="the template families, or one family's prompt and shader")
     p.add_argument("name", nargs="?", help="a family, e.g. chromatic.mix")
     p.add_argument("--seed", type=int, default=0, help="which of the family's pairs (default 0)")

@@ -258,6 +258,24 @@ def test_fused_adamw_kernel_matches_the_op_by_op_update():
     assert opts[0].state[a]["step"] == opts[1].state[b]["step"] == 5  # same state layout: checkpoints interchange
 
 
+def test_every_update_reaches_the_decode_weight_cache():
+    """The fused AdamW kernel writes params without bumping their versions; the optimizer bumps them, so the
+    one-token decode path (gpt.DecodeWeights, keyed on storage and version) never samples stale weights
+    after a step (RL samples, updates and samples again in one process)."""
+    model = tiny_model(lively=True)
+    opt = build_optimizer(model, **DEFAULTS)
+    x, y = fixed_batch(batch=1)
+    decode = model.decode_weights
+    with torch.no_grad():
+        before = [w.clone() for w in decode.get((model.lm_head.weight,))]
+    model(x, y).backward()
+    opt.step()
+    with torch.no_grad():
+        (after,) = decode.get((model.lm_head.weight,))
+    assert not torch.equal(after, before[0])
+    assert torch.equal(after, model.lm_head.weight.detach().t())
+
+
 def test_tiny_gpt_loss_decreases_on_a_fixed_batch():
     model = tiny_model()
     opt = build_optimizer(model, **DEFAULTS)

@@ -56,7 +56,12 @@ def test_config_invalid_value_and_diff(snap_compare, app):
 
 @pytest.mark.parametrize("key", ["2", "3", "4", "5"], ids=["train", "checkpoints", "chat", "logs"])
 def test_other_screens(snap_compare, app, key):
-    assert snap_compare(app, terminal_size=(80, 24), press=[key], run_before=settle)
+    async def switch(pilot) -> None:
+        await settle(pilot)
+        await pilot.press(key)
+        await settle(pilot)  # the tab finishes its own loading before the picture, even under load
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=switch)
 
 
 def test_save_as_modal(snap_compare, app):

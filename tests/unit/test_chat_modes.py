@@ -23,3 +23,52 @@ def test_the_chat_command_picks_the_same_default_and_flags_override_it(tmp_path)
     assert chat_mode(parser.parse_args(["chat", "--checkpoint", "x"]), sft) == "chat"
     assert chat_mode(parser.parse_args(["chat", "--checkpoint", "x", "--mode", "chat"]), base) == "chat"
     assert chat_mode(parser.parse_args(["chat", "--checkpoint", "x", "--continue"]), sft) == "continue"
+
+
+def test_registered_chat_modes_checked_listed_claimed_and_rolled_back_with_their_plugin(tmp_path):
+    import pytest
+
+    from nanochat_cli.errors import AppError
+    from nanochat_cli.services.chat_modes import (
+        ChatMode,
+        ModeRequest,
+        ModeResult,
+        cached_load,
+        mode_for_checkpoint,
+        run_mode,
+    )
+    from nanochat_cli.services.registry import Registry
+
+    def run(request: ModeRequest) -> ModeResult:
+        return ModeResult(request.prompt.upper(), "yaml", ("ok",), ok=True)
+
+    reg = Registry()
+    reg.register_chat_mode(ChatMode("shout", "shout (YAML)", run, claims=lambda p: p.name == "loud"))
+    assert [m.name for m in reg.chat_modes()] == ["shout"] and reg.chat_mode("shout").label == "shout (YAML)"
+    for bad, why in ((ChatMode("chat", "x", run), "built in"), (ChatMode("shout", "x", run), "already registered"),
+                     (ChatMode("Bad-Name", "x", run), "invalid name"), (ChatMode("quiet", "", run), "empty label"),
+                     (ChatMode("quiet", "q", "not callable"), "run is not callable")):
+        with pytest.raises(AppError, match=why):
+            reg.register_chat_mode(bad)
+    assert run_mode(reg.chat_mode("shout"), ModeRequest("hi", tmp_path)).text == "HI"
+    with pytest.raises(AppError, match="not a ModeResult"):
+        run_mode(ChatMode("odd", "odd", lambda r: "text"), ModeRequest("hi", tmp_path))
+
+    def broken(path):
+        raise RuntimeError("plugin bug")
+
+    modes = [ChatMode("broken", "b", run, claims=broken), *reg.chat_modes()]
+    assert mode_for_checkpoint(modes, tmp_path / "loud") == "shout"  # a claim that raises is a no
+    assert mode_for_checkpoint(modes, tmp_path / "quiet") is None
+
+    with reg.owned_by("myplugin"):
+        reg.register_chat_mode(ChatMode("later", "later", run))
+    assert reg.owned("myplugin") == [("chat mode", "later")]
+    reg.remove_owned("myplugin")
+    assert [m.name for m in reg.chat_modes()] == ["shout"]
+
+    loads = []
+    (tmp_path / "ck").mkdir()
+    for _ in range(2):
+        assert cached_load("shout", tmp_path / "ck", "cpu", lambda p, d: loads.append(p) or len(loads)) == 1
+    assert cached_load("shout", tmp_path / "ck", "cuda", lambda p, d: loads.append(p) or len(loads)) == 2

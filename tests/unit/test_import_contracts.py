@@ -25,7 +25,9 @@ def contracts() -> dict[str, dict[str, list[str]]]:
 def test_the_contracts_name_every_layer_rule():
     c = contracts()
     assert c["engine-standalone"]["source_modules"] == ["engine"]
-    assert set(c["engine-standalone"]["forbidden_modules"]) == {"nanochat_cli", "nanochat_plugins"}
+    assert set(c["engine-standalone"]["forbidden_modules"]) == {"nanochat_cli", "nanochat_plugins", "puzzles"}
+    assert c["puzzles-app-free"]["source_modules"] == ["puzzles"]
+    assert set(c["puzzles-app-free"]["forbidden_modules"]) == {"nanochat_cli", "nanochat_plugins"}
     assert c["services-ui-free"]["source_modules"] == ["nanochat_cli.services"]
     assert {"textual", "rich", "nanochat_cli.screens", "nanochat_cli.widgets"} <= set(
         c["services-ui-free"]["forbidden_modules"])
@@ -46,7 +48,7 @@ def test_lint_imports_keeps_every_contract():
 
 def test_no_module_imports_another_modules_private_names():
     found = []
-    for package in ("nanochat_cli", "nanochat_plugins"):
+    for package in ("nanochat_cli", "nanochat_plugins", "puzzles"):
         for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

@@ -112,3 +112,23 @@ def test_save_checks_the_name_writes_a_preset_and_open_switches(editor, tmp_path
 def test_check_rate_rejects_what_is_not_a_rate():
     assert check_rate("nan").startswith("nan is out of range") and check_rate("0").startswith("0 is out of range")
     assert check_rate("2") is None and check_rate("30") is None
+
+
+def test_a_post_training_run_gets_its_stage_layout_unless_one_was_picked(tmp_path):
+    from nanochat_cli.services.layout_editor import LayoutEditor
+    from nanochat_cli.services.panels import LayoutStore
+
+    editor = LayoutEditor(LayoutStore(tmp_path / "layouts"))
+    editor.choose(small=False)
+    assert editor.layout.name == "default"
+    editor.choose(small=False, stage="rl")
+    assert editor.layout.name == "rl"
+    editor.choose(small=False, stage="rl")
+    assert editor.layout.name == "rl"
+    editor.choose(small=True, stage="base")  # back to a pretraining run: the terminal's layout again
+    assert editor.layout.name == "compact"
+    editor.choose(small=False, stage="base")
+    assert editor.layout.name == "compact"  # a base layout stays (the user may be using it)
+    editor.edited = True
+    editor.choose(small=False, stage="sft")
+    assert editor.layout.name == "compact"  # edits are never thrown away

@@ -28,11 +28,14 @@ def test_builtin_panels_and_shipped_layouts_are_registered():
     assert ids[:8] == ["progress", "loss", "val_bpb", "lr", "samples", "system", "step_time", "events"]
     assert all(p.kind in KINDS for p in BUILTIN_PANELS)
     shipped = sorted(p.stem for p in SHIPPED_LAYOUTS_DIR.glob("*.yaml"))
-    assert shipped == ["compact", "default"] and set(shipped) <= set(REGISTRY.layouts())
+    assert shipped == ["compact", "default", "eval", "rl", "sft"] and set(shipped) <= set(REGISTRY.layouts())
     default = REGISTRY.layout("default")
     assert default.screen_ids() == ["overview", "details", "text"]
     placed = {p.panel for s in default.screens for p in s.panels}
-    assert placed == {p.id for p in BUILTIN_PANELS}  # the default layout shows every built-in panel
+    stages = {p.panel for name in ("sft", "rl", "eval") for s in REGISTRY.layout(name).screens for p in s.panels}
+    # the default layout shows every pretraining panel; the stage layouts the post-training ones
+    assert placed | stages == {p.id for p in BUILTIN_PANELS}
+    assert {"sft_loss", "rl_reward", "rl_pass", "rl_lengths", "rl_answers", "eval_results"} <= stages - placed
 
 
 def test_panel_keys_name_what_a_panel_depends_on():

@@ -13,7 +13,10 @@ from nanochat_cli.services.config.estimate import compat_matrix
 from nanochat_cli.services.config.prefabs import PrefabError, PrefabExists, PrefabStore, file_stem
 from nanochat_cli.services.config.schema import ConfigError, to_engine_config
 
-SHIPPED = ["cpu-tiny", "cpu-small", "$10", "$100", "$1000"]
+SHIPPED = ["cpu-tiny", "cpu-tiny-sft", "cpu-tiny-rl", "cpu-tiny-eval", "wgsl-cpu", "cpu-small", "wgsl-gpu", "$10",
+           "$100", "$100-sft", "$100-rl", "$100-eval", "$1000"]
+# the embedded-corpus pretraining ladder
+BASE_TIERS = [n for n in SHIPPED if not n.endswith(("-sft", "-rl", "-eval")) and not n.startswith("wgsl")]
 
 
 @pytest.fixture
@@ -35,6 +38,17 @@ def test_default_store_dirs():
                                                                            "prefabs")
 
 
+def test_stage_prefabs_extend_their_tier_and_start_from_the_previous_stage(store):
+    for tier, names in (("cpu-tiny", ["cpu-tiny-sft", "cpu-tiny-rl", "cpu-tiny-eval"]),
+                        ("$100", ["$100-sft", "$100-rl", "$100-eval"])):
+        assert store.resolve(tier)["run.stage"] == "base"
+        for name, stage in zip(names, ["sft", "rl", "eval"], strict=True):
+            r = store.resolve(name)
+            assert store.chain(name)[-2].name == tier
+            assert r["run.stage"] == stage and r["run.start_from"] == "auto"
+            assert r["hardware.device"] == store.resolve(tier)["hardware.device"]
+
+
 def test_cpu_tiny_is_a_quick_two_process_cpu_run(store):
     r = store.resolve("cpu-tiny")
     assert r["hardware.device"] == "cpu" and r["hardware.nproc_per_node"] == 2
@@ -48,7 +62,7 @@ def test_cpu_tiny_is_a_quick_two_process_cpu_run(store):
 
 
 def test_gpu_tiers_grow_in_scale_and_cost(store):
-    infos = [compat_matrix(store.resolve(n)) for n in SHIPPED]
+    infos = [compat_matrix(store.resolve(n)) for n in BASE_TIERS]
     tiny, small, usd10, usd100, usd1000 = infos
     assert tiny.params < small.params < usd10.params < usd100.params < usd1000.params
     assert usd10.gpus == 1 and usd100.gpus == 8 and usd1000.gpus == 8

@@ -237,3 +237,30 @@ def test_every_sampled_token_from_legal_sets_keeps_the_document_decodable():
         json.loads(out)
         if m.done:
             assert consumed == total
+
+
+def test_pattern_digits_are_ascii_as_in_ecma_regex_and_strict_mode_agrees_with_the_validator():
+    """Regression: '۰' (ARABIC-INDIC DIGIT ZERO) matches Python's \\d but not ECMA-262's, which the schema's
+    `^\\d+(\\.\\d+|\\*)?$` version pattern (and check-jsonschema) means. Strict legal tokens once refused its
+    first byte while the plain-jsonschema validator accepted the document; now both read \\d as [0-9]."""
+    from engine.tct.ecma import ecma_pattern
+    from engine.tct.validate import workflow_errors
+
+    assert ecma_pattern(r"^\d+(\.\d+|\*)?$") == r"^[0-9]+(\.[0-9]+|\*)?$"
+    assert ecma_pattern(r"[\d_]\W\\d") == r"[0-9_][^A-Za-z0-9_]\\d"  # in brackets; an escaped backslash stays
+
+    def doc(version: str) -> dict:
+        return {"on": "push", "jobs": {"a": {"runs-on": "x", "snapshot": {"image-name": "i", "version": version},
+                                             "steps": [{"run": "make"}]}}}
+
+    tok = tokenizer()
+    for version, valid in (("0", True), ("12.3", True), ("7*", True), ("۰", False), ("1.۲", False), ("x", False)):
+        tokens = encode(json.dumps(doc(version)))
+        assert (workflow_errors(doc(version)) == []) == valid, version
+        in_strict = []
+        for k in range(len(tokens)):
+            m = tok.machine_after(tokens[:k], strict=True) if all(in_strict) else None
+            in_strict.append(m is not None and tokens[k] in tok.legal_tokens(m))
+        assert all(in_strict) == valid, version  # strict sampling reaches exactly the valid versions
+        assert all(tokens[k] in legal_next_tokens(tokens[:k], allow_escape=True) for k in range(len(tokens)))
+        assert json.loads(decode(tokens)[0]) == doc(version)  # and every one round-trips

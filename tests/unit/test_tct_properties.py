@@ -5,17 +5,18 @@ import string
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jsonschema import Draft7Validator
 
 from engine.tct import decode, encode, tokenizer
+from engine.tct.ecma import ecma_pattern
 from engine.tct.schema import workflow_schema
+from engine.tct.validate import workflow_validator
 
 # derandomized: CI sees the same examples every run (a new counterexample is found by a developer raising
 # max_examples, not by chance in someone else's CI run)
 SETTINGS = settings(max_examples=60, deadline=None, database=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 SCHEMA = workflow_schema()
-VALIDATOR = Draft7Validator(SCHEMA)
+VALIDATOR = workflow_validator()  # ECMA-262 patterns, as check-jsonschema reads them
 ANNOTATIONS = {"$comment", "description", "default", "examples", "title"}
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]) | st.sampled_from("${}. -_/\n"),
@@ -95,7 +96,7 @@ def value_strategy(schema, depth):
         if kind == "string":
             pattern = next((p["pattern"] for p in parts if "pattern" in p), None)
             if pattern:
-                return draw(st.from_regex(pattern, fullmatch=True).filter(lambda s: len(s) < 60))
+                return draw(st.from_regex(ecma_pattern(pattern), fullmatch=True).filter(lambda s: len(s) < 60))
             return draw(text.filter(lambda s: len(s) >= max([p.get("minLength", 0) for p in parts] + [0])))
         if kind in ("number", "integer"):
             return draw(st.integers(0, 10**6) | st.floats(0, 100, allow_nan=False))
@@ -121,7 +122,7 @@ def value_strategy(schema, depth):
         for _ in range(n_extra if patterns or not closed else 0):
             if patterns:
                 pat, sub = draw(st.sampled_from(patterns))
-                key = draw(st.from_regex(pat, fullmatch=True).filter(lambda s: len(s) < 20))
+                key = draw(st.from_regex(ecma_pattern(pat), fullmatch=True).filter(lambda s: len(s) < 20))
             else:
                 key, sub = draw(text), next((p["additionalProperties"] for p in parts
                                              if isinstance(p.get("additionalProperties"), dict)), True)

@@ -22,6 +22,7 @@ from nanochat_cli.errors import USER_ERRORS, AppError
 from nanochat_cli.services import paths
 from nanochat_cli.services.config.estimate import CompatInfo, compat_matrix
 from nanochat_cli.services.config.schema import (
+    STAGES,
     ConfigError,
     ConfigIssue,
     check,
@@ -181,12 +182,16 @@ class PrefabStore:
         return list(self._broken or [])
 
     def list(self) -> list[Prefab]:
-        """Shipped prefabs, cheapest first, then the user's, by name."""
+        """Shipped prefabs, cheapest first (a post-training stage prefab right after the base prefab it
+        extends, in pipeline order), then the user's, by name."""
         shipped, user = self._load()
 
-        def cost(p: Prefab) -> tuple[float, float]:
-            info = compat_matrix(self._resolve_chain(p, {}, shipped + user)[0])
-            return info.est_cost_usd, info.est_hours
+        def cost(p: Prefab) -> tuple[float, float, int]:
+            chain = self._chain(p, shipped + user)
+            stage = self._resolve_chain(p, {}, shipped + user)[0].get("run.stage", "base")
+            base = next((q for q in reversed(chain) if q.values.get("run.stage", "base") == "base"), chain[0])
+            info = compat_matrix(self._resolve_chain(base, {}, shipped + user)[0])
+            return info.est_cost_usd, info.est_hours, STAGES.index(stage)
 
         return sorted(shipped, key=cost) + sorted(user, key=lambda p: p.name)
 

@@ -85,6 +85,20 @@ class _TelemetryLauncher(BaseModel):
                              "telemetry (longer than its slowest eval or checkpoint)", gt=0, le=86400)
 
 
+STAGES = ("base", "sft", "rl", "eval")  # the pipeline's stages, in order
+
+
+class _RunLauncher(BaseModel):
+    stage: Literal["base", "sft", "rl", "eval"] = _f(
+        "base", "pipeline stage: base pretraining, sft (chat fine-tuning), rl (GRPO), or eval (CORE-style base "
+                "eval, then chat eval)")
+    start_from: str = _f("auto", "checkpoint an sft, rl or eval stage starts from: auto (the newest of the "
+                                 "previous stage), a checkpoint dir or a model_XXXXXX.pt file", min_length=1)
+    start_step: int = _f(-1, "step of start_from to load (-1 = its newest)", ge=-1)
+    stage_options: str = _f("", "more settings of the stage module as key=value pairs separated by spaces, "
+                                "e.g. 'num_samples=4 max_new_tokens=48' (python -m engine.<module> --help lists them)")
+
+
 class HardwareSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "device for every process (auto = CUDA when visible)")
@@ -109,7 +123,7 @@ ENGINE_LAYOUT: dict[str, list[str | tuple[str, str]]] = {
     "training": ["num_iterations", "target_flops", "target_param_data_ratio", "device_batch_size",
                  "total_batch_size", "embedding_lr", "unembedding_lr", "matrix_lr", "scalar_lr", "weight_decay",
                  "lr_scale", "warmup_iters", "warmdown_ratio", "final_lr_frac", "compile", "fp8", "seed"],
-    "data": ["data_dir", "tokenizer_dir"],
+    "data": ["data_dir", "tokenizer_dir", "data_source", "data_source_options"],
     "telemetry": ["eval_every", "eval_tokens", "sample_every", "save_every", "log_every", "wandb",
                   "wandb_project", "wandb_entity", "otel_endpoint"],
     "run": [("name", "run"), "base_dir", "model_tag", "resume", "resume_from_step", "init_from"],
@@ -144,7 +158,7 @@ ModelSection = _section("model")
 TrainingSection = _section("training")
 DataSection = _section("data", _DataLauncher)
 TelemetrySection = _section("telemetry", _TelemetryLauncher)
-RunSection = _section("run")
+RunSection = _section("run", _RunLauncher)
 
 CORE_SECTIONS: dict[str, type[BaseModel]] = {
     "model": ModelSection, "training": TrainingSection, "data": DataSection, "hardware": HardwareSection,

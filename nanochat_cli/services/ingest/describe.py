@@ -59,6 +59,16 @@ def describe(ev: Any, world_size: int = 1) -> Described | None:
     if kind == "run_end":
         level = "info" if ev.status in ("finished", "stopped") else "error"
         return Described(level, _line(f"run {ev.status} at step {ev.step}: {ev.reason}"), ev.step)
+    if kind == "rollout":
+        passes = ", ".join(f"pass@{k} {v:.2f}" for k, v in sorted(ev.pass_at_k.items(), key=lambda kv: int(kv[0])
+                                                                  if str(kv[0]).isdigit() else 0))
+        return Described("info", _line(f"rollouts: {ev.prompts}×{ev.k} samples, reward {ev.reward_mean:.3f} "
+                                       f"(± {ev.reward_std:.3f})" + (f", {passes}" if passes else "")
+                                       + f", {ev.mean_len:.0f} tokens, tool calls {ev.tool_call_rate:.0%}"), ev.step)
+    if kind == "eval_result":
+        centred = f" (centred {ev.centered:.3f})" if ev.centered is not None else ""
+        return Described("info", _line(f"{ev.suite} eval {ev.task}: {ev.metric} {ev.value:.3f}{centred} over "
+                                       f"{ev.n} examples"), ev.step)
     if kind == "sink_status":
         name, state, detail, _ = sink_fields(ev)
         return Described("info" if state == "ok" else "warn",

@@ -23,6 +23,8 @@ from engine.telemetry import (
     ControlAckEvent,
     ErrorEvent,
     EvalEvent,
+    EvalResultEvent,
+    RolloutEvent,
     RunEndEvent,
     RunStartEvent,
     SampleEvent,
@@ -193,6 +195,7 @@ class RunState:
     reason: str = ""  # run_end's reason
     error: str | None = None  # the last error event's message
     config: dict[str, Any] = field(default_factory=dict)  # run_start's resolved engine config
+    stage: str = "base"  # run_start's pipeline stage: base, sft, rl, eval
 
     def live_elapsed(self, now: float) -> float:
         """Elapsed training time, advanced by the wall time since the last event while the run trains."""
@@ -216,6 +219,33 @@ class Sample:
     prompt: str
     text: str
     time: float
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutAnswer:
+    """One sampled answer of an RL step, with the reward the task gave it."""
+
+    step: int
+    prompt: str
+    response: str
+    reward: float
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    """One task's score from an eval stage (the newest per suite and task is kept)."""
+
+    suite: str
+    task: str
+    metric: str
+    value: float
+    n: int
+    baseline: float | None = None
+    centered: float | None = None
+    step: int | None = None
+
+
+ROLLOUT_METRICS = ("reward_mean", "reward_std", "mean_len", "max_len", "tool_call_rate")
 
 
 @dataclass(frozen=True)
@@ -268,12 +298,14 @@ class MetricStore:
     """Thread-safe metric store. Writers: apply(batch), append(). Readers: snapshot(), decimate(), ..."""
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY, log_size: int = 1000, samples_size: int = 64,
-                 acks_size: int = 256):
+                 acks_size: int = 256, answers_size: int = 64, results_size: int = 256):
         self.capacity = capacity
         self._acks_size = acks_size
+        self._results_size = results_size
         self._lock = threading.Lock()
         self._log: deque[LogEntry] = deque(maxlen=log_size)
         self._samples: deque[Sample] = deque(maxlen=samples_size)
+        self._answers: deque[RolloutAnswer] = deque(maxlen=answers_size)
         self._version = 0
         self._clear()
 
@@ -284,6 +316,8 @@ class MetricStore:
         self._run = RunState()
         self._log.clear()
         self._samples.clear()
+        self._answers.clear()
+        self._results: OrderedDict[tuple[str, str], EvalResult] = OrderedDict()
         self._acks: OrderedDict[str, ControlAckEvent] = OrderedDict()
         self._events = 0
         self._by_kind: dict[str, int] = {}
@@ -382,11 +416,38 @@ class MetricStore:
         self._samples.append(Sample(ev.step, ev.prompt, ev.text, ev.time))
         self._touch("samples")
 
+    def _on_rollout(self, ev: RolloutEvent) -> None:
+        for name in ROLLOUT_METRICS:
+            self._point(name, ev.step, float(getattr(ev, name)))
+        ks = sorted((int(k), v) for k, v in ev.pass_at_k.items() if str(k).isdigit())
+        if ks:  # pass@1 and pass@k at the largest k sampled (the panel's two lines)
+            self._point("pass_at_1", ev.step, float(dict(ks).get(1, ks[0][1])))
+            self._point("pass_at_k", ev.step, float(ks[-1][1]))
+        for sample in ev.samples:
+            self._answers.append(RolloutAnswer(ev.step, sample.prompt, sample.response, sample.reward))
+        self._touch("rollouts")
+        r = self._run
+        if ev.step > r.step:
+            r.step = ev.step
+        if r.status == "waiting":
+            r.status = "running"
+
+    def _on_eval_result(self, ev: EvalResultEvent) -> None:
+        key = (ev.suite, ev.task)
+        self._results.pop(key, None)
+        self._results[key] = EvalResult(ev.suite, ev.task, ev.metric, ev.value, ev.n, ev.baseline, ev.centered,
+                                        ev.step)
+        while len(self._results) > self._results_size:
+            self._results.popitem(last=False)
+        self._touch("results")
+        self._log_event(ev)
+
     def _on_run_start(self, ev: RunStartEvent) -> None:
         self._run = RunState(
             run=ev.run, status="running", step=ev.resumed_from_step or 0, total=ev.num_iterations,
             started=ev.time, world_size=ev.world_size, device=ev.device, dtype=ev.dtype, num_params=ev.num_params,
-            resumed_from_step=ev.resumed_from_step, last_checkpoint=self._run.last_checkpoint, config=ev.config)
+            resumed_from_step=ev.resumed_from_step, last_checkpoint=self._run.last_checkpoint, config=ev.config,
+            stage=getattr(ev, "stage", "base"))  # older writers have no stage
         self._eta.restart()
         self._log_event(ev)
         self._sinks = _sinks_from_config(ev.config, self._sinks)
@@ -494,6 +555,16 @@ class MetricStore:
         with self._lock:
             return list(self._samples)
 
+    def answers(self) -> list[RolloutAnswer]:
+        """The newest sampled RL answers with their rewards, oldest first."""
+        with self._lock:
+            return list(self._answers)
+
+    def results(self) -> list[EvalResult]:
+        """Eval-stage results, the newest per suite and task, in arrival order."""
+        with self._lock:
+            return list(self._results.values())
+
     def ack(self, request_id: str) -> ControlAckEvent | None:
         """The engine's answer to a control request, once it has arrived."""
         with self._lock:
@@ -551,4 +622,6 @@ _HANDLERS = {
     "error": MetricStore._on_error,
     "run_end": MetricStore._on_run_end,
     "sink_status": MetricStore._on_sink_status,
+    "rollout": MetricStore._on_rollout,
+    "eval_result": MetricStore._on_eval_result,
 }

@@ -6,6 +6,7 @@
     procs.py         the one liveness check (launcher, ranks, descendants; pid reuse, zombies) and
                      Terminator, which ends every process of a run
     launch.py        LaunchSpec, torchrun command lines (as launched, and runnable previews), dotted_config
+    stages.py        pipeline stages: engine module(s) per stage, their configs, the checkpoint each starts from
     orchestrator.py  RunOrchestrator: start, the one control path (request/save_now/patch), stop, info, list
     follow.py        Follower: what `train --headless` and `runs attach` print, read from a byte offset
     live.py          LiveRun: the Train tab's attached run (imports the ingest pipeline: import it directly)
@@ -21,6 +22,7 @@ from nanochat_cli.services.runs.launch import (
     preview_commands,
     secret_env,
     spec_from_resolved,
+    specs_from_resolved,
 )
 from nanochat_cli.services.runs.orchestrator import RunOrchestrator, StopResult
 from nanochat_cli.services.runs.procs import pid_alive, run_processes
@@ -39,5 +41,5 @@ __all__ = [
     "ACTIVE", "DEFAULT_HUNG_AFTER_S", "ENDED", "HUNG_KEY", "RUN_RECORD", "LaunchSpec", "RunDir", "RunInfo",
     "RunOrchestrator", "RunSummary", "RunsRoot", "StopResult", "classify", "display_command", "dotted_config",
     "per_node_commands", "pid_alive", "preview_commands", "run_processes", "secret_env",
-    "spec_from_resolved",
+    "spec_from_resolved", "specs_from_resolved",
 ]

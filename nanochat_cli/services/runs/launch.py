@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from engine.config import TrainConfig
 from nanochat_cli.errors import AppError
 from nanochat_cli.services.runs.status import DEFAULT_HUNG_AFTER_S, HUNG_KEY
@@ -23,24 +25,47 @@ from nanochat_cli.services.runs.status import DEFAULT_HUNG_AFTER_S, HUNG_KEY
 
 @dataclass
 class LaunchSpec:
-    """What to run: the engine config plus how torchrun spreads it over processes and nodes."""
+    """What to run: the engine module and its config, plus how torchrun spreads it over processes and nodes.
 
-    config: TrainConfig
+    `config` is the module's config object (TrainConfig for engine.train; SFTConfig, RLConfig, ... for the
+    post-training and eval stages: services/runs/stages.py builds those)."""
+
+    config: TrainConfig | BaseModel
     nproc_per_node: int = 1
     nnodes: int = 1
     node_rank: int = 0
     rdzv_endpoint: str | None = None  # host:port of node 0, needed when nnodes > 1
     hung_after_s: float = DEFAULT_HUNG_AFTER_S  # no telemetry for this long while it lives: "hung"
+    module: str = "engine.train"  # the engine module torchrun runs
+    stage: str = "base"  # the pipeline stage it belongs to (run.stage)
+
+
+def specs_from_resolved(resolved: dict[str, Any]) -> list[LaunchSpec]:
+    """A resolved config (dotted keys, from the prefab store) → what to launch: one spec per engine module of
+    its stage (two for eval: base_eval, then chat_eval), run one after the other."""
+    from nanochat_cli.services.config.schema import to_engine_config
+    from nanochat_cli.services.runs.stages import build_config, modules_for
+
+    stage = resolved.get("run.stage", "base")
+    out = []
+    for module in modules_for(stage):
+        config = to_engine_config(resolved) if module == "train" else build_config(resolved, module)
+        out.append(LaunchSpec(config=config, nproc_per_node=resolved.get("hardware.nproc_per_node", 1),
+                              nnodes=resolved.get("hardware.nnodes", 1),
+                              node_rank=resolved.get("hardware.node_rank", 0),
+                              rdzv_endpoint=resolved.get("hardware.rdzv_endpoint"),
+                              hung_after_s=float(resolved.get(HUNG_KEY, DEFAULT_HUNG_AFTER_S)),
+                              module=f"engine.{module}", stage=stage))
+    return out
 
 
 def spec_from_resolved(resolved: dict[str, Any]) -> LaunchSpec:
-    """A resolved config (dotted keys, from the prefab store) → what to launch."""
-    from nanochat_cli.services.config.schema import to_engine_config
-
-    return LaunchSpec(config=to_engine_config(resolved), nproc_per_node=resolved.get("hardware.nproc_per_node", 1),
-                      nnodes=resolved.get("hardware.nnodes", 1), node_rank=resolved.get("hardware.node_rank", 0),
-                      rdzv_endpoint=resolved.get("hardware.rdzv_endpoint"),
-                      hung_after_s=float(resolved.get(HUNG_KEY, DEFAULT_HUNG_AFTER_S)))
+    """The one launch of a single-module stage (base, sft, rl); eval runs two: see specs_from_resolved."""
+    specs = specs_from_resolved(resolved)
+    if len(specs) != 1:
+        raise AppError(f"run.stage: {resolved.get('run.stage')} runs {len(specs)} modules one after the other: "
+                       f"start it with nanochat-cli pipeline --prefab NAME --stages {resolved.get('run.stage')}")
+    return specs[0]
 
 
 def dotted_config(engine_config: dict[str, Any], hung_after_s: float | None = None) -> dict[str, Any]:
@@ -54,10 +79,10 @@ def dotted_config(engine_config: dict[str, Any], hung_after_s: float | None = No
     return out
 
 
-def secret_env(config: TrainConfig, store: Any = None) -> dict[str, str]:
+def secret_env(config: TrainConfig | BaseModel, store: Any = None) -> dict[str, str]:
     """Secrets the job needs, passed through its environment only (never the config file or telemetry)."""
     env: dict[str, str] = {}
-    if config.wandb != "disabled":
+    if getattr(config, "wandb", "disabled") != "disabled":
         if store is None:
             from nanochat_cli.services.secrets import SecretStore
 
@@ -78,7 +103,7 @@ def _torchrun_args(spec: LaunchSpec, engine_args: list[str], node_rank: int | No
         args = [f"--nnodes={spec.nnodes}", f"--node_rank={rank}", f"--nproc_per_node={spec.nproc_per_node}",
                 "--rdzv_backend=c10d", f"--rdzv_endpoint={spec.rdzv_endpoint}", f"--rdzv_id={spec.config.run}"]
     # `--` keeps torchrun's own parser off the engine's flags (it would read --run as --run-path)
-    return args + ["-m", "engine.train", "--", *engine_args]
+    return args + ["-m", spec.module, "--", *engine_args]
 
 
 def torchrun_args(spec: LaunchSpec, config_path: Path, node_rank: int | None = None) -> list[str]:
@@ -100,10 +125,10 @@ def per_node_commands(spec: LaunchSpec, config_path: Path) -> list[str]:
     return [display_command(spec, config_path, r) for r in range(max(spec.nnodes, 1))]
 
 
-def engine_flags(config: TrainConfig) -> list[str]:
+def engine_flags(config: TrainConfig | BaseModel) -> list[str]:
     """The engine flags that give `config` (fields that differ from the engine's defaults), `--k=v` each."""
     out = []
-    for name, info in TrainConfig.model_fields.items():
+    for name, info in type(config).model_fields.items():
         value = getattr(config, name)
         if value == info.default:
             continue

@@ -57,15 +57,18 @@ class RunOrchestrator:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         cfg = spec.config
         name = cfg.run if resume else self.runs.unique_name(cfg.run)
-        updates: dict[str, Any] = {"run": name, "base_dir": str(self.base), "resume": resume or cfg.resume}
-        if cfg.model_tag is None or cfg.model_tag == cfg.run:
+        fields = type(cfg).model_fields  # stage configs (eval) may have no resume or model_tag
+        updates: dict[str, Any] = {"run": name, "base_dir": str(self.base)}
+        if "resume" in fields:
+            updates["resume"] = resume or cfg.resume
+        if "model_tag" in fields and getattr(cfg, "model_tag", None) in (None, cfg.run):
             updates["model_tag"] = name
         cfg = cfg.model_copy(update=updates)
         run = RunDir(self.runs_dir / name)
         run.path.mkdir(parents=True, exist_ok=True)
         run.write_config(cfg.model_dump())
         return LaunchSpec(cfg, spec.nproc_per_node, spec.nnodes, spec.node_rank, spec.rdzv_endpoint,
-                          spec.hung_after_s), run
+                          spec.hung_after_s, spec.module, spec.stage), run
 
     def start(self, spec: LaunchSpec, resume: bool = False, env: dict[str, str] | None = None) -> RunInfo:
         spec, run = self.prepare(spec, resume=resume)
@@ -82,12 +85,13 @@ class RunOrchestrator:
                           "create_time": create_time(proc.pid), "command": display_command(spec, run.config_path),
                           "argv": argv, "started": time.time(), "nproc_per_node": spec.nproc_per_node,
                           "nnodes": spec.nnodes, "resume": resume, "hung_after_s": spec.hung_after_s,
-                          "exit_code": None})
+                          "module": spec.module, "stage": spec.stage, "exit_code": None})
         return self.info(spec.config.run)
 
     def launch(self, spec: LaunchSpec, secrets: Any = None) -> RunInfo:
         """Start `spec` (resuming when its config says so) with the secrets it needs in its environment."""
-        return self.start(spec, resume=spec.config.resume, env=secret_env(spec.config, secrets))
+        return self.start(spec, resume=bool(getattr(spec.config, "resume", False)),
+                          env=secret_env(spec.config, secrets))
 
     def wait(self, name: str, timeout: float | None = None) -> int | None:
         """Wait for a job this orchestrator started; records its exit code. None on timeout."""

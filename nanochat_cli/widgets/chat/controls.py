@@ -1,5 +1,7 @@
 """Sampling controls of the Chat screen: mode, temperature, top-k, max tokens and seed, validated as typed.
 
+The mode selector lists the two conversational modes, then every registered chat mode (services/chat_modes.py).
+
 A bad value marks its box and names the problem on the line below; `values()` refuses to hand it out, so a
 reply is only ever generated with numbers the session accepts.
 """
@@ -55,10 +57,17 @@ FIELDS: dict[str, tuple[str, str, Callable[[str], Any], str]] = {
 }
 
 
+def mode_labels() -> dict[str, str]:
+    """Every mode the selector offers, name -> label: the conversational ones first, then registered ones."""
+    from nanochat_cli.services.registry import REGISTRY
+
+    return {**MODE_LABELS, **{m.name: m.label for m in REGISTRY.chat_modes()}}
+
+
 class ChatControls(Vertical):
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-controls-row"):
-            yield Select([(label, mode) for mode, label in MODE_LABELS.items()], value="chat", allow_blank=False,
+            yield Select([(label, mode) for mode, label in mode_labels().items()], value="chat", allow_blank=False,
                          compact=True, id="chat-mode")
             for input_id, (label, _attr, _parse, default) in FIELDS.items():
                 yield Label(label, classes="control-label")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static
 
+from nanochat_cli.services.chat_modes import ModeResult
 from nanochat_cli.services.checkpoints.chat import ReplyStats
 
 SEGMENT_TITLES = {"tool_call": "python", "tool_output": "output"}
@@ -57,14 +58,43 @@ class ReplyView(Vertical):
         self.mount(Static(message, classes="chat-stats -error", markup=False))
 
 
+class ModeResultView(Vertical):
+    """A registered mode's result: its text highlighted as its language, then its validation lines."""
+
+    def __init__(self, result: ModeResult, title: str = "") -> None:
+        super().__init__(classes="chat-reply mode-result")
+        self.result = result
+        self.title = title
+
+    def compose(self):  # noqa: ANN201 - a ComposeResult
+        from rich.syntax import Syntax
+
+        r = self.result
+        body = Static(Syntax(r.text or "(no text)", r.language or "text", theme="ansi_dark", word_wrap=True,
+                             background_color="default"), classes="chat-seg mode-text")
+        body.border_title = self.title or r.language or None
+        yield body
+        state = {True: "-valid", False: "-invalid", None: ""}[r.ok]
+        for line in r.validation:
+            yield Static(line, classes=f"mode-check {state}", markup=False)
+        if r.stats:
+            yield Static(r.stats, classes="chat-stats", markup=False)
+
+
 class ChatView(VerticalScroll):
     def add_user(self, text: str, mode: str) -> None:
-        self.mount(Static(f"{'you' if mode == 'chat' else 'prompt'} ▸ {text}", classes="chat-user", markup=False))
+        self.mount(Static(f"{'you' if mode == 'chat' else 'prompt'} ▸ {text or '(none)'}", classes="chat-user",
+                          markup=False))
 
     def add_reply(self) -> ReplyView:
         reply = ReplyView()
         self.mount(reply)
         return reply
+
+    def add_result(self, result: ModeResult, title: str = "") -> ModeResultView:
+        view = ModeResultView(result, title)
+        self.mount(view)
+        return view
 
     def add_note(self, text: str) -> None:
         self.mount(Static(text, classes="chat-note", markup=False))

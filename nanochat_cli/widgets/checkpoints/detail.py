@@ -16,6 +16,7 @@ from nanochat_cli.formatting import file_size
 from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.checkpoints.reports import EvalReport
+from nanochat_cli.services.checkpoints.stage_evals import stage_evals, table_rows
 from nanochat_cli.widgets.checkpoints.table import STATUS_COLOUR, status_of
 
 ORIGIN = {"ours": "written by nanochat-cli", "stock": "stock nanochat"}
@@ -43,12 +44,37 @@ def describe(entry: CheckpointEntry, compat: Compat, show_path: Callable[[Path],
         over = f" over {entry.val_tokens:,} tokens" if entry.val_tokens else ""
         text.append(f"\nTraining's last evaluation: val bpb {entry.val_bpb:.4f}{over} of its val split", style="dim")
     if entry.complete:
+        text.append_text(describe_stage_evals(entry, colours))
         text.append_text(describe_eval(entry.eval, show_path, colours))
         report = entry.eval
         if (report is not None and report.val_bpb is not None and entry.val_bpb is not None
                 and report.eval_tokens != entry.val_tokens):
             text.append("\n(the two val bpb figures cover different token counts, so they differ; e evaluates over "
                         "telemetry.eval_tokens of the active config)", style="dim")
+    return text
+
+
+EVAL_HEAD = ("task", "metric", "value", "baseline", "centred", "n")
+
+
+def describe_stage_evals(entry: CheckpointEntry, colours: dict[str, str]) -> Text:
+    """The eval stages' tables for this step (CORE per task, chat eval per task), from the files beside it."""
+    text = Text()
+    for result in stage_evals(entry.path, entry.step):
+        text.append(f"\n{result.title}", style="bold")
+        if result.problem:
+            text.append(f": {result.problem}", style=colours.get("error", ""))
+            continue
+        score = f" {result.score:.4f}" if result.score is not None else ""
+        what = " (mean centred accuracy)" if result.suite == "core" else " (mean accuracy)"
+        text.append(score, style=f"bold {colours.get('accent', '')}")
+        text.append(f"{what} · {result.path.name}", style="dim")
+        rows = [EVAL_HEAD, *table_rows(result)]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(EVAL_HEAD))]
+        for k, row in enumerate(rows):
+            cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+            text.append("\n  " + "  ".join(cells), style="dim" if k == 0 else "")
+        text.append("\n")
     return text
 
 

@@ -15,7 +15,7 @@ from nanochat_cli.services.checkpoints.compat import Compat
 from nanochat_cli.services.checkpoints.entries import CheckpointEntry
 from nanochat_cli.services.registry import REGISTRY
 
-COLUMNS = ("checkpoint", "phase", "step", "status", "val bpb (tokens)", "params", "depth", "vocab", "seq", "window",
+COLUMNS = ("checkpoint", "stage", "step", "status", "val bpb (tokens)", "params", "depth", "vocab", "seq", "window",
            "tokenizer", "date", "size")  # each checkpoint field a plugin registered goes before "date"
 FILTERS = ("all", "loadable", "compatible")
 # status -> theme variable for its colour

@@ -17,7 +17,7 @@ def format_metric(name: str, value: float | None) -> str:
         return "-"
     if name == "tokens_per_sec":
         return f"{fmt.count(value)} tok/s"
-    if name == "mfu":
+    if name in ("mfu", "tool_call_rate"):
         return f"{100 * value:.1f}%"
     if name == "dt" or name.startswith("t_"):
         return fmt.ms(value)
