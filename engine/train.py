@@ -118,6 +118,7 @@ class Trainer:
     `forward_backward`, `checkpoint_meta` and `start_fields`, and keep the loop, control, saving and resume."""
 
     phase = "base"  # checkpoint folder (engine.shared.PHASE_DIRS) and run_start.stage
+    extensions: tuple[Extension, ...] | list[Extension] = ()  # engine extensions: setup() loads the config's
 
     def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
                  sinks: Sinks | None = None):
