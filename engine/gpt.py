@@ -310,8 +310,12 @@ class GPT(nn.Module):
         return 6 * (self.num_params() - excluded) + attn
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None,
-                loss_reduction: str = "mean") -> torch.Tensor:
-        """Logits [B, T, vocab] when targets is None, else the cross-entropy loss (ignore_index -1)."""
+                loss_reduction: str = "mean", input_stage=None) -> torch.Tensor:
+        """Logits [B, T, vocab] when targets is None, else the cross-entropy loss (ignore_index -1).
+
+        `input_stage(idx, x) -> x`, when given, replaces the normed token embeddings [B, T, C] before the
+        smear and the blocks (an engine extension's hook, see engine/extensions.py); None is the plain model.
+        """
         B, T = idx.shape
         if targets is None and T == 1 and kv_cache is not None and not torch.is_grad_enabled():
             return self._decode(idx, kv_cache)
@@ -321,6 +325,8 @@ class GPT(nn.Module):
         cos, sin = rotary_full(self.cos[:, pos0:pos0 + T], self.sin[:, pos0:pos0 + T])
 
         x = norm(self.transformer.wte(idx))
+        if input_stage is not None:
+            x = input_stage(idx, x)
         embed_last = x[:, -1:]  # the cache's smear input for the next call
         # smear: mix in the previous token's embedding through a learned gate on the current one
         gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[..., :self.smear_channels]))

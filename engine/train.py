@@ -35,6 +35,7 @@ from engine.checkpoint import (
     check_model_config,
     checkpoint_dir,
     complete_steps,
+    load_extra_state,
     load_meta,
     load_model_state,
     load_rank_state,
@@ -55,6 +56,7 @@ from engine.corpus import resolve_data_dir
 from engine.data_source import load_data_source
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts
+from engine.extensions import Extension, ExtensionContext, extension_file, guarded, load_extension
 from engine.fp8 import fp8_disabled, fp8_module_filter
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.lifeline import record_pid, tie_to_launcher
@@ -119,6 +121,7 @@ class Trainer:
     tct = False  # training on TCT windows (set by setup; a subclass with its own setup trains on text)
 
     phase = "base"  # checkpoint folder (engine.shared.PHASE_DIRS) and run_start.stage
+    extensions: tuple[Extension, ...] | list[Extension] = ()  # engine extensions: setup() loads the config's
 
     def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
                  sinks: Sinks | None = None):
@@ -183,12 +186,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = GPT(mcfg).to(self.device)
         model.init_weights()
+        self.extensions = self._load_extensions(model)
         self.start_step, loader_state = 0, None
         resume_step, meta, rank_state = self._resume(model)
         if resume_step is not None:
             loader_state = rank_state["dataloader"]
             self.start_step = self.step = resume_step
             self.val_bpb = meta.get("val_bpb") if isinstance(meta.get("val_bpb"), int | float) else None
+            self._load_extension_state(self.ckpt_dir, resume_step, meta, required=True)
         elif cfg.init_from:
             self._init_from(model)
         self.resumed_from = resume_step
@@ -201,6 +206,11 @@ class Trainer:
         self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr,
                                          matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr,
                                          weight_decay=cfg.weight_decay, world_size=info.world_size)
+        for ext in self.extensions:
+            for group in guarded(ext, "param_groups", ext.param_groups):
+                group = {"kind": "adamw", "eps": 1e-10, "weight_decay": 0.0, **group}
+                group.setdefault("initial_lr", group["lr"])
+                self.optimizer.add_param_group(group)
         if rank_state is not None:
             self._restore_optimizer(rank_state, resume_step)
 
@@ -215,6 +225,39 @@ class Trainer:
         self.train_loader = self._loader("train", loader_state)
         self.loader_state = loader_state
         self.startup.mark("loader")
+
+    # ---- extensions (engine/extensions.py): none configured = a vanilla run, none of this runs ----------------
+    def _load_extensions(self, model: GPT) -> list[Extension]:
+        exts = []
+        for spec in self.cfg.extensions:
+            ctx = ExtensionContext(model=model, tokenizer=self.tokenizer, device=self.device, data_dir=self.data_dir,
+                                   rank=self.info.rank, world_size=self.info.world_size,
+                                   max_seq_len=self.cfg.max_seq_len, seed=self.cfg.seed, emit=self.tel.emit)
+            ext = load_extension(spec, ctx)
+            for module in guarded(ext, "modules", ext.modules).values():
+                module.to(self.device)
+            exts.append(ext)
+        return exts
+
+    def _load_extension_state(self, ckpt_dir: Path, step: int, meta: dict, required: bool) -> None:
+        for ext in self.extensions:
+            path = extension_file(ckpt_dir, ext.name, step)
+            if not path.exists():
+                if required:
+                    raise CheckpointError(f"{path}: missing: this checkpoint was saved without extension {ext.name}: "
+                                          f"turn it off ({ext.name}.enabled=false) or start fresh")
+                continue
+            state = load_extra_state(path, self.device, meta)
+            guarded(ext, "load_state_dict", ext.load_state_dict, state)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The micro-batch loss: the model's, or as the extensions wrap it (each gets the one below as base)."""
+        if not self.extensions:
+            return self.model(x, y)
+        base = self.model
+        for ext in self.extensions:
+            base = (lambda e, b: lambda xx, yy: guarded(e, "train_loss", e.train_loss, xx, yy, b))(ext, base)
+        return base(x, y)
 
     def _restore_optimizer(self, rank_state: dict, step: int) -> None:
         """The resumed step's optimizer state and RNG (a state from another model is a one-line error)."""
@@ -319,6 +362,7 @@ class Trainer:
         meta = load_meta(ckpt_dir, step)
         self._check_meta(meta, ckpt_dir, step)
         self._load_weights(model, ckpt_dir, step, meta)
+        self._load_extension_state(ckpt_dir, step, meta, required=False)
 
     def _check_tokenizer(self, meta: dict, ckpt_dir: Path) -> None:
         """Token ids only mean the same thing under the same tokenizer (stock checkpoints carry no hash)."""
@@ -373,7 +417,13 @@ class Trainer:
         size = record["bytes"]
         if self.info.master:
             meta = self.checkpoint_meta()
-            size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta, records)
+            extra = {}
+            if self.extensions:  # settings as config keys <name>.<field>, meta fields, and weights next to the model
+                meta["user_config"].update({e.name: dict(e.settings) for e in self.extensions})
+                meta["extensions"] = {e.name: guarded(e, "meta", e.meta) for e in self.extensions}
+                extra = {extension_file(self.ckpt_dir, e.name, step).name: guarded(e, "state_dict", e.state_dict)
+                         for e in self.extensions}
+            size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta, records, extra)
             self.tel.emit("checkpoint", step=step, path=str(self.ckpt_dir / f"model_{step:06d}.pt"), reason=reason,
                           seconds=time.time() - t0, bytes=size)
             print0(f"saved checkpoint step {step} ({reason}) to {self.ckpt_dir}")
@@ -539,11 +589,13 @@ class Trainer:
                     print0(f"step {step:05d}/{self.num_iterations:05d} ({100 * step / self.num_iterations:5.1f}%) | "
                            f"loss {loss_val:.4f} | lrm {sched['lr_mult']:.2f} | dt {dt * 1000:.0f}ms | "
                            f"tok/s {tok_s:,.0f} | mfu {mfu_s} | eta {eta:.0f}s")
+            for ext in self.extensions:
+                guarded(ext, "after_step", ext.after_step, step)
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One micro-batch: forward, backward of its share of the step's loss; returns the detached loss."""
         with self.autocast:
-            loss = self.model(x, y)
+            loss = self._loss(x, y)
         (loss / self.grad_accum).backward()
         return loss.detach()
 
