@@ -1,6 +1,7 @@
 """TCT benchmark: tokens vs tiktoken's o200k_base on held-out workflows, and encode/decode throughput.
 
     python bench/tct_bench.py [--shared DIR] [--folds 5] [--repeat 3] [--json OUT]
+        [--checkpoint PATH [--samples 10] [--max-tokens 256]] [--skip-compression]
 
 Compression, always on workflows the merges were NOT trained on:
   real → starter   merges trained on workflows-real, measured on workflows-starter
@@ -16,6 +17,13 @@ no YAML comments (JSON has none), so (b) also counts what YAML spends on comment
 Throughput (shipped tokenizer, all workflows, best of --repeat): encode = JSON text → tokens
 (parse included), decode = tokens → JSON text, in MB of minified JSON per second; and the cost of
 schema-constrained decoding: computing the legal next tokens, per token, along real token streams.
+The sampler checks the model's own choice first (one try of its atoms on a copy of the decoder) and
+computes the whole legal set only when that fails, so both costs are shown.
+
+Sampling (with --checkpoint, a TCT run's checkpoint): --samples workflows each way from the document start,
+constrained and unconstrained: the share that validates against the schema (ECMA patterns, as
+check-jsonschema), how many completed, and per token: the constraints' cost (legal checks, validation at
+container closes, backtracking) against the model's forward pass.
 Nothing is asserted; figures print as a table (and to --json).
 """
 
@@ -124,22 +132,49 @@ def throughput(corpus: Corpus, repeat: int) -> dict[str, float]:
     n_tokens = sum(map(len, streams))
     # constrained decoding: legal next tokens at every position of some documents, machine kept incrementally
     sample = streams[:: max(1, len(streams) // 12)]
-    legal_s, legal_n, step_s = 0.0, 0, 0.0
+    from engine.tct_sample import _accepts
+
+    legal_s, legal_n, step_s, accept_s = 0.0, 0, 0.0, 0.0
     for s in sample:
         m = tok.machine_after([])
         for t in s:
             t0 = time.perf_counter()
             tok.legal_tokens(m)
             t1 = time.perf_counter()
-            tok.advance(m, t)
+            _accepts(tok, m, t)
             t2 = time.perf_counter()
+            tok.advance(m, t)
+            t3 = time.perf_counter()
             legal_s += t1 - t0
-            step_s += t2 - t1
+            accept_s += t2 - t1
+            step_s += t3 - t2
             legal_n += 1
     return {"json_mb": round(mb, 3), "tokens": n_tokens, "encode_mb_s": round(mb / min(enc_s), 3),
             "decode_mb_s": round(mb / min(dec_s), 3), "encode_tokens_s": round(n_tokens / min(enc_s)),
             "decode_tokens_s": round(n_tokens / min(dec_s)), "legal_ms_per_token": round(1e3 * legal_s / legal_n, 2),
-            "step_us_per_token": round(1e6 * step_s / legal_n, 1), "legal_positions": legal_n}
+            "step_us_per_token": round(1e6 * step_s / legal_n, 1), "legal_positions": legal_n,
+            "accept_us_per_token": round(1e6 * accept_s / legal_n, 1)}
+
+
+def sampling(checkpoint: str, samples: int, max_tokens: int) -> dict[str, dict]:
+    import statistics
+
+    from engine.tct_sample import load_workflow_model, sample_workflow
+
+    model, _meta = load_workflow_model(checkpoint)
+    out = {}
+    for constrained in (True, False):
+        rs = [sample_workflow(model, "", max_tokens=max_tokens, temperature=0.8, top_k=50, seed=i,
+                              constrained=constrained) for i in range(samples)]
+        out["constrained" if constrained else "unconstrained"] = {
+            "samples": samples, "valid": sum(r.valid for r in rs), "complete": sum(r.complete for r in rs),
+            "tokens": sum(r.new_tokens for r in rs), "sampled": sum(r.sampled for r in rs),
+            "backtracks": sum(r.backtracks for r in rs), "full_masks": sum(r.full_masks for r in rs),
+            "constraint_ms_per_token": round(1e3 * sum(r.mask_seconds for r in rs) / max(1, sum(r.sampled for r in rs)),
+                                             3),
+            "model_ms_per_token": round(1e3 * sum(r.model_seconds for r in rs) / max(1, sum(r.sampled for r in rs)), 3),
+            "median_seconds": round(statistics.median(r.seconds for r in rs), 3)}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the figures here")
+    p.add_argument("--checkpoint", default=None, help="a TCT run's checkpoint: sample from it both ways")
+    p.add_argument("--samples", type=int, default=10, help="samples each way (default 10)")
+    p.add_argument("--max-tokens", type=int, default=256, help="token budget per sample (default 256)")
+    p.add_argument("--skip-compression", action="store_true", help="only throughput (and sampling)")
+    p.add_argument("--skip-throughput", action="store_true", help="no throughput figures")
     args = p.parse_args(argv)
     data = Path(args.shared) / "data"
     real_dir, starter_dir = data / "workflows-real", data / "workflows-starter"
@@ -157,22 +197,39 @@ def main(argv: list[str] | None = None) -> int:
     real, starter = load_corpus([real_dir]), load_corpus([starter_dir])
     print(f"workflows: real {len(real.docs)} used ({len(real.skipped)} skipped), "
           f"starter {len(starter.docs)} used ({len(starter.skipped)} skipped)")
-    rows = compression(real, starter, read_sources(real_dir), args.folds)
-    print("\nTokens vs o200k_base (held out unless marked)\n")
-    print("| split | files | TCT tokens | o200k (min JSON) | fewer | o200k (YAML text) | fewer | escapes |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    rows = {} if args.skip_compression else compression(real, starter, read_sources(real_dir), args.folds)
+    if rows:
+        print("\nTokens vs o200k_base (held out unless marked)\n")
+        print("| split | files | TCT tokens | o200k (min JSON) | fewer | o200k (YAML text) | fewer | escapes |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
         print(f"| {name} | {r['docs']} | {r['tct']:,} | {r['o200k_json']:,} | {fewer(r['tct'], r['o200k_json'])} | "
               f"{r['o200k_yaml']:,} | {fewer(r['tct'], r['o200k_yaml'])} | {r['escapes']} |")
-    tp = throughput(Corpus(docs=real.docs + starter.docs), args.repeat)
-    print(f"\nThroughput (shipped tokenizer, {tp['json_mb']} MB of minified JSON, {tp['tokens']:,} tokens, "
-          f"best of {args.repeat}):")
-    print(f"  encode {tp['encode_mb_s']} MB/s ({tp['encode_tokens_s']:,} tokens/s); "
-          f"decode {tp['decode_mb_s']} MB/s ({tp['decode_tokens_s']:,} tokens/s)")
-    print(f"  constrained decoding: legal next tokens {tp['legal_ms_per_token']} ms per token "
-          f"(vs {tp['step_us_per_token']} µs to advance the decoder by one token; {tp['legal_positions']:,} positions)")
+    tp = {} if args.skip_throughput else throughput(Corpus(docs=real.docs + starter.docs), args.repeat)
+    if tp:
+        print(f"\nThroughput (shipped tokenizer, {tp['json_mb']} MB of minified JSON, {tp['tokens']:,} tokens, "
+              f"best of {args.repeat}):")
+        print(f"  encode {tp['encode_mb_s']} MB/s ({tp['encode_tokens_s']:,} tokens/s); "
+              f"decode {tp['decode_mb_s']} MB/s ({tp['decode_tokens_s']:,} tokens/s)")
+        print(f"  constrained decoding: legal next tokens {tp['legal_ms_per_token']} ms per token "
+              f"(vs {tp['step_us_per_token']} µs to advance the decoder by one token; "
+              f"{tp['legal_positions']:,} positions); checking one candidate token {tp['accept_us_per_token']} µs")
+    samples = {}
+    if args.checkpoint:
+        samples = sampling(args.checkpoint, args.samples, args.max_tokens)
+        print(f"\nSampling from {args.checkpoint} ({args.samples} each way, budget {args.max_tokens} tokens, "
+              "temperature 0.8, top-k 50):\n")
+        print("| decoding | schema-valid | complete | tokens kept / sampled | resampled containers | "
+              "constraints ms/token | model ms/token | median s/sample |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, f in samples.items():
+            share = f"{f['valid']}/{f['samples']} ({100 * f['valid'] / f['samples']:.0f}%)"
+            print(f"| {name} | {share} | {f['complete']} | {f['tokens']:,} / {f['sampled']:,} | "
+                  f"{f['backtracks']} | {f['constraint_ms_per_token']} | {f['model_ms_per_token']} | "
+                  f"{f['median_seconds']} |")
     if args.json:
-        Path(args.json).write_text(json.dumps({"compression": rows, "throughput": tp}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"compression": rows, "throughput": tp, "sampling": samples},
+                                              indent=2) + "\n")
     return 0
 
 

@@ -120,11 +120,13 @@ def save_rank_state(ckpt_dir: Path, step: int, rank: int, optimizer_state: dict,
 
 
 def save_model_and_meta(ckpt_dir: Path, step: int, model_state: dict, meta: dict[str, Any],
-                        rank_records: dict[int, dict[str, Any]] | None = None) -> int:
+                        rank_records: dict[int, dict[str, Any]] | None = None,
+                        extra_files: dict[str, Any] | None = None) -> int:
     """Rank 0 only, after every rank's save_rank_state has finished: model first, meta last.
 
     `rank_records` are the ranks' save_rank_state results; without them the optim files of this step in
-    `ckpt_dir` are hashed here. Returns the bytes written."""
+    `ckpt_dir` are hashed here. `extra_files` (file name -> state) are engine extensions' states, saved and
+    recorded in the meta like the model file. Returns the bytes written."""
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     clean_temps(ckpt_dir, 0)
@@ -137,9 +139,13 @@ def save_model_and_meta(ckpt_dir: Path, step: int, model_state: dict, meta: dict
         files[optim_file(ckpt_dir, step, rank).name] = record
     model_record = _save_torch(model_file(ckpt_dir, step), model_state)
     files[model_file(ckpt_dir, step).name] = model_record
+    extra_bytes = 0
+    for name, state in (extra_files or {}).items():
+        files[name] = _save_torch(ckpt_dir / name, state)
+        extra_bytes += files[name]["bytes"]
     meta = {**meta, "step": step, "engine_version": __version__, FILES_KEY: files}
     data = json.dumps(meta, indent=2, default=str).encode()
-    return model_record["bytes"] + atomic_write(meta_file(ckpt_dir, step), data)
+    return model_record["bytes"] + extra_bytes + atomic_write(meta_file(ckpt_dir, step), data)
 
 
 # ---------------------------------------------------------------------------------------------- listing
@@ -268,6 +274,12 @@ def load_rank_state(ckpt_dir: Path, step: int, rank: int, device: torch.device |
     if "optimizer" not in state:
         state = {"optimizer": state, "dataloader": None, "rng": None}
     return state
+
+
+def load_extra_state(path: Path, device: torch.device | str = "cpu", meta: dict[str, Any] | None = None) -> Any:
+    """An engine extension's state file of a step (see save_model_and_meta's extra_files), verified and
+    loaded weights-only."""
+    return _torch_load(Path(path), device, meta)
 
 
 def rng_state() -> dict:

@@ -9,11 +9,12 @@ control channel (`engine/control.py`).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from engine import shared
 from engine.errors import EngineError, short_repr
@@ -96,6 +97,35 @@ class TrainConfig(BaseModel):
     wandb_project: str = _f("nanochat", "W&B project")
     wandb_entity: str | None = _f(None, "W&B entity")
     otel_endpoint: str | None = _f(None, "OTLP endpoint for OpenTelemetry spans (None = off)")
+
+    # engine extensions (engine/extensions.py), set by plugins: [{name, entry: "module:Class", settings}]
+    extensions: list[dict[str, Any]] = _f([], "engine extensions to load, as JSON: [{name, entry, settings}] "
+                                              "(plugins set this; [] = a vanilla run)")
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _extensions_json(cls, v: Any) -> Any:
+        if isinstance(v, str):  # from a flag: --extensions='[...]'
+            try:
+                return json.loads(v) if v.strip() else []
+            except ValueError as e:
+                raise ValueError(f"not JSON ({e})") from None
+        return v
+
+    @field_validator("extensions")
+    @classmethod
+    def _extensions_shape(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for spec in v:
+            if not isinstance(spec.get("name"), str) or not isinstance(spec.get("entry"), str):
+                raise ValueError("each extension needs a 'name' and an 'entry' ('module:Class')")
+        return v
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not self.extensions:  # a vanilla run's config (telemetry, checkpoint meta) stays as it always was
+            data.pop("extensions", None)
+        return data
 
     @model_validator(mode="after")
     def _cross_field(self) -> TrainConfig:

@@ -39,6 +39,17 @@ class KVCache:
         self.pos = 0
         self.prev_embed: torch.Tensor | None = None  # [B, 1, C] normed embedding of the last token seen
 
+    @property
+    def kv(self) -> torch.Tensor:
+        """[layers, 2, B, heads, positions, head_dim]; assigning it (a beam search reordering rows) is fine."""
+        return self._kv
+
+    @kv.setter
+    def kv(self, value: torch.Tensor) -> None:
+        self._kv = value
+        # (keys, values) views per layer, made once: indexing kv[layer] costs ops per layer and token
+        self.layers = [(value[i, 0], value[i, 1]) for i in range(value.size(0))]
+
     def get_pos(self) -> int:
         return self.pos
 
@@ -47,7 +58,7 @@ class KVCache:
         t0, t1 = self.pos, self.pos + k.size(2)
         if t1 > self.kv.size(4):
             raise ValueError(f"KV cache overflow: {t1} positions > capacity {self.kv.size(4)}")
-        kc, vc = self.kv[layer]  # narrow() views: a third of the indexing ops per decoded token
+        kc, vc = self.layers[layer]  # narrow() views: a third of the indexing ops per decoded token
         kc.narrow(2, t0, t1 - t0).copy_(k)
         vc.narrow(2, t0, t1 - t0).copy_(v)
         return kc.narrow(2, 0, t1), vc.narrow(2, 0, t1)
@@ -64,7 +75,6 @@ class KVCache:
         out.pos = self.pos
         out.prev_embed = None if self.prev_embed is None else self.prev_embed.expand(batch_size, -1, -1).contiguous()
         return out
-
 
 
 def sample_next_token(logits: torch.Tensor, rng: torch.Generator, temperature: float = 1.0,

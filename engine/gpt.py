@@ -12,7 +12,8 @@ The same forward serves training (no cache) and inference (a KVCache, prefill th
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -91,17 +92,24 @@ class DecodeWeights:
         self.key: tuple | None = None
         self.value: list[torch.Tensor] = []
 
-    def get(self, *groups: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    def get(self, *groups: tuple[torch.Tensor, ...], make: Callable[[torch.Tensor], Any] | None = None) -> list:
+        """One value per group: `make` of the group's tensors concatenated (default: transposed, contiguous)."""
         key = tuple((w.data_ptr(), w._version, w.dtype, w.device) for g in groups for w in g)
         if key != self.key:
-            self.value = [torch.cat([w.detach() for w in g]).t().contiguous() for g in groups]
+            make = make or (lambda w: w.t().contiguous())
+            self.value = [make(torch.cat([w.detach() for w in g])) for g in groups]
             self.key = key
         return self.value
 
 
-def decoding(x: torch.Tensor, kv_cache) -> bool:
-    """One new position per row, with a cache, no autograd: the memory-bound single-token path."""
-    return kv_cache is not None and x.size(1) == 1 and not torch.is_grad_enabled()
+def floats(t: torch.Tensor) -> list[float]:
+    """Per-layer scalars for decoding: a float multiplies in the tensor's dtype exactly as a 0-dim tensor does."""
+    return t.tolist()
+
+
+def rotary_decode_tables(cos_sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The [1, T, 1, D/2] cos and sin tables, concatenated, to full-width [T, 1, D] ones (rotary_full)."""
+    return rotary_full(cos_sin[0], cos_sin[1])
 
 
 class CausalSelfAttention(nn.Module):
@@ -124,28 +132,14 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, ve, cos, sin, window: int, kv_cache: KVCache | None):
         B, T, _ = x.shape
         H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
-        w_proj = None
-        if decoding(x, kv_cache):
-            w_qkv, w_proj, *w_gate = self.decode_weights.get(
-                (self.c_q.weight, self.c_k.weight, self.c_v.weight), (self.c_proj.weight,),
-                *([(self.ve_gate.weight,)] if self.ve_gate is not None else []))
-            qkv = x.view(B, -1) @ w_qkv
-            # q and k rotate and normalise together: one op each instead of two
-            qk = norm(apply_rotary(qkv[:, :(H + Hkv) * D].view(B, 1, H + Hkv, D), cos, sin)) * 1.2
-            q, k = qk[:, :, :H], qk[:, :, H:]
-            v = qkv[:, (H + Hkv) * D:].view(B, 1, Hkv, D)
-            if ve is not None:
-                gate = 3 * torch.sigmoid(x.view(B, -1)[:, :self.ve_gate_channels] @ w_gate[0])
-                v = v + gate.view(B, 1, Hkv, 1) * ve.view(B, 1, Hkv, D)
-        else:
-            q = self.c_q(x).view(B, T, H, D)
-            k = self.c_k(x).view(B, T, Hkv, D)
-            v = self.c_v(x).view(B, T, Hkv, D)
-            if ve is not None:
-                gate = 3 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))
-                v = v + gate.unsqueeze(-1) * ve.view(B, T, Hkv, D)
-            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-            q, k = norm(q) * 1.2, norm(k) * 1.2
+        q = self.c_q(x).view(B, T, H, D)
+        k = self.c_k(x).view(B, T, Hkv, D)
+        v = self.c_v(x).view(B, T, Hkv, D)
+        if ve is not None:
+            gate = 3 * torch.sigmoid(self.ve_gate(x[..., :self.ve_gate_channels]))
+            v = v + gate.unsqueeze(-1) * ve.view(B, T, Hkv, D)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = norm(q) * 1.2, norm(k) * 1.2
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, T, D]
         pos0 = 0
         if kv_cache is not None:
@@ -166,7 +160,40 @@ class CausalSelfAttention(nn.Module):
             mask = attention_mask(pos0, T, Tk, window, q.device)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, -1)
-        return self.c_proj(y) if w_proj is None else (y.view(B, -1) @ w_proj).view(B, 1, -1)
+        return self.c_proj(y)
+
+    def decode(self, x: torch.Tensor, ve: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor, window: int,
+               kv_cache: KVCache) -> torch.Tensor:
+        """`forward` for one new token per row, x [B, C] (ve [B, Hkv·D]): the same arithmetic in fewer ops."""
+        B = x.size(0)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        w_qkv, w_proj, *w_gate = self.decode_weights.get(
+            (self.c_q.weight, self.c_k.weight, self.c_v.weight), (self.c_proj.weight,),
+            *([(self.ve_gate.weight,)] if self.ve_gate is not None else []))
+        qkv = x @ w_qkv
+        # q and k rotate and normalise together: one op each instead of two; roll(D/2) is the halves swapped
+        qk = qkv[:, :(H + Hkv) * D].view(B, H + Hkv, 1, D)
+        qk = norm(qk * cos + qk.roll(D // 2, -1) * sin) * 1.2
+        q, k = qk[:, :H], qk[:, H:]  # [B, H, 1, D]: with one position, the head-major layout is a view
+        v = qkv[:, (H + Hkv) * D:].view(B, Hkv, 1, D)
+        if ve is not None:
+            gate = 3 * torch.sigmoid(x[:, :self.ve_gate_channels] @ w_gate[0])
+            v = v + gate.view(B, Hkv, 1, 1) * ve.view(B, Hkv, 1, D)
+        pos = kv_cache.get_pos()
+        start = max(0, pos - window)  # the last window + 1 keys, all visible: no mask
+        layers = getattr(kv_cache, "layers", None)
+        if layers is None:  # a cache with only the documented insert() (the puzzles' caches)
+            kc, vc = kv_cache.insert(self.layer_idx, k, v)
+            k, v = kc.narrow(2, start, pos + 1 - start), vc.narrow(2, start, pos + 1 - start)
+        else:
+            kc, vc = layers[self.layer_idx]
+            kc.narrow(2, pos, 1).copy_(k)
+            vc.narrow(2, pos, 1).copy_(v)
+            k, v = kc.narrow(2, start, pos + 1 - start), vc.narrow(2, start, pos + 1 - start)
+        if Hkv != H:
+            k, v = k.repeat_interleave(H // Hkv, dim=1), v.repeat_interleave(H // Hkv, dim=1)
+        y = F.scaled_dot_product_attention(q, k, v)  # [B, H, 1, D]
+        return y.reshape(B, H * D) @ w_proj
 
 
 class MLP(nn.Module):
@@ -176,12 +203,13 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
         self.decode_weights = DecodeWeights()
 
-    def forward(self, x, kv_cache=None):
-        if decoding(x, kv_cache):
-            w_fc, w_proj = self.decode_weights.get((self.c_fc.weight,), (self.c_proj.weight,))
-            B = x.size(0)
-            return (F.relu(x.view(B, -1) @ w_fc).square() @ w_proj).view(B, 1, -1)
+    def forward(self, x):
         return self.c_proj(F.relu(self.c_fc(x)).square())
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` for x [B, C], one token per row, against the transposed weights."""
+        w_fc, w_proj = self.decode_weights.get((self.c_fc.weight,), (self.c_proj.weight,))
+        return F.relu(x @ w_fc).square() @ w_proj
 
 
 class Block(nn.Module):
@@ -192,7 +220,11 @@ class Block(nn.Module):
 
     def forward(self, x, ve, cos, sin, window, kv_cache):
         x = x + self.attn(norm(x), ve, cos, sin, window, kv_cache)
-        return x + self.mlp(norm(x), kv_cache)
+        return x + self.mlp(norm(x))
+
+    def decode(self, x, ve, cos, sin, window, kv_cache):
+        x = x + self.attn.decode(norm(x), ve, cos, sin, window, kv_cache)
+        return x + self.mlp.decode(norm(x))
 
 
 class GPT(nn.Module):
@@ -226,7 +258,9 @@ class GPT(nn.Module):
         cos, sin = self._rotary_tables(self.rotary_len, head_dim)
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
-        self.decode_weights = DecodeWeights()
+        self.decode_weights = DecodeWeights()  # the per-layer scalars as floats
+        self.decode_weights_head = DecodeWeights()
+        self.decode_tables = DecodeWeights()  # full-width rotary tables, made again when cos/sin change
 
     def _rotary_tables(self, seq_len: int, head_dim: int, device=None):
         inv_freq = self.rope_base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
@@ -276,15 +310,23 @@ class GPT(nn.Module):
         return 6 * (self.num_params() - excluded) + attn
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None,
-                loss_reduction: str = "mean") -> torch.Tensor:
-        """Logits [B, T, vocab] when targets is None, else the cross-entropy loss (ignore_index -1)."""
+                loss_reduction: str = "mean", input_stage=None) -> torch.Tensor:
+        """Logits [B, T, vocab] when targets is None, else the cross-entropy loss (ignore_index -1).
+
+        `input_stage(idx, x) -> x`, when given, replaces the normed token embeddings [B, T, C] before the
+        smear and the blocks (an engine extension's hook, see engine/extensions.py); None is the plain model.
+        """
         B, T = idx.shape
+        if targets is None and T == 1 and kv_cache is not None and not torch.is_grad_enabled():
+            return self._decode(idx, kv_cache)
         pos0 = kv_cache.get_pos() if kv_cache is not None else 0
         if pos0 + T > self.cos.size(1):
             raise ValueError(f"sequence of {pos0 + T} tokens exceeds the rotary table ({self.cos.size(1)})")
         cos, sin = rotary_full(self.cos[:, pos0:pos0 + T], self.sin[:, pos0:pos0 + T])
 
         x = norm(self.transformer.wte(idx))
+        if input_stage is not None:
+            x = input_stage(idx, x)
         embed_last = x[:, -1:]  # the cache's smear input for the next call
         # smear: mix in the previous token's embedding through a learned gate on the current one
         gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[..., :self.smear_channels]))
@@ -313,12 +355,45 @@ class GPT(nn.Module):
         if targets is not None:  # chunked: the full B·T × vocab logits are never held (engine/lm_loss.py)
             return softcap_cross_entropy(x, self.lm_head.weight, targets, self.config.vocab_size, self.softcap,
                                          loss_reduction)
-        if decoding(x, kv_cache):
-            (w_head,) = self.decode_weights.get((self.lm_head.weight[:self.config.vocab_size],))
-            logits = (x.view(B, -1) @ w_head).view(B, 1, -1).float()
-            return logits.div_(self.softcap).tanh_().mul_(self.softcap)  # in place: the same ops, no new buffers
         logits = self.lm_head(x)[..., :self.config.vocab_size].float()
         return self.softcap * torch.tanh(logits / self.softcap)
+
+    def _decode(self, idx: torch.Tensor, kv_cache: KVCache) -> torch.Tensor:
+        """`forward` for one new token per row with a cache and no autograd: logits [B, 1, vocab].
+
+        Decoding is bound by per-op overhead and by streaming the weights, not by arithmetic: this path keeps
+        activations as [B, C] (no views in and out of [B, 1, C]), multiplies against transposed, fused weight
+        copies (DecodeWeights), takes the per-layer scalars as Python floats and the rotary tables at full
+        width from a cache. Each op is the one `forward` does on the same numbers, so the logits are the
+        same bits (tests/engine/test_gpt.py checks it).
+        """
+        B, pos = idx.size(0), kv_cache.get_pos()
+        if pos + 1 > self.cos.size(1):
+            raise ValueError(f"sequence of {pos + 1} tokens exceeds the rotary table ({self.cos.size(1)})")
+        ((cos_full, sin_full),) = self.decode_tables.get((self.cos, self.sin), make=rotary_decode_tables)
+        cos, sin = cos_full[pos], sin_full[pos]  # [1, D]: broadcast over [B, heads, 1, D]
+        resid, x0s = self.decode_weights.get((self.resid_lambdas,), (self.x0_lambdas,), make=floats)
+        ids = idx.view(B)
+        x = norm(self.transformer.wte(ids))
+        embed = x
+        if kv_cache.prev_embed is not None:  # smear
+            gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, :self.smear_channels]))
+            x = x + gate * kv_cache.prev_embed.view(B, -1)
+        kv_cache.prev_embed = embed.view(B, 1, -1)
+        x0 = xb = x
+        for i, block in enumerate(self.transformer.h):
+            x = resid[i] * x + x0s[i] * x0
+            ve = self.value_embeds[str(i)](ids) if str(i) in self.value_embeds else None
+            x = block.decode(x, ve, cos, sin, self.window_sizes[i], kv_cache)
+            if i == self.config.n_layer // 2:
+                xb = x
+        kv_cache.advance(1)
+        x = norm(x - self.backout_lambda * xb)
+        (w_head,) = self.decode_weights_head.get((self.lm_head.weight[:self.config.vocab_size],))
+        logits = x @ w_head
+        if logits.dtype != torch.float32:
+            logits = logits.float()
+        return logits.div_(self.softcap).tanh_().mul_(self.softcap).view(B, 1, -1)  # in place: the same ops
 
 
 def load_state_dict_compat(model: GPT, state_dict: dict) -> None:

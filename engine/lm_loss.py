@@ -18,12 +18,20 @@ plain path (GPT.forward without targets), bit-for-bit nanochat's.
 
 Mixed precision: under autocast the matmuls run in the autocast dtype (as nn.Linear would) and
 everything elementwise in float32, with dW accumulated in float32 (float64 inputs stay float64).
+
+Under torch.compile the plain computation is traced instead: dynamo cannot trace an autograd Function
+whose forward makes the gradients (loops writing into out= buffers, in-place ops on views) without
+breaking the graph, and inductor fuses the plain version's elementwise passes anyway. The gradients
+made in forward are first-order only: backward is `once_differentiable`, so a double backward
+(create_graph) fails loudly instead of returning wrong second derivatives, and the saved gradients are
+released by the first backward (a second one without retain_graph fails like any freed graph).
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 __all__ = ["softcap_cross_entropy", "plain_loss", "default_chunk_rows"]
 
@@ -133,6 +141,7 @@ class _SoftcapCrossEntropy(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         gx, gw, valid, scale = ctx.saved_tensors
         g = grad_out.to(scale.dtype) * scale
@@ -152,12 +161,15 @@ def softcap_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: torch.
     x: [..., C]; targets: x's leading shape; weight: [V_padded, C]. reduction: mean | sum | none
     ('none' gives a [N] vector, 0 where ignored, like F.cross_entropy on flattened inputs). `rows`
     per chunk defaults from the device (see CHUNK_BYTES). A per-token loss that needs gradients has
-    no scalar to fold them into, so it takes the plain path.
+    no scalar to fold them into, so it takes the plain path; so does a call being traced by
+    torch.compile (see the module docstring).
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"reduction={reduction!r}: use 'mean', 'sum' or 'none'")
     x2 = x.reshape(-1, x.size(-1))
     t = targets.reshape(-1)
+    if torch.compiler.is_compiling():
+        return plain_loss(x2, weight, t, vocab_size, softcap, reduction)
     rows = rows or default_chunk_rows(x2.size(0), vocab_size, x2.device)
     inplace = x2.device.type == "cpu" if inplace_softmax is None else inplace_softmax
     needs_grad = torch.is_grad_enabled() and (x2.requires_grad or weight.requires_grad)

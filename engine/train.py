@@ -35,6 +35,7 @@ from engine.checkpoint import (
     check_model_config,
     checkpoint_dir,
     complete_steps,
+    load_extra_state,
     load_meta,
     load_model_state,
     load_rank_state,
@@ -55,6 +56,7 @@ from engine.corpus import resolve_data_dir
 from engine.data_source import load_data_source
 from engine.dataloader import make_loader
 from engine.dataset import data_id, iter_texts
+from engine.extensions import Extension, ExtensionContext, extension_file, guarded, load_extension
 from engine.fp8 import fp8_disabled, fp8_module_filter
 from engine.gpt import GPT, config_from_depth, load_state_dict_compat
 from engine.lifeline import record_pid, tie_to_launcher
@@ -64,6 +66,7 @@ from engine.shared import base_dir, one_line
 from engine.shared import peak_flops as peak_flops_for
 from engine.sinks import Sinks
 from engine.startup import StartupClock
+from engine.tct.location import uses_tct
 from engine.telemetry import SCHEMA_VERSION, TELEMETRY_FILE, TelemetryWriter
 from engine.tokenizer import Tokenizer, ensure_tokenizer
 
@@ -115,7 +118,10 @@ class Trainer:
     Post-training stages (engine.sft) subclass it: they override setup, evaluate, sample and the hooks
     `forward_backward`, `checkpoint_meta` and `start_fields`, and keep the loop, control, saving and resume."""
 
+    tct = False  # training on TCT windows (set by setup; a subclass with its own setup trains on text)
+
     phase = "base"  # checkpoint folder (engine.shared.PHASE_DIRS) and run_start.stage
+    extensions: tuple[Extension, ...] | list[Extension] = ()  # engine extensions: setup() loads the config's
 
     def __init__(self, cfg: TrainConfig, info: DistInfo, telemetry: TelemetryWriter, run_dir: Path,
                  sinks: Sinks | None = None):
@@ -150,12 +156,21 @@ class Trainer:
         if cfg.fp8 and not (self.device.type == "cuda" and torch.cuda.get_device_capability(self.device) >= (8, 9)):
             raise EngineError("fp8: needs a CUDA GPU with compute capability 8.9+ (Ada/Hopper): drop --fp8")
         self.source = None
+        self.tct = not cfg.data_source and uses_tct(cfg.data_dir)  # TCT windows: own tokenizer, loader, eval
         if cfg.data_source:  # a plugin's token stream (engine/data_source.py) instead of parquet text
             self.source = self._rank0_first(lambda: load_data_source(cfg.data_source, cfg.data_source_options,
                                                                      self.base, cfg.seed))
             self.data_dir = self.source.description
             self.startup.mark("data")
             self.tokenizer = self.source.tokenizer
+        elif self.tct:
+            from engine.tct_lm import TCTTokenizer
+            from engine.tct_windows import resolve_window_dir
+
+            self.data_dir = self._rank0_first(lambda: resolve_window_dir(cfg.data_dir, self.base, cfg.max_seq_len)
+                                              if cfg.data_dir.startswith("tct:") else Path(cfg.data_dir).expanduser())
+            self.startup.mark("data")
+            self.tokenizer = TCTTokenizer()
         else:
             self.data_dir = self._rank0_first(lambda: resolve_data_dir(cfg.data_dir, self.base))
             self.startup.mark("data")
@@ -171,12 +186,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         model = GPT(mcfg).to(self.device)
         model.init_weights()
+        self.extensions = self._load_extensions(model)
         self.start_step, loader_state = 0, None
         resume_step, meta, rank_state = self._resume(model)
         if resume_step is not None:
             loader_state = rank_state["dataloader"]
             self.start_step = self.step = resume_step
             self.val_bpb = meta.get("val_bpb") if isinstance(meta.get("val_bpb"), int | float) else None
+            self._load_extension_state(self.ckpt_dir, resume_step, meta, required=True)
         elif cfg.init_from:
             self._init_from(model)
         self.resumed_from = resume_step
@@ -189,6 +206,11 @@ class Trainer:
         self.optimizer = build_optimizer(model, embedding_lr=cfg.embedding_lr, unembedding_lr=cfg.unembedding_lr,
                                          matrix_lr=cfg.matrix_lr, scalar_lr=cfg.scalar_lr,
                                          weight_decay=cfg.weight_decay, world_size=info.world_size)
+        for ext in self.extensions:
+            for group in guarded(ext, "param_groups", ext.param_groups):
+                group = {"kind": "adamw", "eps": 1e-10, "weight_decay": 0.0, **group}
+                group.setdefault("initial_lr", group["lr"])
+                self.optimizer.add_param_group(group)
         if rank_state is not None:
             self._restore_optimizer(rank_state, resume_step)
 
@@ -203,6 +225,39 @@ class Trainer:
         self.train_loader = self._loader("train", loader_state)
         self.loader_state = loader_state
         self.startup.mark("loader")
+
+    # ---- extensions (engine/extensions.py): none configured = a vanilla run, none of this runs ----------------
+    def _load_extensions(self, model: GPT) -> list[Extension]:
+        exts = []
+        for spec in self.cfg.extensions:
+            ctx = ExtensionContext(model=model, tokenizer=self.tokenizer, device=self.device, data_dir=self.data_dir,
+                                   rank=self.info.rank, world_size=self.info.world_size,
+                                   max_seq_len=self.cfg.max_seq_len, seed=self.cfg.seed, emit=self.tel.emit)
+            ext = load_extension(spec, ctx)
+            for module in guarded(ext, "modules", ext.modules).values():
+                module.to(self.device)
+            exts.append(ext)
+        return exts
+
+    def _load_extension_state(self, ckpt_dir: Path, step: int, meta: dict, required: bool) -> None:
+        for ext in self.extensions:
+            path = extension_file(ckpt_dir, ext.name, step)
+            if not path.exists():
+                if required:
+                    raise CheckpointError(f"{path}: missing: this checkpoint was saved without extension {ext.name}: "
+                                          f"turn it off ({ext.name}.enabled=false) or start fresh")
+                continue
+            state = load_extra_state(path, self.device, meta)
+            guarded(ext, "load_state_dict", ext.load_state_dict, state)
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The micro-batch loss: the model's, or as the extensions wrap it (each gets the one below as base)."""
+        if not self.extensions:
+            return self.model(x, y)
+        base = self.model
+        for ext in self.extensions:
+            base = (lambda e, b: lambda xx, yy: guarded(e, "train_loss", e.train_loss, xx, yy, b))(ext, base)
+        return base(x, y)
 
     def _restore_optimizer(self, rank_state: dict, step: int) -> None:
         """The resumed step's optimizer state and RNG (a state from another model is a one-line error)."""
@@ -307,6 +362,7 @@ class Trainer:
         meta = load_meta(ckpt_dir, step)
         self._check_meta(meta, ckpt_dir, step)
         self._load_weights(model, ckpt_dir, step, meta)
+        self._load_extension_state(ckpt_dir, step, meta, required=False)
 
     def _check_tokenizer(self, meta: dict, ckpt_dir: Path) -> None:
         """Token ids only mean the same thing under the same tokenizer (stock checkpoints carry no hash)."""
@@ -349,7 +405,8 @@ class Trainer:
                 "dataloader_state_dict": self.loader_state, "loop_state": {"num_iterations": self.num_iterations},
                 "run": cfg.run, "tokenizer_hash": self.tokenizer.fingerprint,
                 "tokenizer_dir": str(self.tokenizer_dir()), "data_dir": str(self.data_dir),
-                "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size}
+                "telemetry_schema_version": SCHEMA_VERSION, "world_size": self.info.world_size,
+                **({"tokenizer_kind": "tct", "tokenizer_dir": ""} if self.tct else {})}
 
     def save(self, step: int, reason: str) -> None:
         t0 = time.time()
@@ -360,7 +417,13 @@ class Trainer:
         size = record["bytes"]
         if self.info.master:
             meta = self.checkpoint_meta()
-            size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta, records)
+            extra = {}
+            if self.extensions:  # settings as config keys <name>.<field>, meta fields, and weights next to the model
+                meta["user_config"].update({e.name: dict(e.settings) for e in self.extensions})
+                meta["extensions"] = {e.name: guarded(e, "meta", e.meta) for e in self.extensions}
+                extra = {extension_file(self.ckpt_dir, e.name, step).name: guarded(e, "state_dict", e.state_dict)
+                         for e in self.extensions}
+            size += save_model_and_meta(self.ckpt_dir, step, self.raw_model.state_dict(), meta, records, extra)
             self.tel.emit("checkpoint", step=step, path=str(self.ckpt_dir / f"model_{step:06d}.pt"), reason=reason,
                           seconds=time.time() - t0, bytes=size)
             print0(f"saved checkpoint step {step} ({reason}) to {self.ckpt_dir}")
@@ -372,6 +435,11 @@ class Trainer:
         if self.source is not None:
             return self.source.loader(split, cfg.device_batch_size, cfg.max_seq_len, info.rank, info.world_size,
                                       self.device, state=state)
+        if self.tct:
+            from engine.tct_windows import make_window_loader
+
+            return make_window_loader(self.data_dir, cfg.device_batch_size, cfg.max_seq_len, split, info.rank,
+                                      info.world_size, self.device, state=state, seed=cfg.seed)
         return make_loader(self.tokenizer, cfg.device_batch_size, cfg.max_seq_len, split, self.data_dir,
                            info.rank, info.world_size, self.device, state=state)
 
@@ -384,6 +452,15 @@ class Trainer:
         steps = max(1, cfg.eval_tokens // tokens_per_batch)
         val = self._loader("val")
         self.model.eval()
+        if self.tct:
+            from engine.tct_lm import evaluate_windows
+
+            with fp8_disabled(self.raw_model):
+                self.val_bpb, val_loss = evaluate_windows(self.model, val, steps, self.token_bytes, self.autocast)
+            self.model.train()
+            self.tel.emit("eval", step=step, val_bpb=self.val_bpb, val_loss=val_loss)
+            print0(f"step {step:05d} | val bpb {self.val_bpb:.4f} | val loss {val_loss:.4f}")
+            return
         with fp8_disabled(self.raw_model):  # evaluated in the compute dtype, as nanochat does
             self.val_bpb = evaluate_bpb(self.model, val, steps, self.token_bytes, self.autocast)
         self.model.train()
@@ -398,7 +475,13 @@ class Trainer:
             if hasattr(self.source, "sample"):
                 self.source.sample(self.raw_model, step, self.tel.emit)
         else:
-            for prompt, text in make_samples(self.raw_model, self.tokenizer):
+            if self.tct:
+                from engine.tct_lm import tct_samples
+
+                samples = tct_samples(self.raw_model, seed=step)
+            else:
+                samples = make_samples(self.raw_model, self.tokenizer)
+            for prompt, text in samples:
                 self.tel.emit("sample", step=step, prompt=prompt, text=text)
                 print0(f"sample | {prompt!r} -> {text!r}")
         self.raw_model.train()
@@ -506,11 +589,13 @@ class Trainer:
                     print0(f"step {step:05d}/{self.num_iterations:05d} ({100 * step / self.num_iterations:5.1f}%) | "
                            f"loss {loss_val:.4f} | lrm {sched['lr_mult']:.2f} | dt {dt * 1000:.0f}ms | "
                            f"tok/s {tok_s:,.0f} | mfu {mfu_s} | eta {eta:.0f}s")
+            for ext in self.extensions:
+                guarded(ext, "after_step", ext.after_step, step)
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One micro-batch: forward, backward of its share of the step's loss; returns the detached loss."""
         with self.autocast:
-            loss = self.model(x, y)
+            loss = self._loss(x, y)
         (loss / self.grad_accum).backward()
         return loss.detach()
 

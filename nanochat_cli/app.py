@@ -4,18 +4,16 @@ crash dumps.
 Each tab is a Textual *mode* (its own screen stack), so a tab keeps its widgets and focus while the user
 is elsewhere. The app owns the config edit session (prefab + overrides) so that the command palette and
 the Config screen change it the same way; screens watch `config_rev` to redraw. Start-up stays light: no
-torch/wandb/opentelemetry imports, non-Config screens are imported when first opened, and machine/secret
-probes run in a worker thread after the first paint.
+torch/wandb/opentelemetry imports, non-Config screens are imported when first opened, the shell and the
+Config tab's frame paint before plugins, prefabs and the secret store load (`services`, right after the
+first paint; the Config tab fills in then), and machine/secret probes run in a worker thread after that.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
-import os
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -33,25 +31,22 @@ from engine import __version__
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
 from nanochat_cli.services import paths
-from nanochat_cli.services.config.prefabs import PrefabStore
-from nanochat_cli.services.config.session import ConfigSession
-from nanochat_cli.services.crash import write_crash_dump
+from nanochat_cli.services.app_services import AppServices, load_app_services
 from nanochat_cli.services.masking import MaskingStream, mask, mask_data, remember_secret
-from nanochat_cli.services.plugins import load_user_plugins
-from nanochat_cli.services.registry import REGISTRY
-from nanochat_cli.services.secrets import SecretStore
 from nanochat_cli.services.state import load_state
 from nanochat_cli.services.text import printable
+from nanochat_cli.startup_trace import bench_requested, stamp, write_bench_report
 from nanochat_cli.tabs import SCREENS
 from nanochat_cli.widgets.shell.status_bar import StatusInfo
 
 if TYPE_CHECKING:
     from textual.widget import AwaitMount
 
-GC_GEN0_THRESHOLD = 7000  # allocations between young collections (CPython's default is 700)
+    from nanochat_cli.services.config.session import ConfigSession
+    from nanochat_cli.services.plugins import PluginReport
+    from nanochat_cli.services.secrets import SecretStore
 
-# env hooks for bench/startup.py: exit right after the first paint and report the timing there
-BENCH_OUT_ENV, BENCH_T0_ENV = "NANOCHAT_CLI_BENCH_OUT", "NANOCHAT_CLI_BENCH_T0"
+GC_GEN0_THRESHOLD = 7000  # allocations between young collections (CPython's default is 700)
 
 THEME = Theme(
     name="nanochat",
@@ -111,18 +106,22 @@ class NanochatApp(App[None]):
     config_rev: var[int] = var(0)  # bumped on every config change; the Config screen redraws on it
     # the run the Train tab shows; a launch or the runs list sets it (every time: a resumed run re-attaches)
     active_run: var[str | None] = var(None, always_update=True)
+    services_ready: var[bool] = var(False)  # plugins, secrets and the edit session are loaded (`services`)
 
     def __init__(self, *, machine: Any = None, secrets: SecretStore | None = None,
                  base_dir_label: str | None = None, config_dir_label: str | None = None,
                  clock: Callable[[], float] | None = None, online_checks: bool = True,
                  start_run: Any = None, start_config: dict[str, Any] | None = None,
-                 start_pipeline: Any = None) -> None:
+                 start_pipeline: Any = None, defer_services: bool = False) -> None:
         """Arguments exist for deterministic snapshots/tests: a given MachineInfo instead of probing this
         machine, a given secret store, fixed labels for the base/config dirs in displayed paths, a frozen
         log clock, and no network checks of tokens. `start_run` (a LaunchSpec, resolved from `start_config`) is
         launched at start on the Train tab (`nanochat-cli train` on a terminal); `start_pipeline` (a
         services.pipeline.Pipeline) is run stage by stage, each stage shown there (`nanochat-cli pipeline`).
-        Raises AppError for a broken state/prefab file."""
+        `defer_services`: load plugins, prefabs and secrets right after the first paint instead of now
+        (what `run_app` does when the first tab is Config, the one tab that can paint without them). Raises
+        AppError for a broken state file (and for a broken prefab or plugin settings file unless deferred:
+        then the app exits with code 2 and `startup_error` says why)."""
         self.config_dir = paths.user_config_dir()
         self.base_dir = paths.base_dir()
         self.state_path = paths.state_path()
@@ -132,9 +131,11 @@ class NanochatApp(App[None]):
             self.DEFAULT_MODE = "train"
         self.start_run, self.start_config = start_run, start_config
         self.pipeline: Any = start_pipeline  # the pipeline this app runs, if any
-        # plugins first: their config categories are part of every prefab the session resolves
-        self.plugin_report = load_user_plugins(REGISTRY)  # in-repo, <config dir>/plugins/, entry points
-        self.plugin_screens = {entry.name: entry for entry in REGISTRY.screens()}  # after the tabs, keys 6..9
+        self._state, self._given_secrets = state, secrets
+        self._services: AppServices | None = None
+        self._mounted = False
+        self.startup_error: str | None = None
+        self.plugin_screens: dict[str, Any] = {}  # plugin screens, after the tabs on keys 6..9 (once loaded)
         self._orchestrator: Any = None
         self.launched: dict[str, Any] = {}  # run name -> (LaunchSpec, resolved config) for runs started here
         super().__init__()
@@ -149,23 +150,56 @@ class NanochatApp(App[None]):
         self.app_log: AppLog = setup_logging(paths.logs_dir(), debug=state.debug, clock=clock)
         self.crash_path: Path | None = None
         self._crash_error: BaseException | None = None  # what _fatal_error prints (masked)
-        self.secrets = secrets or SecretStore()
-        self.session = ConfigSession(state, self.state_path, PrefabStore(auth_flags=self.secrets.auth_flags))
-        self._add_plugin_screens()
+        if not (defer_services and self.DEFAULT_MODE == "config"):
+            self._load_services()
+        stamp("app built (state, log, theme)")
 
     def _add_plugin_screens(self) -> None:
         """Each plugin screen becomes a mode like the tabs (built when first opened), with the next number key."""
         from functools import partial
 
         from nanochat_cli.screens.plugin import make_plugin_screen
+        from nanochat_cli.services.registry import REGISTRY
 
-        for key, entry in enumerate(self.plugin_screens.values(), start=len(SCREENS) + 1):
+        for entry in REGISTRY.screens():
+            if entry.name in self.plugin_screens:
+                continue
+            key = len(SCREENS) + len(self.plugin_screens) + 1
+            self.plugin_screens[entry.name] = entry
             self.add_mode(entry.name, partial(make_plugin_screen, entry, self._error))
             if key <= 9:
                 self.bind(str(key), f"show_screen('{entry.name}')", description=entry.title, show=False)
 
-    # ---- start-up ------------------------------------------------------------------------------
-    def on_mount(self) -> None:
+    # ---- services (loaded after the first paint, or on first use before it) -----------------------
+    @property
+    def services(self) -> AppServices:
+        if self._services is None:
+            self._load_services()
+        assert self._services is not None
+        return self._services
+
+    @property
+    def session(self) -> ConfigSession:
+        return self.services.session
+
+    @property
+    def secrets(self) -> SecretStore:
+        return self.services.secrets
+
+    @property
+    def plugin_report(self) -> PluginReport:
+        return self.services.plugin_report
+
+    def _load_services(self) -> None:
+        self._services = load_app_services(self._state, self.state_path, self._given_secrets)
+        self._add_plugin_screens()  # plugins are loaded now
+        stamp("services loaded (plugins, prefabs, secrets)")
+        self.services_ready = True  # (the Config tab composes its content now, or fills in if it showed)
+        if self._mounted:  # else on_mount says what loading found
+            self._services_loaded()
+
+    def _services_loaded(self) -> None:
+        """Say what loading found (restore notices, broken plugins), then let the screens fill in."""
         log_event("app started", version=__version__, screen=self.current_mode, prefab=self.session.prefab,
                   overrides=len(self.session.overrides))
         for note in self.session.notices:
@@ -173,22 +207,33 @@ class NanochatApp(App[None]):
             log_event(note, level=logging.WARNING)
         for name, error in self.plugin_report.failed:
             self._error(f"plugin {name} disabled: {error}")
+        self._update_status(mode=self.session.launch_mode())
         if self.start_run is not None:
             self.launch_run(self.start_run, self.start_config)
         if self.pipeline is not None:
             self.run_pipeline(self.pipeline)
+
+    # ---- start-up ------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        stamp("first screen composed + mounted")
+        self._mounted = True
         self._update_status(screen=self.current_mode, debug=self.app_log.debug,
-                            mode=self.session.launch_mode(),
                             machine=machine_summary(self.machine) if self.machine else "…")
+        if self._services is not None:
+            self._services_loaded()
         self.call_after_refresh(self._after_first_paint)
 
     def _after_first_paint(self) -> None:
-        out = os.environ.get(BENCH_OUT_ENV)
-        if out:
-            t0 = float(os.environ[BENCH_T0_ENV])
-            heavy = {m: m in sys.modules for m in ("torch", "wandb", "opentelemetry")}
-            Path(out).write_text(json.dumps({"elapsed_s": time.time() - t0, "cpu_s": time.process_time(), **heavy}))
-            self.exit()
+        stamp("first paint")
+        if self._services is None:
+            try:
+                self._load_services()
+            except USER_ERRORS as e:  # a broken prefab or plugin settings file: one line, as before the UI
+                self.startup_error = str(e)
+                self.exit(return_code=2)
+                return
+        if bench_requested():  # bench/startup.py: exit once the filled first tab is on screen too
+            self.call_after_refresh(self._bench_report)
             return
         # the start-up heap (modules, the first screen) lives as long as the app: keep it out of full garbage
         # collections, and collect less often (Textual and the ingest thread allocate fast), so collection
@@ -197,6 +242,11 @@ class NanochatApp(App[None]):
         gc.freeze()
         gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
         self.run_worker(self._probe, thread=True, exclusive=True, group="probe")
+
+    def _bench_report(self) -> None:
+        stamp("first tab filled + painted")
+        write_bench_report()
+        self.exit()
 
     def _probe(self) -> None:
         """Slow-ish lookups (NVML, keyring) off the UI thread; the status bar fills in when they finish."""
@@ -243,6 +293,8 @@ class NanochatApp(App[None]):
 
     # ---- navigation ------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("auth", "launch_run", "save_as", "reset_all") and not self.services_ready:
+            return False  # a key pressed in the moment between the first paint and the services loading
         if action in ("show_screen", "auth", "launch_run") and isinstance(self.screen, ModalScreen):
             return False  # finish the dialog first
         if action == "launch_run":
@@ -554,8 +606,10 @@ class NanochatApp(App[None]):
         # Textual's hook for uncaught exceptions: leave a crash dump before it shuts the app down
         self._crash_error = error
         try:
+            from nanochat_cli.services.crash import write_crash_dump
+
             self._learn_secrets()
-            self.crash_path = write_crash_dump(error, self.session.state, self.app_log.path)
+            self.crash_path = write_crash_dump(error, self._state, self.app_log.path)
             log_event("crashed", level=logging.CRITICAL, error=repr(error), dump=str(self.crash_path))
         except Exception as dump_error:  # the crash report must never hide the crash itself
             print(f"nanochat-cli: could not write a crash dump: {mask(str(dump_error))}", file=sys.stderr)
@@ -577,6 +631,8 @@ class NanochatApp(App[None]):
 
     def _learn_secrets(self) -> None:
         """Read the stored secrets so the masker knows them (it knows those read earlier, and the env's)."""
+        if self._services is None:  # nothing read yet: the masker knows the env's values already
+            return
         try:
             for name in ("wandb_api_key", "hf_token"):
                 self.secrets.get(name)
@@ -596,12 +652,16 @@ def run_app(start_run: Any = None, start_config: dict[str, Any] | None = None, s
     """Run the TUI (launching `start_run`, a LaunchSpec, on the Train tab); returns the process exit code.
     After a crash, says where the dump is."""
     try:
-        app = NanochatApp(start_run=start_run, start_config=start_config, start_pipeline=start_pipeline)
+        app = NanochatApp(start_run=start_run, start_config=start_config, start_pipeline=start_pipeline,
+                          defer_services=True)
     except USER_ERRORS as e:
         print(f"nanochat-cli: {e}", file=sys.stderr)
         return 2
     app.run()
     app.app_log.close()
+    if app.startup_error is not None:
+        print(f"nanochat-cli: {app.startup_error}", file=sys.stderr)
+        return 2
     if app.crash_path is not None:
         print(f"nanochat-cli crashed; details (traceback, UI state, no secrets) in {app.crash_path}",
               file=sys.stderr)

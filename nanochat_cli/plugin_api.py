@@ -9,12 +9,13 @@ from nanochat_cli.errors import AppError
 from nanochat_cli.services.chat_modes import ChatMode, ModeRequest, ModeResult, cached_load
 from nanochat_cli.services.ingest import MetricPoint, MetricStore, RunFeed, SourceHealth, ThreadedSource
 from nanochat_cli.services.panels import Layout, PanelSpec, Thresholds, check_thresholds
-from nanochat_cli.services.registry import CheckpointField, Registry, ScreenEntry
+from nanochat_cli.services.registry import CheckpointField, EngineExtension, Registry, ScreenEntry
 
 __all__ = [
     "AppError",
     "ChatMode",
     "CheckpointField",
+    "EngineExtension",
     "Layout",
     "MetricPoint",
     "MetricStore",

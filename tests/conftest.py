@@ -13,3 +13,17 @@ def _isolated_dirs(tmp_path, monkeypatch):
     monkeypatch.setenv("NANOCHAT_CLI_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("NANOCHAT_BASE_DIR", str(tmp_path / "base"))
     monkeypatch.setenv("NANOCHAT_CLI_KEYRING", "file")  # secrets go to a 0600 file in the tmp config dir
+
+
+@pytest.fixture(autouse=True)
+def _no_plugins_left_behind():
+    """Plugins a test loads (the app, the CLI) go into the global registry: unload them all after each test, so
+    the next one starts clean and loads them in the same order (the Config screen lists their categories in
+    load order). The in-repo megacontext plugin adds a checkpoint field and an engine extension, which tests of
+    the plugin-free registry or with a stand-in "megacontext" category must not see."""
+    yield
+    from nanochat_cli.services.registry import REGISTRY
+
+    for name in list(REGISTRY.plugins):
+        REGISTRY.remove_owned(name)
+        REGISTRY.plugins.pop(name, None)

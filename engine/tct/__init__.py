@@ -26,7 +26,7 @@ from engine.tct.yamljson import file_to_json, yaml_to_json
 
 MERGES_FILE = "merges.txt"
 
-__all__ = ["decode", "encode", "extract_window", "file_to_json", "legal_next_tokens", "load_merges",
+__all__ = ["decode", "encode", "extract_window", "file_to_json", "fingerprint", "legal_next_tokens", "load_merges",
            "parse_json", "tokenizer", "vocab_size", "yaml_to_json"]
 
 
@@ -96,6 +96,17 @@ def decode(tokens: list[int]) -> tuple[str, int, int]:
     """(JSON text, tokens consumed, total tokens). A truncated or invalid list decodes as far as it can;
     `consumed` is where the last complete value ended (the rest is left out of the JSON)."""
     return tokenizer().decode([int(t) for t in tokens])
+
+
+def fingerprint() -> str:
+    """Changes when token ids would: the schema's property names (the key tokens) and the merges."""
+    import hashlib
+
+    tok = tokenizer()
+    h = hashlib.sha256(b"tct\0")
+    h.update(repr(tok.vocab.property_names).encode())
+    h.update(repr(tok.merges).encode())
+    return "tct-" + h.hexdigest()[:12]
 
 
 def vocab_size() -> int:

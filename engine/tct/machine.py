@@ -32,6 +32,10 @@ _KEYMODE, _VALMODE = 0, 1
 _P_VALUE, _P_KEY, _P_NUM = range(3)
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _NUM_BYTES = frozenset(b"0123456789.-+eE")
+# what a JSON number's text can start with (strict mode keeps a number's bytes on this path; 40 bytes hold
+# any finite float's repr)
+_NUMBER_PREFIX = re.compile(rb"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*|(?:\.[0-9]+)?[eE][-+]?[0-9]*)?)?")
+_NUMBER_MAX = 40
 # bytes that can start a string's UTF-8 (or end an empty string: END)
 _START_BYTES = frozenset([*range(0x80), *range(0xC2, 0xF5), END])
 _start_cache: dict[tuple[Any, ...], frozenset[int]] = {}
@@ -385,7 +389,8 @@ class Machine:
 
     def _byte_ok(self, f: Frame, t: int) -> bool:
         if f.purpose == _P_NUM:
-            return t in _NUM_BYTES
+            return t in _NUM_BYTES and len(f.buf) < _NUMBER_MAX and \
+                _NUMBER_PREFIX.fullmatch(bytes(f.buf) + bytes((t,))) is not None
         return self.stack[-1] is f and self.bytes_ok(bytes((t,)))
 
     @staticmethod
@@ -440,7 +445,8 @@ class Machine:
             if not self.strict:
                 return set(range(256))
             if top.purpose == _P_NUM:
-                return set(_NUM_BYTES) | ({END} if self.clone(strict=True).step(END) else set())
+                return {b for b in _NUM_BYTES if self._byte_ok(top, b)} | (
+                    {END} if self.clone(strict=True).step(END) else set())
             out = {b for b in range(END) if self.bytes_ok(bytes((b,)))}
             if self.clone(strict=True).step(END):  # the string may end here (valid UTF-8, allowed key, ...)
                 out.add(END)

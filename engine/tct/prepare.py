@@ -35,10 +35,10 @@ from engine.errors import EngineError
 from engine.shared import atomic_write, run_main, sha256_file
 from engine.tct import extract_window, tokenizer
 from engine.tct.corpus import load_corpus
+from engine.tct.location import FORMAT, is_window_dir  # noqa: F401 - re-exported
 from engine.tct.schema import SCHEMA_FILE
 from engine.tct.vocab import N_POS, POS_STRIDE, VOCAB_SIZE
 
-FORMAT = "tct-windows"
 FORMAT_VERSION = 1
 SHARD_NAME = "shard_{:05d}.parquet"
 ROW_GROUP_WINDOWS = 256  # several row groups per shard, so ranks can share a split

@@ -25,33 +25,36 @@ def _read_secret(prompt: str, from_stdin: bool) -> str:
     return value
 
 
-def cmd_auth_wandb(args: argparse.Namespace) -> int:
-    from nanochat_cli.services.secrets import SecretStore, validate_wandb_key
+def _store_secret(name: str, label: str, prompt: str, from_stdin: bool, validate) -> int:
+    """Read a secret (hidden prompt or stdin), check it with `validate(value) -> (status, message)`, store
+    it unless invalid, and say where it went."""
+    from nanochat_cli.services.secrets import SecretStore
 
-    key = _read_secret("W&B API key (from https://wandb.ai/authorize; input hidden): ", args.stdin)
-    status, message = validate_wandb_key(key, online_check=not args.no_verify, endpoint=args.endpoint)
+    value = _read_secret(prompt, from_stdin)
+    status, message = validate(value)
     if status == "invalid":
         return fail(message)
     store = SecretStore()
-    store.set("wandb_api_key", key)
-    print(f"W&B key {'saved and ' + message if status == 'verified' else message}")
+    store.set(name, value)
+    print(f"{label} {'saved and ' + message if status == 'verified' else message}")
     print("\n".join(store.backend_info().lines()))
     return 0
+
+
+def cmd_auth_wandb(args: argparse.Namespace) -> int:
+    from nanochat_cli.services.secrets import validate_wandb_key
+
+    return _store_secret("wandb_api_key", "W&B key", "W&B API key (from https://wandb.ai/authorize; input hidden): ",
+                         args.stdin, lambda key: validate_wandb_key(key, online_check=not args.no_verify,
+                                                                    endpoint=args.endpoint))
 
 
 def cmd_auth_hf(args: argparse.Namespace) -> int:
-    from nanochat_cli.services.secrets import SecretStore, validate_hf_token
+    from nanochat_cli.services.secrets import validate_hf_token
 
-    token = _read_secret("Hugging Face token (from https://huggingface.co/settings/tokens; input hidden): ",
-                         args.stdin)
-    status, message = validate_hf_token(token)
-    if status == "invalid":
-        return fail(message)
-    store = SecretStore()
-    store.set("hf_token", token)
-    print(f"HF token {message}")
-    print("\n".join(store.backend_info().lines()))
-    return 0
+    return _store_secret("hf_token", "HF token",
+                         "Hugging Face token (from https://huggingface.co/settings/tokens; input hidden): ",
+                         args.stdin, validate_hf_token)
 
 
 def cmd_auth_status(args: argparse.Namespace) -> int:

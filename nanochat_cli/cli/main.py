@@ -31,6 +31,7 @@ from nanochat_cli.cli import auth, checkpoints, pipeline, plugins, prefabs, runs
 from nanochat_cli.cli.common import PLUGINS, PROG, fail
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.services.registry import REGISTRY, Registry
+from nanochat_cli.startup_trace import stamp
 
 BUILTIN_MODULES = (prefabs, runs, pipeline, checkpoints, auth, plugins)  # in the order `--help` lists them
 
@@ -88,6 +89,7 @@ def _quiet_logs() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stamp("interpreter + CLI imported")
     argv = sys.argv[1:] if argv is None else list(argv)
     _quiet_logs()
     register_builtin_commands(REGISTRY)
@@ -106,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         from nanochat_cli.app import run_app
 
+        stamp("app modules imported")
         return run_app()
     from nanochat_cli.services.masking import masked_std_streams
 

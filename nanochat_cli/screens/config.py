@@ -2,10 +2,14 @@
 prefab, the compat matrix (params, tokens, time, cost, GPUs) and this machine's guardrails.
 
 All edits go through the app (`set_override`, `reset_override`, …) so the command palette and this screen
-share one path; the screen redraws whenever the app bumps `config_rev`.
+share one path; the screen redraws whenever the app bumps `config_rev`. At start-up this tab paints its
+frame before the app's services (plugins, prefabs, secrets) are loaded, and composes its content once they
+are (`services_ready`): the schema, pydantic and the field widgets are imported then, not before.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from textual import on
 from textual.app import ComposeResult
@@ -16,10 +20,16 @@ from textual.widgets.option_list import Option
 
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.screens.base import AppScreen
-from nanochat_cli.services.config.schema import specs_by_category
-from nanochat_cli.widgets.config.compat_panel import CompatPanel
-from nanochat_cli.widgets.config.diff_table import DiffTable
-from nanochat_cli.widgets.config.field_row import FieldRow
+from nanochat_cli.services.lazy_module import LazyModule
+
+if TYPE_CHECKING:
+    from nanochat_cli.widgets.config.field_row import FieldRow
+
+# imported when the content is first composed, after the first paint (the schema brings in pydantic)
+_schema = LazyModule("nanochat_cli.services.config.schema")
+_rows = LazyModule("nanochat_cli.widgets.config.field_row")
+_diff = LazyModule("nanochat_cli.widgets.config.diff_table")
+_compat = LazyModule("nanochat_cli.widgets.config.compat_panel")
 
 VIEWS = ["view-fields", "view-diff", "view-compat"]
 
@@ -34,8 +44,15 @@ class ConfigScreen(AppScreen):
     ]
 
     def compose_body(self) -> ComposeResult:
+        if not self.napp.services_ready:  # the frame only; `_services_ready` composes the rest
+            with Horizontal(id="body"):
+                with Vertical(id="config-side"):
+                    yield Static("Prefab", classes="section-title")
+                    yield Static("loading…", id="config-loading")
+                    yield Static("Categories", classes="section-title")
+            return
         session = self.napp.session
-        cats = self._cats = {c: s for c, s in specs_by_category().items() if s}
+        cats = self._cats = {c: s for c, s in _schema.specs_by_category().items() if s}
         with Horizontal(id="body"):
             with Vertical(id="config-side"):
                 yield Static("Prefab", classes="section-title")
@@ -54,15 +71,26 @@ class ConfigScreen(AppScreen):
                             yield VerticalScroll(id=f"cat-{cat}", classes="field-page")
                 with TabPane("Diff", id="view-diff"):
                     yield Static("No overrides: the config is exactly the prefab.", id="diff-empty")
-                    yield DiffTable(id="diff-table")
+                    yield _diff.DiffTable(id="diff-table")
                 with TabPane("Compat", id="view-compat"):
                     with VerticalScroll():
-                        yield CompatPanel(id="compat")
+                        yield _compat.CompatPanel(id="compat")
 
     def _prefab_options(self) -> list[tuple[str, str]]:
         return [(p.name if p.shipped else f"{p.name} (yours)", p.name) for p in self.napp.session.prefabs()]
 
     def on_mount(self) -> None:
+        if self.napp.services_ready:
+            self._start()
+        else:
+            self.watch(self.app, "services_ready", self._services_ready, init=False)
+
+    async def _services_ready(self, ready: bool) -> None:
+        if ready and not self.query("#categories"):
+            await self.recompose()
+            self._start()
+
+    def _start(self) -> None:
         self._epoch = self.napp.session.epoch
         self.query_one("#categories", OptionList).highlighted = 0
         self.watch(self.app, "config_rev", lambda _: self.redraw(), init=True)
@@ -85,7 +113,7 @@ class ConfigScreen(AppScreen):
         self.query_one("#prefab-desc", Static).update(f"{prefab.description}{extends}")
         self._redraw_source()
         force, self._epoch = s.epoch != self._epoch, s.epoch  # everything replaced: drop half-typed text too
-        for row in self.query(FieldRow):
+        for row in self.query(_rows.FieldRow):
             issues = s.issues_for(row.key)
             row.sync(s.current.get(row.key), row.key in s.overrides, issues[0].message if issues else None,
                      force=force)
@@ -130,8 +158,9 @@ class ConfigScreen(AppScreen):
 
     def _redraw_diff(self) -> None:
         rows = self.napp.session.diff
-        self.query_one(DiffTable).show(rows)
-        self.query_one(DiffTable).display = bool(rows)
+        table = self.query_one("#diff-table", _diff.DiffTable)
+        table.show(rows)
+        table.display = bool(rows)
         self.query_one("#diff-empty").display = not rows
         self.query_one(TabbedContent).get_tab("view-diff").label = f"Diff ({len(rows)})"
 
@@ -146,7 +175,8 @@ class ConfigScreen(AppScreen):
             compat, problem, guards = None, str(e), []
         n = len(s.overrides)
         title = s.prefab + (f" + {n} override{'s' if n > 1 else ''}" if n else "")
-        self.query_one(CompatPanel).show(title, compat, problem, guards, machine is not None, colours)
+        panel = self.query_one("#compat", _compat.CompatPanel)
+        panel.show(title, compat, problem, guards, machine is not None, colours)
         n_err = sum(1 for g in guards if g.level == "error")
         n_warn = len(guards) - n_err
         summary = self.query_one("#guard-summary", Static)
@@ -174,7 +204,8 @@ class ConfigScreen(AppScreen):
         page = self.query_one(f"#cat-{cat}", VerticalScroll)
         if not page.children:
             s = self.napp.session
-            rows = [FieldRow(spec, s.current.get(spec.key), spec.key in s.overrides) for spec in self._cats[cat]]
+            rows = [_rows.FieldRow(spec, s.current.get(spec.key), spec.key in s.overrides)
+                    for spec in self._cats[cat]]
             page.mount_all(rows)
             self.call_after_refresh(self.redraw)  # issues for the new rows
         self.query_one("#field-pages", ContentSwitcher).current = f"cat-{cat}"
@@ -185,8 +216,7 @@ class ConfigScreen(AppScreen):
         if event.value is not Select.NULL and event.value != self.napp.session.prefab:
             self.napp.request_switch_prefab(str(event.value))
 
-    @on(FieldRow.ParseState)
-    def _parse_state(self, event: FieldRow.ParseState) -> None:
+    def on_field_row_parse_state(self, event: FieldRow.ParseState) -> None:
         pending = self.napp.session.pending
         if event.error:
             pending[event.key] = event.error
@@ -195,14 +225,18 @@ class ConfigScreen(AppScreen):
         self._redraw_categories()
         self._redraw_compat()
 
-    @on(FieldRow.Edited)
-    def _edited(self, event: FieldRow.Edited) -> None:
+    def on_field_row_edited(self, event: FieldRow.Edited) -> None:
         self.napp.set_override(event.key, event.value)
 
     # ---- actions -------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("reset_field", "next_view"):
+            return bool(self.query("#categories"))  # the content is composed (the services are loaded)
+        return True
+
     def action_reset_field(self) -> None:
         row = next((w for w in (self.focused.ancestors_with_self if self.focused else []) if
-                    isinstance(w, FieldRow)), None)
+                    isinstance(w, _rows.FieldRow)), None)
         if row is None:
             self.notify("Move to a field first (Tab), then Ctrl+R resets it", severity="warning")
             return

@@ -55,10 +55,10 @@ class TrainScreen(AppScreen):
     COMMANDS = {screen_commands}
     hung_after_s: float | None = None  # None: the run's own threshold (telemetry.hung_after_s); tests set it
     BINDINGS = [  # the palette lists each of them; run(...) and edit(...) are the controllers' operations
-        Binding("s", "run('save_now')", "Save now", tooltip="Ask the run to save a checkpoint at the next step"),
+        Binding("s", "run('save_now')", "Save", tooltip="Ask the run to save a checkpoint at the next step"),
         Binding("p", "run('patch')", "Patch", tooltip="Change hot config fields of the running job"),
         Binding("x", "run('stop')", "Stop", tooltip="Stop the run gracefully (save, exit), after a confirmation"),
-        Binding("c", "run('command')", "Command", tooltip="The exact torchrun command (one per node)"),
+        Binding("c", "run('command')", "Command", show=False, tooltip="The exact torchrun command (one per node)"),
         Binding("v", "next_view", "View", tooltip="Next tab: the layout's dashboards, then Runs"),
         Binding("r", "runs", "Runs", tooltip="Past and running runs; Enter attaches"),
         Binding("m", "report", "Report", show=False, tooltip="The pipeline report (nanochat-cli pipeline) of this run"),

@@ -16,7 +16,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import psutil
+from nanochat_cli.services.lazy_module import LazyModule
+
+psutil = LazyModule("psutil")  # ~45 ms to import: kept off the CLI's and the TUI's start-up path
 
 
 def available_cpus() -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -37,7 +38,8 @@ __all__ = ["KINDS", "Alert", "Layout", "LayoutStore", "PanelSpec", "Placement", 
            "SystemProbe", "Thresholds", "check_thresholds", "load_layout", "register_builtins", "save_layout"]
 
 # how the UI draws each kind; a plugin panel picks one of these
-Kind = Literal["progress", "chart", "stats", "bars", "samples", "log", "system", "rollouts", "results"]
+Kind = Literal["progress", "chart", "stats", "bars", "samples", "log", "system", "rollouts", "results",
+               "plugin"]
 KINDS: tuple[str, ...] = get_args(Kind)
 MAX_HZ = 30.0
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -126,6 +128,9 @@ class PanelSpec(BaseModel):
     refresh_hz: float = Field(2.0, gt=0, le=MAX_HZ)
     thresholds: Thresholds = Field(default_factory=Thresholds)
     help: str = ""
+    # kind "plugin": the panel draws `render(view)` (rich or str) from the events of plugin `plugin`
+    plugin: str = ""
+    render: Callable[[Any], Any] | None = None
 
     @field_validator("id")
     @classmethod
@@ -135,15 +140,33 @@ class PanelSpec(BaseModel):
     def keys(self) -> list[str]:
         """Store keys whose change means this panel must repaint (see MetricStore.changed)."""
         topics = {"progress": ["run"], "samples": ["samples"], "log": ["log"], "system": ["sys.*"],
-                  "rollouts": ["rollouts"], "results": ["results"]}
+                  "rollouts": ["rollouts"], "results": ["results"], "plugin": [f"plugin.{self.plugin}"]}
         return topics.get(self.kind, []) + list(self.metrics)
 
     def check_refs(self, registry: Registry) -> None:
-        """Every config key named in the thresholds must be a field of a registered category."""
+        """Every config key named in the thresholds must be a field of a registered category; a plugin panel
+        names its plugin and a render function."""
+        if self.kind == "plugin" and (not self.plugin or not callable(self.render)):
+            raise AppError(f"panel {self.id}: kind 'plugin' needs plugin= (whose events it draws) and "
+                           "render= (a function view -> text)")
         for key in self.thresholds.config_refs():
             if registry.config_default(key) is MISSING:
                 raise AppError(f"panel {self.id}: thresholds name {key!r}, which is not a config key: register "
                                   "its category first, or fix the name")
+
+
+@dataclass(frozen=True)
+class PluginView:
+    """What a "plugin" panel's render function gets: its plugin's events, the store, and the room to draw in."""
+
+    store: Any  # the run's MetricStore
+    plugin: str
+    width: int
+    height: int
+
+    def events(self, kind: str | None = None, last: int | None = None) -> list[Any]:
+        """The plugin's newest `plugin` events (each has .kind, .step, .data), oldest first."""
+        return self.store.plugin_events(self.plugin, kind, last)
 
 
 BUILTIN_PANELS = [

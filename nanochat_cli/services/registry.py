@@ -69,6 +69,17 @@ class SourceEntry:
 
 
 @dataclass(frozen=True)
+class EngineExtension:
+    """An engine extension a plugin ships (engine/extensions.py): when config key `enabled_key` is true, the run
+    config's `extensions` names `entry` ("module:Class", imported by the engine process, so it must not import
+    the app) and passes the values of category `name` as its settings. Off: the run is exactly a vanilla one."""
+
+    name: str  # the plugin's config category, also the extension's name in telemetry and checkpoints
+    entry: str
+    enabled_key: str
+
+
+@dataclass(frozen=True)
 class CheckpointField:
     """A config value every checkpoint records (in its meta's user_config) and the Checkpoints views show.
 
@@ -128,6 +139,9 @@ class Registry:
         self._sources: dict[str, SourceEntry] = {}
         self._ckpt_fields: dict[str, CheckpointField] = {}
         self._commands: dict[str, CliCommand] = {}
+        self._extensions: dict[str, EngineExtension] = {}
+        self._chat_contexts: dict[str, Callable[..., Any]] = {}
+        self._prefab_dirs: list[str] = []
         self._chat_modes: dict[str, ChatMode] = {}
         self._screens: dict[str, ScreenEntry] = {}
         self.plugins: dict[str, str | None] = {}  # plugin name -> None when loaded, else its one-line error
@@ -164,7 +178,12 @@ class Registry:
             raise AppError(f"category {name!r}: fields {', '.join(required)} have no default: give every field "
                            "a default so a prefab can leave it out")
         self._categories[name] = Category(name, model, help, builtin)
-        self.order.append(name)
+        if builtin:
+            self.order.append(name)
+        else:  # plugins' categories after the core ones, by name: the same order whichever loaded first
+            at = next((i for i, n in enumerate(self.order)
+                       if not self._categories[n].builtin and n > name), len(self.order))
+            self.order.insert(at, name)
         self._added("category", name)
 
     def unregister_category(self, name: str) -> None:
@@ -302,6 +321,76 @@ class Registry:
     def checkpoint_fields(self) -> list[CheckpointField]:
         return list(self._ckpt_fields.values())
 
+    # --- engine extensions
+
+    def register_engine_extension(self, ext: EngineExtension) -> None:
+        """Add an engine extension that runs whose `ext.enabled_key` is true load (its category first)."""
+        if self.get(ext.name) is None:
+            raise AppError(f"engine extension {ext.name!r}: no config category of that name: register the "
+                           "category first (the extension's settings are its fields)")
+        if self.config_default(ext.enabled_key) is MISSING:
+            raise AppError(f"engine extension {ext.name!r}: enabled_key {ext.enabled_key!r} is not a config key")
+        module, _, attr = ext.entry.partition(":")
+        if not module or not attr:
+            raise AppError(f"engine extension {ext.name!r}: entry {ext.entry!r}: use 'module:Class'")
+        if ext.name in self._extensions:
+            raise AppError(f"engine extension {ext.name!r}: already registered")
+        self._extensions[ext.name] = ext
+        self._added("engine extension", ext.name)
+
+    def unregister_engine_extension(self, name: str) -> None:
+        if self._extensions.pop(name, None) is None:
+            raise AppError(f"engine extension {name!r}: not registered")
+        self.version += 1
+
+    def engine_extensions(self) -> list[EngineExtension]:
+        return list(self._extensions.values())
+
+    # --- prefab folders
+
+    def register_prefab_dir(self, path: Any) -> None:
+        """Add a folder of prefab YAML files the plugin ships; they list as shipped prefabs while it is loaded."""
+        from pathlib import Path
+
+        folder = Path(path)
+        if not folder.is_dir():
+            raise AppError(f"prefab folder {folder}: not a folder: ship the prefabs inside the plugin package")
+        if str(folder) in self._prefab_dirs:
+            raise AppError(f"prefab folder {folder}: already registered")
+        self._prefab_dirs.append(str(folder))
+        self._added("prefab dir", str(folder))
+
+    def unregister_prefab_dir(self, path: str) -> None:
+        if path not in self._prefab_dirs:
+            raise AppError(f"prefab folder {path}: not registered")
+        self._prefab_dirs.remove(path)
+        self.version += 1
+
+    def prefab_dirs(self) -> list[str]:
+        return list(self._prefab_dirs)
+
+    # --- chat contexts
+
+    def register_chat_context(self, name: str, factory: Callable[..., Any], help: str = "") -> None:
+        """Add a chat context: `factory(ckpt_dir, step, model, tokenizer, meta)` returns an object that generates
+        for checkpoints it applies to (`generate(ids, max_tokens, temperature, top_k, seed)` -> token ids, and
+        `status()` -> text the Chat screen shows under each reply), or None for the others."""
+        check_name("chat context", name)
+        if name in self._chat_contexts:
+            raise AppError(f"chat context {name!r}: already registered: pick another name")
+        if not callable(factory):
+            raise AppError(f"chat context {name!r}: factory is not callable")
+        self._chat_contexts[name] = factory
+        self._added("chat context", name)
+
+    def unregister_chat_context(self, name: str) -> None:
+        if self._chat_contexts.pop(name, None) is None:
+            raise AppError(f"chat context {name!r}: not registered")
+        self.version += 1
+
+    def chat_contexts(self) -> dict[str, Callable[..., Any]]:
+        return dict(self._chat_contexts)
+
     # --- CLI commands
 
     def register_cli_command(self, name: str, setup: Callable[[argparse.ArgumentParser], None], help: str = "",
@@ -413,6 +502,8 @@ class Registry:
         undo = {"category": self.unregister_category, "panel": self.unregister_panel,
                 "layout": self.unregister_layout, "source": self.unregister_telemetry_source,
                 "checkpoint field": self.unregister_checkpoint_field, "cli command": self.unregister_cli_command,
+                "engine extension": self.unregister_engine_extension,
+                "chat context": self.unregister_chat_context, "prefab dir": self.unregister_prefab_dir,
                 "chat mode": self.unregister_chat_mode, "screen": self.unregister_screen}
         for kind, name in reversed(self._owned.pop(plugin, [])):
             with suppress(AppError):  # already unregistered by hand

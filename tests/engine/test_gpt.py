@@ -130,3 +130,49 @@ def test_rotary_is_bit_for_bit_nanochats_rotation():
     x1, x2 = x[..., :8], x[..., 8:]
     reference = torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1)  # nanochat's formula
     assert torch.equal(apply_rotary(x, *rotary_full(cos, sin)), reference)
+
+
+def test_the_decoding_path_agrees_with_the_general_forward():
+    """GPT._decode (one token per row, cache, no autograd) redoes forward's arithmetic in fewer ops against
+    transposed weight copies: per step, from the same cache, its logits agree with the general path's (taken
+    here with autograd on) to float32 rounding of another matmul kernel, with the same argmax, past the sliding
+    window, with GQA, smear and value embeddings; and both leave the same keys and values in the cache."""
+    torch.manual_seed(0)
+    pattern, n_kv_head, batch = "SL", 2, 3
+    cfg = GPTConfig(sequence_len=256, vocab_size=300, n_layer=3, n_head=4, n_kv_head=n_kv_head, n_embd=64,
+                    window_pattern=pattern)
+    model = GPT(cfg)
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    idx = torch.randint(0, 300, (batch, 145))
+    caches = [KVCache(batch, n_kv_head, 160, 16, cfg.n_layer) for _ in range(2)]
+    with torch.no_grad():
+        for cache in caches:
+            model(idx[:, :120], kv_cache=cache)
+    for t in range(120, 145):
+        with torch.inference_mode():
+            fast = model(idx[:, t:t + 1], kv_cache=caches[0])
+        general = model(idx[:, t:t + 1], kv_cache=caches[1]).detach()
+        torch.testing.assert_close(fast, general, atol=1e-5, rtol=0)
+        assert torch.equal(fast.argmax(-1), general.argmax(-1)), f"step {t}"
+    assert min(model.window_sizes) < 140  # decoding ran past the sliding window
+    torch.testing.assert_close(caches[0].kv[..., :145, :], caches[1].kv[..., :145, :].detach(), atol=1e-5, rtol=0)
+
+
+def test_a_cache_whose_rows_are_reassigned_decodes_from_the_new_rows():
+    """A beam search reorders the cache by assigning `cache.kv` (nanochat_plugins/wgsl): decoding must read and
+    write the new tensor, not views of the old one."""
+    torch.manual_seed(0)
+    cfg = GPTConfig(sequence_len=64, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64)
+    model = GPT(cfg)
+    model.init_weights()
+    with torch.inference_mode():
+        cache = KVCache(1, 2, 32, 32, 2)
+        model(torch.randint(0, 100, (1, 5)), kv_cache=cache)
+        cache = cache.expand(3)
+        cache.kv = cache.kv[:, :, torch.tensor([2, 0, 1])]
+        out = model(torch.randint(0, 100, (3, 1)), kv_cache=cache)
+        assert out.shape == (3, 1, 100)
+        assert cache.layers[0][0].data_ptr() == cache.kv.data_ptr()

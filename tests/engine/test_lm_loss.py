@@ -103,3 +103,47 @@ def test_bad_reduction_is_rejected():
     x, w, t, vocab = inputs()
     with pytest.raises(ValueError, match="reduction"):
         softcap_cross_entropy(x, w, t, vocab, CAP, reduction="avg")
+
+
+def test_a_compiled_caller_traces_the_plain_path(monkeypatch):
+    """torch.compile traces plain_loss (dynamo cannot trace the gradient-making Function without graph breaks):
+    the chunked sweep is never entered while compiling, and loss and gradients equal the plain ones. The
+    'eager' backend runs dynamo's tracing without inductor's C++ build, which is what decides the path."""
+    import engine.lm_loss as lm_loss
+
+    torch._dynamo.reset()
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("the chunked sweep ran under torch.compile")
+
+    monkeypatch.setattr(lm_loss, "_sweep", no_sweep)
+    x, w, t, vocab = inputs()
+    compiled = torch.compile(softcap_cross_entropy, backend="eager", fullgraph=True)
+    ref = grads(plain_loss, x, w, t, vocab)
+    got = grads(compiled, x, w, t, vocab)
+    for r, g in zip(ref, got, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-12, rtol=1e-12)
+    torch._dynamo.reset()
+
+
+def test_second_backward_fails_loudly_and_double_backward_is_refused():
+    """The gradients are made in forward: a second backward after the graph was freed must raise (not add the
+    same gradients again unasked), with retain_graph it adds them once more like any graph, and a double
+    backward (create_graph) raises instead of giving zero second derivatives."""
+    x, w, t, vocab = inputs()
+    xr = x.clone().requires_grad_()
+    loss = softcap_cross_entropy(xr, w, t, vocab, CAP, rows=8)
+    loss.backward()
+    first = xr.grad.clone()
+    with pytest.raises(RuntimeError, match="second time|freed"):
+        loss.backward()
+    xr.grad = None
+    loss = softcap_cross_entropy(xr, w, t, vocab, CAP, rows=8)
+    loss.backward(retain_graph=True)
+    loss.backward()
+    torch.testing.assert_close(xr.grad, 2 * first, atol=1e-15, rtol=1e-12)
+    xr.grad = None
+    loss = softcap_cross_entropy(xr, w, t, vocab, CAP, rows=8)
+    (gx,) = torch.autograd.grad(loss, xr, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|second"):
+        gx.sum().backward()

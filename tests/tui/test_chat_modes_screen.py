@@ -74,3 +74,30 @@ async def test_a_registered_mode_is_picked_runs_and_shows_its_checked_result(ech
         claimed.symlink_to(tiny)
         await load(pilot, str(claimed))
         assert screen.ext_mode == "echo_yaml" and screen.query_one("#chat-mode", Select).value == "echo_yaml"
+
+
+async def test_a_tct_checkpoint_opens_in_the_workflow_mode_and_samples_a_valid_workflow(tmp_path, tok_src):
+    import json
+
+    from tct_helpers import save_tct_checkpoint
+
+    from engine.tct import yaml_to_json
+    from engine.tct.validate import workflow_errors
+
+    build_world(tmp_path / "base", tok_src, stock=False)  # the UI state the app starts from
+    ckpt = save_tct_checkpoint(tmp_path / "base", tag="wf")
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 36)) as pilot:
+        if REGISTRY.chat_mode("workflow") is None:
+            pytest.skip("the tct plugin is disabled here")
+        await load(pilot, str(ckpt))
+        screen = app.screen
+        assert screen.ext_mode == "workflow" and screen.query_one("#chat-mode", Select).value == "workflow"
+        screen.query_one("#chat-max-tokens").value = "32"
+        await send(pilot, "Lint")
+        (view,) = screen.query(ModeResultView)
+        result = view.result
+        assert result.ok and result.language == "yaml" and result.validation[0].startswith("valid")
+        doc = json.loads(yaml_to_json(result.text))
+        assert doc["name"] == "Lint" and workflow_errors(doc) == []
+        assert "ms/token" in result.stats

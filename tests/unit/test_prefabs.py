@@ -13,10 +13,10 @@ from nanochat_cli.services.config.estimate import compat_matrix
 from nanochat_cli.services.config.prefabs import PrefabError, PrefabExists, PrefabStore, file_stem
 from nanochat_cli.services.config.schema import ConfigError, to_engine_config
 
-SHIPPED = ["cpu-tiny", "cpu-tiny-sft", "cpu-tiny-rl", "cpu-tiny-eval", "wgsl-cpu", "cpu-small", "wgsl-gpu", "$10",
-           "$100", "$100-sft", "$100-rl", "$100-eval", "$1000"]
+SHIPPED = ["tct-cpu", "cpu-tiny", "cpu-tiny-sft", "cpu-tiny-rl", "cpu-tiny-eval", "wgsl-cpu", "cpu-small", "tct-small",
+           "tct-medium", "wgsl-gpu", "tct-large", "$10", "$100", "$100-sft", "$100-rl", "$100-eval", "$1000"]
 # the embedded-corpus pretraining ladder
-BASE_TIERS = [n for n in SHIPPED if not n.endswith(("-sft", "-rl", "-eval")) and not n.startswith("wgsl")]
+BASE_TIERS = [n for n in SHIPPED if not n.endswith(("-sft", "-rl", "-eval")) and not n.startswith(("wgsl", "tct"))]
 
 
 @pytest.fixture
@@ -70,6 +70,18 @@ def test_gpu_tiers_grow_in_scale_and_cost(store):
     for info in (usd10, usd100, usd1000):
         assert info.vram_gb_per_gpu < 80  # each fits an 80 GB H100 by the estimate
     assert small.est_hours > tiny.est_hours and 10 / 60 < small.est_hours < 1.5
+
+
+def test_tct_tiers_train_on_tct_windows_at_the_sizes_the_issue_gives(store):
+    for name, d_model, layers in (("tct-small", 512, 6), ("tct-medium", 768, 8), ("tct-large", 1024, 12)):
+        r = store.resolve(name)
+        info = compat_matrix(r)
+        shape = (info.model_dim, r["model.depth"], r["model.max_seq_len"], r["model.vocab_size"])
+        assert shape == (d_model, layers, 512, 8192), name
+        assert r["data.data_dir"] == "tct:workflows" and info.gpus == 1 and info.vram_gb_per_gpu < 80
+    cpu = store.resolve("tct-cpu")
+    assert cpu["hardware.device"] == "cpu" and cpu["data.data_dir"] == "tct:workflows"
+    assert compat_matrix(cpu).est_hours * 60 < 10
 
 
 def test_extends_chain_sets_only_what_differs(store):

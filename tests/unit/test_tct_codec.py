@@ -264,3 +264,18 @@ def test_pattern_digits_are_ascii_as_in_ecma_regex_and_strict_mode_agrees_with_t
         assert all(in_strict) == valid, version  # strict sampling reaches exactly the valid versions
         assert all(tokens[k] in legal_next_tokens(tokens[:k], allow_escape=True) for k in range(len(tokens)))
         assert json.loads(decode(tokens)[0]) == doc(version)  # and every one round-trips
+
+
+def test_strict_number_bytes_stay_on_a_json_number():
+    """A NUM's text takes only bytes that keep it a JSON number prefix (a sampler could otherwise write
+    '-3.14-1409...' forever: no END would ever be legal)."""
+    tok = tokenizer()
+    a = tok.atoms
+    prefix = tok.segmenter.encode(tok.walker.atoms({"on": "push", "jobs": {"a": {"timeout-minutes": 1000}}}))
+    k = next(i for i in range(len(prefix)) if a.NUM in tok.expansion[prefix[i]])
+    m = tok.machine_after(prefix[:k + 1])  # just after NUM (merged with what came before it)
+    assert m.legal_atoms() == set(b"-0123456789")
+    for b in b"1.5e-":
+        assert m.step(b)
+    assert m.legal_atoms() == set(b"0123456789") and not m.clone(True).step(ord("-"))
+    assert m.step(ord("3")) and 255 in m.legal_atoms()

@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.shared import atomic_write
+from nanochat_cli.services.registry import REGISTRY
 
 MODES = ("chat", "continue")
 SPECIAL_TEXT = {"tool_call": ("<|python_start|>", "<|python_end|>"),
@@ -46,6 +47,7 @@ class ReplyStats:
     finish: str = "stop"  # "stop" (end token) | "length" (max_tokens reached) | "cancelled" (stop_event)
     dropped_turns: int = 0  # oldest user/assistant pairs left out to fit the context
     threads: int = 0  # torch CPU threads the reply ran with
+    context: str = ""  # a plugin chat context's status after the reply (e.g. MegaContext's LOD map)
 
 
 def default_mode(path: str | Path) -> str:
@@ -75,7 +77,10 @@ class ChatSession:
 
     def __init__(self, model: Any, tokenizer: Any, mode: str = "chat", temperature: float = 0.8,
                  top_k: int | None = 50, max_tokens: int = 256, seed: int = 42,
-                 tool: Callable[[str], str] | None = None, info: dict[str, Any] | None = None):
+                 tool: Callable[[str], str] | None = None, info: dict[str, Any] | None = None,
+                 context: Any = None):
+        """`context`: a plugin's chat context (Registry.register_chat_context) that generates instead of the
+        plain engine, e.g. over a long document through MegaContext's working context."""
         from engine.engine import Engine
 
         if mode not in MODES:
@@ -89,6 +94,7 @@ class ChatSession:
         self.model, self.tokenizer, self.mode = model, tokenizer, mode
         self.temperature, self.top_k, self.max_tokens, self.seed = temperature, top_k, max_tokens, seed
         self.engine = Engine(model, tokenizer, tool=tool)
+        self.context = context
         self.info = dict(info or {})  # checkpoint, step, … (goes into the transcript header)
         self.messages: list[dict[str, Any]] = []  # chat-template messages; assistant content is a parts list
         self.log: list[dict[str, Any]] = []  # transcript: messages with chunks and stats
@@ -110,7 +116,13 @@ class ChatSession:
         model, tok, meta = load_model(path, step, device, tokenizer_dir)
         model_file = Path(path) if str(path).endswith(".pt") else Path(path) / f"model_{meta['step']:06d}.pt"
         info = {"checkpoint": str(model_file), "step": meta["step"], "run": meta.get("run"), "device": str(device)}
-        return cls(model, tok, info=info, **kw)
+        context = None
+        for name, factory in REGISTRY.chat_contexts().items():  # the first plugin context that applies
+            context = factory(model_file.parent, meta["step"], model, tok, meta)
+            if context is not None:
+                info["context"] = name
+                break
+        return cls(model, tok, info=info, context=context, **kw)
 
     def stop(self) -> None:
         """Ask the reply in progress to end before its next token (safe from any thread)."""
@@ -126,6 +138,9 @@ class ChatSession:
         tok = self.tokenizer
         if self.mode == "continue":
             return tok.encode(user_text, prepend=tok.get_bos_token_id()), 0
+        if self.context is not None:  # the context fits the whole history into its own budget
+            return tok.render_for_completion({"messages": self.messages + [{"role": "user", "content": user_text},
+                                                                           {"role": "assistant", "content": ""}]}), 0
         history = self.messages + [{"role": "user", "content": user_text}]
         budget = max(self.model.config.sequence_len - self.max_tokens, self.model.config.sequence_len // 2)
         dropped = 0
@@ -149,8 +164,12 @@ class ChatSession:
         stats = ReplyStats(prompt_tokens=len(ids), dropped_turns=dropped, finish="length", threads=threads)
         seed = self.seed + sum(1 for m in self.log if m["role"] == "assistant")
         t0 = time.perf_counter()
-        steps = self.engine.generate(ids, num_samples=1, max_tokens=self.max_tokens, temperature=self.temperature,
-                                     top_k=self.top_k, seed=seed)
+        if self.context is not None:
+            steps = (([t], None) for t in self.context.generate(ids, self.max_tokens, self.temperature, self.top_k,
+                                                                 seed))
+        else:
+            steps = self.engine.generate(ids, num_samples=1, max_tokens=self.max_tokens,
+                                         temperature=self.temperature, top_k=self.top_k, seed=seed)
         segments = [Chunk("text", "")]  # one per text run, tool call and tool output, in order
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
         t_first = None
@@ -202,6 +221,8 @@ class ChatSession:
                 stats.tokens_per_s = (stats.tokens - 1) / (t_end - t_first)
             elif stats.tokens:
                 stats.tokens_per_s = stats.tokens / stats.seconds
+            if self.context is not None:
+                stats.context = self.context.status()
             self.last_stats = stats
             segments = [c for c in segments if c.text or c.kind != "text"]
             self.last_segments = segments

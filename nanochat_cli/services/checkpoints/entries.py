@@ -101,7 +101,8 @@ class CheckpointEntry:
     def files(self) -> list[Path]:
         """This step's files that exist, meta first (the order a delete must follow)."""
         optims = [self.path / f"optim_{self.step:06d}_rank{r}.pt" for r in sorted(self.optim_ranks)]
-        return [p for p in (self.meta_file, self.model_file, *optims) if p.exists()]
+        extensions = sorted(self.path.glob(f"ext_*_{self.step:06d}.pt"))  # engine extensions' states
+        return [p for p in (self.meta_file, self.model_file, *optims, *extensions) if p.exists()]
 
     def setting(self, key: str, registry: Registry = REGISTRY) -> Any:
         """The value of config key `key` this checkpoint was trained with: as its meta recorded it, else the

@@ -197,6 +197,18 @@ class CheckpointRegistry:
             data_dir = embedded_corpus_dir(str(base))
         explicit = bool(resolved.get("data.tokenizer_dir"))
         tok_hash, vocab, note = None, None, ""
+        from engine.tct.location import SCHEME, uses_tct, window_dir_for
+
+        if uses_tct(data_dir):  # TCT windows: the tokenizer is TCT's own, whatever the data
+            from engine.tct import fingerprint, vocab_size
+
+            if str(data_dir).startswith(SCHEME):  # the folder the engine resolves it to
+                data_dir = str(window_dir_for(str(data_dir), base, resolved["model.max_seq_len"]))
+
+            tok_hash, vocab = fingerprint(), vocab_size()
+            return ActiveConfig(resolved=resolved, base=base, model_config=config_model_config(resolved, vocab),
+                                tokenizer_dir=None, tokenizer_hash=tok_hash, tokenizer_note="TCT tokenizer",
+                                explicit_tokenizer=False, data_dir=data_dir)
         if explicit:
             tok_dir: str | None = str(Path(resolved["data.tokenizer_dir"]).expanduser())
         else:

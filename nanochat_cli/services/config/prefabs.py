@@ -32,6 +32,7 @@ from nanochat_cli.services.config.schema import (
     resolve_key,
     specs_by_category,
 )
+from nanochat_cli.services.registry import REGISTRY
 
 __all__ = ["BrokenPrefab", "Prefab", "PrefabError", "PrefabExists", "PrefabStore", "CompatInfo", "compat_matrix",
            "file_stem"]
@@ -132,6 +133,8 @@ class PrefabStore:
     def __init__(self, shipped_dir: Path | None = None, user_dir: Path | None = None,
                  auth_flags: Callable[[], dict[str, bool]] | None = None) -> None:
         self.shipped_dir = Path(shipped_dir) if shipped_dir else paths.shipped_prefabs_dir()
+        # loaded plugins' prefab folders count as shipped (a store given its own folder, as in tests, reads only it)
+        self.plugin_dirs = [] if shipped_dir else REGISTRY.prefab_dirs()
         self.user_dir = Path(user_dir) if user_dir else paths.user_prefabs_dir()
         self._auth_flags = auth_flags  # None: ask the secret store (lazily: it imports keyring)
         self._broken: list[BrokenPrefab] | None = None  # from the last scan
@@ -145,6 +148,7 @@ class PrefabStore:
             raise PrefabError(f"{self.shipped_dir}: shipped prefabs not found: run from a source checkout or an "
                               "editable install (pip install -e .)")
         files = [(p, True) for p in sorted(self.shipped_dir.glob("*.yaml"))]
+        files += [(p, True) for d in self.plugin_dirs for p in sorted(Path(d).glob("*.yaml"))]
         if self.user_dir.is_dir():
             files += [(p, False) for p in sorted(self.user_dir.glob("*.yaml"))]
         shipped: list[Prefab] = []

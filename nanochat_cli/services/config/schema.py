@@ -129,7 +129,7 @@ ENGINE_LAYOUT: dict[str, list[str | tuple[str, str]]] = {
     "run": [("name", "run"), "base_dir", "model_tag", "resume", "resume_from_step", "init_from"],
 }
 # engine fields set from launcher fields instead: hardware.device -> device_type ("auto" -> "")
-ENGINE_DERIVED = {"device_type": "hardware.device"}
+ENGINE_DERIVED = {"device_type": "hardware.device", "extensions": "plugins"}  # extensions: from plugin categories
 
 _HELP = {
     "model": "shape of the transformer",
@@ -473,11 +473,28 @@ def normalize_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return {resolve_key(k): v for k, v in overrides.items()}
 
 
+def engine_extensions(resolved: dict[str, Any]) -> list[dict[str, Any]]:
+    """The plugins' engine extensions switched on in `resolved`, as TrainConfig.extensions entries (each with
+    its category's values, defaults filled in, as settings)."""
+    out = []
+    for ext in REGISTRY.engine_extensions():
+        if not resolved.get(ext.enabled_key, REGISTRY.config_default(ext.enabled_key)):
+            continue
+        cat = REGISTRY.get(ext.name)
+        settings = {name: resolved.get(f"{ext.name}.{name}", REGISTRY.config_default(f"{ext.name}.{name}"))
+                    for name in cat.model.model_fields}
+        out.append({"name": ext.name, "entry": ext.entry, "settings": settings})
+    return out
+
+
 def to_engine_config(resolved: dict[str, Any]) -> TrainConfig:
     """Flatten the engine's categories into a TrainConfig (launcher and plugin fields are left out)."""
     values = {s.engine_name: resolved[s.key] for s in _catalog().specs if s.engine_name and s.key in resolved}
     device = resolved.get(ENGINE_DERIVED["device_type"], "auto")
     values["device_type"] = "" if device == "auto" else device
+    extensions = engine_extensions(resolved)
+    if extensions:  # none on: the field stays at its default and the run is a vanilla one
+        values["extensions"] = extensions
     try:
         return TrainConfig(**values)
     except ValidationError as e:

@@ -43,6 +43,9 @@ STEP_METRICS = ("loss", "smooth_loss", "lr_mult", "muon_momentum", "tokens_per_s
                 "t_fwd_bwd", "t_optim", "mem_bytes")
 
 
+PLUGIN_EVENTS = 512  # plugin events kept per plugin
+
+
 @dataclass(frozen=True, slots=True)
 class MetricPoint:
     """One value of a named series; what non-engine sources (system probe, plugins) deliver."""
@@ -322,6 +325,7 @@ class MetricStore:
         self._sinks: dict[str, SinkStatus] = {}
         self._sources: dict[str, SourceHealth] = {}
         self._eta = EtaEstimator()
+        self._plugin_events: dict[str, deque[Any]] = {}
 
     # --- writing
 
@@ -539,6 +543,14 @@ class MetricStore:
             entries = list(self._log)
         return entries if last is None else entries[-last:]
 
+    def plugin_events(self, plugin: str, kind: str | None = None, last: int | None = None) -> list[Any]:
+        """The newest `plugin` events of one plugin (of one kind), oldest first (PLUGIN_EVENTS each at most)."""
+        with self._lock:
+            events = list(self._plugin_events.get(plugin, ()))
+        if kind is not None:
+            events = [e for e in events if e.kind == kind]
+        return events if last is None else events[-last:]
+
     def samples(self) -> list[Sample]:
         with self._lock:
             return list(self._samples)
@@ -589,7 +601,17 @@ def _sinks_from_config(config: dict[str, Any], prev: dict[str, SinkStatus]) -> d
     return out
 
 
+def _on_plugin(store: MetricStore, ev: Any) -> None:
+    """A plugin's own event: kept per plugin (bounded) for its panels, which repaint on "plugin.<name>"."""
+    if len(store._plugin_events) >= MAX_SERIES and ev.plugin not in store._plugin_events:
+        store._dropped += 1
+        return
+    store._plugin_events.setdefault(ev.plugin, deque(maxlen=PLUGIN_EVENTS)).append(ev)
+    store._touch(f"plugin.{ev.plugin}")
+
+
 _HANDLERS = {
+    "plugin": _on_plugin,
     "step": MetricStore._on_step,
     "eval": MetricStore._on_eval,
     "sample": MetricStore._on_sample,

@@ -9,6 +9,7 @@ nodes > 1 we only build the rendezvous form of the command, one line per node.
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from dataclasses import dataclass
@@ -134,6 +135,8 @@ def engine_flags(config: TrainConfig | BaseModel) -> list[str]:
         flag = "--" + name.replace("_", "-")
         if isinstance(value, bool):
             out.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list | dict):  # extensions: the engine reads them back as JSON
+            out.append(f"{flag}={json.dumps(value)}")
         else:
             out.append(f"{flag}={'none' if value is None else value}")
     return out

@@ -51,6 +51,8 @@ class ReplyView(Vertical):
         for old in self.query(".chat-stats"):
             old.remove()
         self.mount(Static(stats_line(stats), classes="chat-stats", markup=False))
+        if stats.context:  # a plugin chat context's status, e.g. MegaContext's LOD map of the document
+            self.mount(Static(stats.context, classes="chat-stats chat-context", markup=False))
 
     def show_error(self, message: str) -> None:
         self.mount(Static(message, classes="chat-stats -error", markup=False))

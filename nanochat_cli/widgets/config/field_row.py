@@ -111,9 +111,13 @@ class FieldRow(Vertical):
         return f"{self.spec.help}{' [' + bounds + ']' if bounds else ''}{hot}"
 
     # ---- editor events -------------------------------------------------------------------------
+    # An editor posts Changed when it mounts; a `sync` may have set another value before that message is
+    # handled. Such a stale message is not an edit (it would store the old value as an override).
     @on(Input.Changed, ".field-editor")
     def _input_changed(self, event: Input.Changed) -> None:
         event.stop()
+        if event.value != event.input.value:
+            return
         try:
             value = parse_value(self.spec, event.value)
         except ValueError as e:
@@ -126,13 +130,13 @@ class FieldRow(Vertical):
     @on(Switch.Changed, ".field-editor")
     def _switch_changed(self, event: Switch.Changed) -> None:
         event.stop()
-        if event.value != self.value:
+        if event.value == event.switch.value != self.value:
             self.post_message(self.Edited(self.key, event.value))
 
     @on(Select.Changed, ".field-editor")
     def _select_changed(self, event: Select.Changed) -> None:
         event.stop()
-        if event.value is not Select.NULL and event.value != self.value:
+        if event.value is not Select.NULL and event.value == event.select.value != self.value:
             self.post_message(self.Edited(self.key, event.value))
 
     # ---- redraw from the session ----------------------------------------------------------------

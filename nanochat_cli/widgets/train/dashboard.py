@@ -23,6 +23,7 @@ from nanochat_cli.widgets.train.bars import BarsPanel
 from nanochat_cli.widgets.train.base import MessagePanel, Panel
 from nanochat_cli.widgets.train.chart import ChartPanel
 from nanochat_cli.widgets.train.events import EventsPanel
+from nanochat_cli.widgets.train.plugin import PluginPanel
 from nanochat_cli.widgets.train.progress import ProgressPanel
 from nanochat_cli.widgets.train.results import ResultsPanel
 from nanochat_cli.widgets.train.rollouts import RolloutsPanel
@@ -33,7 +34,7 @@ from nanochat_cli.widgets.train.system import SystemPanel
 PANEL_WIDGETS: dict[str, type[Panel]] = {
     "progress": ProgressPanel, "chart": ChartPanel, "stats": StatsPanel, "bars": BarsPanel,
     "samples": SamplesPanel, "log": EventsPanel, "system": SystemPanel, "rollouts": RolloutsPanel,
-    "results": ResultsPanel,
+    "results": ResultsPanel, "plugin": PluginPanel,
 }
 FIXED_ROWS = {"progress": 6}  # kind -> lines a one-row panel of it needs (border included)
 

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import math
 
+from nanochat_cli.formatting import count  # noqa: F401 — one count format for the app and the CLI
 from nanochat_cli.services.text import duration  # noqa: F401 — one duration format for the app and the CLI
-
-
-def count(n: float | None) -> str:
-    """1.23K, 4.5M, 2.1B; '-' when unknown."""
-    if n is None:
-        return "-"
-    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.2f}{unit}"
-    return f"{n:.0f}"
 
 
 def num(x: float | None, digits: int = 4) -> str:

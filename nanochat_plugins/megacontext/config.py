@@ -1,0 +1,44 @@
+"""The "megacontext" config category: one pydantic model, read by the app (Config screen, prefabs, --set)
+and by the engine extension (its settings arrive as this model's fields). No app imports here: the engine
+process loads this module."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class MegaContextConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="train and serve with MegaContext (gist tree + focus allocator)")
+    block_size: int = Field(32, ge=4, le=256, description="tokens per gist block (the tree is block_size-ary)")
+    levels: int = Field(2, ge=1, le=3, description="gist tree levels above raw tokens (1: gists of blocks; "
+                                                   "2: also gists of block_size gists)")
+    budget: int = Field(256, ge=64, le=65536, description="working-context budget: positions the model sees "
+                                                          "(raw tokens + one per gist)")
+    doc_tokens: int = Field(1024, ge=128, le=1 << 20, description="tokens of each long document MegaContext "
+                                                                  "trains on (its full history)")
+    tail_tokens: int = Field(64, ge=8, description="raw tokens at the end of each document whose next-token "
+                                                   "loss MegaContext trains on")
+    docs_per_step: int = Field(1, ge=1, le=64, description="long documents per optimizer step (per rank)")
+    loss_weight: float = Field(1.0, ge=0, description="weight of the MegaContext loss next to the plain LM loss")
+    lens_refresh: int = Field(4, ge=1, description="steps (training) or tokens (chat) between LensNet "
+                                                   "re-scoring and, in training, its ΔNLL targets")
+    expand_threshold: float = Field(0.1, description="expand a gist when LensNet's score (predicted loss "
+                                                     "saved, nats) is above this and the budget allows")
+    collapse_threshold: float = Field(-0.1, description="a raw block scored below this may be collapsed to its "
+                                                        "gist to make room for a gist scored above expand_threshold")
+    gistnet_dim: int = Field(128, ge=16, le=4096, description="GistNet size: width of its attention pooling")
+    gistnet_heads: int = Field(4, ge=1, le=64, description="GistNet attention-pooling heads")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate of GistNet and LensNet")
+
+    @model_validator(mode="after")
+    def _shape(self) -> MegaContextConfig:
+        if self.gistnet_dim % self.gistnet_heads:
+            raise ValueError(f"gistnet_dim={self.gistnet_dim} must be a multiple of gistnet_heads="
+                             f"{self.gistnet_heads}")
+        if self.tail_tokens + 2 * self.block_size > self.budget:
+            raise ValueError(f"budget={self.budget} must hold tail_tokens={self.tail_tokens} plus two blocks")
+        if self.doc_tokens < self.tail_tokens + 2 * self.block_size:
+            raise ValueError(f"doc_tokens={self.doc_tokens} must be longer than tail_tokens plus two blocks")
+        return self

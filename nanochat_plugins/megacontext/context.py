@@ -1,0 +1,113 @@
+"""From a document and its working context to the model's input: raw tokens where a block is resident, one
+gist embedding where it is not. The gists enter through the model's `input_stage` hook (engine/gpt.py): the
+token ids at gist positions are a placeholder (BOS) whose embedding the hook replaces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nanochat_plugins.megacontext.nets import GistNet, LensNet, rms
+from nanochat_plugins.megacontext.tree import DROPPED, GIST, GIST2, RAW, WorkingContext
+
+
+@dataclass
+class Gists:
+    level1: torch.Tensor  # [n_blocks, C]
+    level2: torch.Tensor  # [n_groups, C] (whole groups only)
+
+
+def block_embeddings(model, history: torch.Tensor, block_size: int) -> torch.Tensor:
+    """[n_blocks, block_size, C]: the normed token embeddings of the history, block by block."""
+    n = history.numel() // block_size
+    return rms(model.transformer.wte(history[:n * block_size].view(n, block_size)))
+
+
+def make_gists(model, gistnet: GistNet, history: torch.Tensor, block_size: int, levels: int) -> Gists:
+    level1 = gistnet(block_embeddings(model, history, block_size))
+    n_groups = level1.size(0) // block_size if levels >= 2 else 0
+    level2 = (gistnet(level1[:n_groups * block_size].view(n_groups, block_size, -1)) if n_groups
+              else level1.new_zeros(0, level1.size(1)))
+    return Gists(level1, level2)
+
+
+def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
+             placeholder: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(idx [1, S], gist positions [G], gist vectors [G, C]) for the working context followed by the tail."""
+    bs = wc.block_size
+    ids: list[torch.Tensor] = []
+    positions: list[int] = []
+    vectors: list[torch.Tensor] = []
+    at = 0
+    done_groups: set[int] = set()
+    ph = history.new_full((1,), placeholder)
+    for b, lod in enumerate(wc.lod):
+        if lod == RAW:
+            ids.append(history[b * bs:(b + 1) * bs])
+            at += bs
+        elif lod == GIST:
+            ids.append(ph)
+            positions.append(at)
+            vectors.append(gists.level1[b])
+            at += 1
+        elif lod == GIST2 and b // bs not in done_groups:
+            done_groups.add(b // bs)
+            ids.append(ph)
+            positions.append(at)
+            vectors.append(gists.level2[b // bs])
+            at += 1
+        elif lod not in (DROPPED, GIST2):
+            raise ValueError(f"unknown LOD {lod}")
+    ids.append(tail)
+    idx = torch.cat(ids)[None]
+    pos = torch.tensor(positions, dtype=torch.long, device=idx.device)
+    vec = torch.stack(vectors) if vectors else gists.level1.new_zeros(0, gists.level1.size(1))
+    return idx, pos, vec
+
+
+def stage(pos: torch.Tensor, vec: torch.Tensor):
+    """The model's input_stage hook: put the gist vectors at their positions (autograd flows into them)."""
+    def put(idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if not pos.numel():
+            return x
+        return x.index_put((torch.zeros_like(pos), pos), vec.to(x.dtype))
+    return put
+
+
+def tail_targets(idx: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
+    """Targets for the tail's tokens only: position S-R-1 predicts tail[0], ..., S-2 predicts tail[-1]."""
+    y = torch.full_like(idx, -1)
+    R, S = tail.numel(), idx.size(1)
+    y[0, S - R - 1:S - 1] = tail
+    return y
+
+
+def context_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
+                 placeholder: int) -> torch.Tensor:
+    """Mean next-token loss over the tail given the working context."""
+    idx, pos, vec = assemble(history, tail, wc, gists, placeholder)
+    return model(idx, tail_targets(idx, tail), input_stage=stage(pos, vec))
+
+
+def raw_loss(model, tokens: torch.Tensor, tail_len: int) -> torch.Tensor:
+    """Mean next-token loss over the last `tail_len` tokens given all of `tokens` raw (truncation: the newest
+    budget tokens; full: the whole document): the same targets and positions count as in context_loss."""
+    idx = tokens[None]
+    return model(idx, tail_targets(idx, tokens[-tail_len:]))
+
+
+def focus_vector(model, recent: torch.Tensor, block_size: int) -> torch.Tensor:
+    """LensNet's query: the mean normed embedding of the newest tokens before what is predicted."""
+    return rms(model.transformer.wte(recent[-block_size:])).mean(0)
+
+
+def lens_scores(lensnet: LensNet, gists: Gists, focus: torch.Tensor, wc: WorkingContext) -> torch.Tensor:
+    """LensNet's score for every block (a level-2 member is scored by its group's gist)."""
+    n = wc.n_blocks
+    feats = gists.level1.clone()
+    for b in range(n):
+        if wc.lod[b] == GIST2 and b // wc.block_size < gists.level2.size(0):
+            feats[b] = gists.level2[b // wc.block_size]
+    distance = torch.arange(n, 0, -1, dtype=feats.dtype, device=feats.device) / 32.0
+    return lensnet(feats, focus, distance)

@@ -1,0 +1,153 @@
+"""The engine side of MegaContext: an `engine.extensions.Extension` the engine loads by name from the run
+config (`extensions: [{name: megacontext, entry: nanochat_plugins.megacontext.extension:MegaContextExtension}]`).
+It imports only the engine and this package, never the app.
+
+Each micro-batch it adds, next to the plain LM loss, the next-token loss of the tail of a long document seen
+through a working context of `budget` positions: the newest blocks raw, older ones as GistNet gists, reshaped by
+the focus allocator from LensNet's scores. The gradient reaches GistNet through the gists (the ΔNLL objective:
+replacing a block by its gist should cost little loss) and teaches the model to read them. Every `lens_refresh`
+steps LensNet is fitted to measured ΔNLLs: how much loss expanding each of a few gists actually saves.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.dataset import iter_texts
+from engine.extensions import Extension, ExtensionContext
+from nanochat_plugins.megacontext.config import MegaContextConfig
+from nanochat_plugins.megacontext.context import (
+    Gists,
+    context_loss,
+    focus_vector,
+    lens_scores,
+    make_gists,
+    raw_loss,
+)
+from nanochat_plugins.megacontext.docs import LongDocs
+from nanochat_plugins.megacontext.nets import GistNet, LensNet
+from nanochat_plugins.megacontext.tree import RAW, WorkingContext, allocate
+
+LENS_PROBES = 6  # blocks whose raw-vs-gist loss is measured per LensNet refresh
+
+
+def telemetry(wc: WorkingContext, before: list[int], actions: list, **extra: Any) -> dict[str, Any]:
+    """The `context` event's data for a working context (see docs/protocol.md, plugin kinds)."""
+    swapped_in = sum(1 for b, lod in enumerate(wc.lod) if lod == RAW and before[b] != RAW)
+    swapped_out = sum(1 for b, lod in enumerate(wc.lod) if lod != RAW and before[b] == RAW)
+    tail_blocks = -(-wc.tail // wc.block_size)
+    return {"lod": wc.lod_map(), "block_size": wc.block_size, "budget": wc.budget, "slots": wc.slots(),
+            "resident": wc.resident() + tail_blocks, "swapped": wc.n_blocks - wc.resident(),
+            "swap_in": swapped_in, "swap_out": swapped_out, "actions": [a.to_dict() for a in actions], **extra}
+
+
+class MegaContextExtension(Extension):
+    name = "megacontext"
+
+    def __init__(self, settings: dict[str, Any], ctx: ExtensionContext) -> None:
+        super().__init__(settings, ctx)
+        self.cfg = MegaContextConfig(**settings)
+        C = ctx.model.config.n_embd
+        self.gistnet = GistNet(C, self.cfg.block_size, self.cfg.gistnet_dim, self.cfg.gistnet_heads)
+        self.lensnet = LensNet(C)
+        self.placeholder = ctx.tokenizer.get_bos_token_id()
+        bos = self.placeholder
+        self.docs = LongDocs(lambda: iter_texts(ctx.data_dir, "train", ctx.rank, ctx.world_size),
+                             lambda text: ctx.tokenizer.encode(text, prepend=bos), self.cfg.doc_tokens,
+                             seed=ctx.seed + ctx.rank)
+        self.rng = random.Random(ctx.seed)
+        self.step = 0
+        self.last: dict[str, Any] = {}
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"gistnet": self.gistnet, "lensnet": self.lensnet}
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        params = list(self.gistnet.parameters()) + list(self.lensnet.parameters())
+        return [{"name": "megacontext", "params": params, "lr": self.cfg.lr, "betas": (0.9, 0.95)}]
+
+    def meta(self) -> dict[str, Any]:
+        return {"version": 1, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
+                "lensnet_params": sum(p.numel() for p in self.lensnet.parameters())}
+
+    def split(self, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(history of whole blocks, tail) of a document window."""
+        cfg = self.cfg
+        n_blocks = (doc.numel() - cfg.tail_tokens) // cfg.block_size
+        start = doc.numel() - cfg.tail_tokens - n_blocks * cfg.block_size
+        return doc[start:-cfg.tail_tokens], doc[-cfg.tail_tokens:]
+
+    def train_loss(self, x, y, base):
+        loss = base(x, y)
+        cfg, model = self.cfg, self.ctx.model
+        refresh = self.step % cfg.lens_refresh == 0
+        mc_total = 0.0
+        for _ in range(cfg.docs_per_step):
+            doc = self.docs.sample().to(self.ctx.device)
+            history, tail = self.split(doc)
+            gists = make_gists(model, self.gistnet, history, cfg.block_size, cfg.levels)
+            wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, cfg.tail_tokens, cfg.budget,
+                                cfg.levels)
+            wc.fit_recent()
+            before = list(wc.lod)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                focus = focus_vector(model, history, cfg.block_size)
+                scores = lens_scores(self.lensnet, gists, focus, wc).float().tolist()
+            actions = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold)
+            alloc_ms = 1000 * (time.perf_counter() - t0)
+            mc = context_loss(model, history, tail, wc, gists, self.placeholder)
+            mc_total = mc_total + mc
+            extra: dict[str, Any] = {"mc_loss": float(mc.detach()), "alloc_ms": alloc_ms}
+            if refresh:
+                lens_loss, probes = self._fit_lens(history, tail, wc, gists, focus, float(mc.detach()))
+                loss = loss + lens_loss / cfg.docs_per_step
+                with torch.no_grad():
+                    extra["full_loss"] = float(raw_loss(model, doc, cfg.tail_tokens))
+                    extra["trunc_loss"] = float(raw_loss(model, doc[-cfg.budget:], cfg.tail_tokens))
+                extra["delta_nll"] = extra["mc_loss"] - extra["full_loss"]
+                extra["lens_loss"] = float(lens_loss.detach())
+                extra["probes"] = probes
+            self.last = telemetry(wc, before, actions, **extra)
+        return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
+
+    def _fit_lens(self, history, tail, wc, gists, focus, base_loss: float):
+        """Measure what seeing a few blocks raw instead of as gists saves, and fit LensNet's scores to it: a
+        gist is expanded (budget relaxed), a raw block collapsed, so the targets span near and far blocks."""
+        candidates = [b for b, lod in enumerate(wc.lod) if lod >= 0]
+        picks = self.rng.sample(candidates, min(LENS_PROBES, len(candidates)))
+        if not picks:
+            return torch.zeros((), device=self.ctx.device), []
+        saved = []
+        with torch.no_grad():
+            for b in picks:
+                probe = copy.deepcopy(wc)
+                probe.budget = 1 << 30
+                if probe.lod[b] == RAW:
+                    probe.collapse(b)
+                    other = float(context_loss(self.ctx.model, history, tail, probe, gists, self.placeholder))
+                    saved.append(other - base_loss)
+                    continue
+                while probe.lod[b] != RAW:  # a level-2 member: down to its own raw block
+                    probe.expand(b)
+                saved.append(base_loss - float(context_loss(self.ctx.model, history, tail, probe, gists,
+                                                              self.placeholder)))
+        scores = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc)[picks]
+        target = torch.tensor(saved, device=scores.device, dtype=scores.dtype)
+        probes = [{"block": b, "saved": round(s, 4)} for b, s in zip(picks, saved, strict=True)]
+        return F.mse_loss(scores, target), probes
+
+    def after_step(self, step: int) -> None:
+        self.step = step
+        if self.last:
+            self.emit("context", self.last, step)
+
+
+def _detached(gists: Gists) -> Gists:
+    return Gists(gists.level1.detach(), gists.level2.detach())

@@ -1,0 +1,66 @@
+"""GistNet (a block of embeddings -> one gist embedding) and LensNet (how much detail a span deserves)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def rms(x: torch.Tensor) -> torch.Tensor:
+    return F.rms_norm(x, (x.size(-1),))
+
+
+SCORE_RANGE = 0.5  # LensNet's scores lie in (-0.5, 0.5) nats: an unseen input cannot score 40 and force a swap
+
+
+class GistNet(nn.Module):
+    """A block of embeddings -> one gist: one self-attention layer over the block (so each token sees its
+    neighbours), then attention pooling: learned per-head queries attend over the block, the pooled heads are
+    projected back to the model width and added to the block mean. The output is RMS-normed like the model's
+    token embeddings, so a gist sits where a token would."""
+
+    def __init__(self, n_embd: int, block_size: int, dim: int = 128, heads: int = 4) -> None:
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.pos = nn.Parameter(torch.zeros(block_size, n_embd))
+        self.mix_qkv = nn.Linear(n_embd, 3 * dim, bias=False)
+        self.mix_out = nn.Linear(dim, n_embd, bias=False)
+        self.key = nn.Linear(n_embd, dim, bias=False)
+        self.value = nn.Linear(n_embd, dim, bias=False)
+        self.query = nn.Parameter(torch.randn(heads, self.head_dim) / self.head_dim ** 0.5)
+        self.out = nn.Linear(dim, n_embd, bias=False)
+        nn.init.zeros_(self.out.weight)  # starts as the block mean; learns what to add
+        nn.init.zeros_(self.mix_out.weight)
+
+    def _split(self, t: torch.Tensor) -> torch.Tensor:
+        N, S, _ = t.shape
+        return t.view(N, S, self.heads, self.head_dim).transpose(1, 2)  # [N, H, S, D]
+
+    def forward(self, block: torch.Tensor) -> torch.Tensor:
+        """[N, block_size, C] -> [N, C]."""
+        N, S, _ = block.shape
+        h = block + self.pos[:S]
+        q, k, v = (self._split(t) for t in self.mix_qkv(rms(h)).chunk(3, dim=-1))
+        mixed = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(N, S, -1)
+        h = h + self.mix_out(mixed)
+        k = self._split(self.key(rms(h)))
+        v = self._split(self.value(h))
+        att = torch.einsum("hd,nhsd->nhs", self.query, k).softmax(-1)
+        pooled = torch.einsum("nhs,nhsd->nhd", att, v).reshape(N, -1)
+        return rms(block.mean(1) + self.out(pooled))
+
+
+class LensNet(nn.Module):
+    """Scores a span for expansion: from its gist and a summary of the recent raw tokens (the focus), the loss
+    (nats per tail token) that seeing the span's raw tokens instead of its gist would save."""
+
+    def __init__(self, n_embd: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3 * n_embd + 1, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def forward(self, gists: torch.Tensor, focus: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+        """gists [N, C], focus [C], distance [N] (blocks back from the focus, scaled) -> scores [N]."""
+        f = focus.expand_as(gists)
+        raw = self.net(torch.cat([gists, f, gists * f, distance[:, None]], dim=-1)).squeeze(-1)
+        return SCORE_RANGE * torch.tanh(raw / SCORE_RANGE)  # bounded: a block saves a fraction of a nat at most

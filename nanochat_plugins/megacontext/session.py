@@ -1,0 +1,166 @@
+"""A MegaContext checkpoint at inference: read a long document into a working context under the budget,
+score next-token loss three ways (MegaContext, plain truncation, full context), and generate text.
+Used by the bench (bench/megacontext_bench.py) and by `nanochat-cli megacontext chat`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.checkpoint import load_extra_state
+from engine.errors import EngineError
+from engine.extensions import extension_file
+from engine.inference_load import load_model, resolve_checkpoint
+from nanochat_plugins.megacontext.config import MegaContextConfig
+from nanochat_plugins.megacontext.context import (
+    assemble,
+    context_loss,
+    focus_vector,
+    lens_scores,
+    make_gists,
+    raw_loss,
+    stage,
+)
+from nanochat_plugins.megacontext.nets import GistNet, LensNet
+from nanochat_plugins.megacontext.tree import LOD_LEGEND, Action, WorkingContext, allocate
+
+ALLOC_PASSES = 3  # allocator passes when a document is read: the focus settles in a few
+
+
+@dataclass
+class Reading:
+    """One document read into a working context: what the panels and the chat show."""
+
+    wc: WorkingContext
+    actions: list[Action] = field(default_factory=list)
+    alloc_ms: float = 0.0
+
+
+class MegaContextModel:
+    def __init__(self, model: Any, tokenizer: Any, meta: dict[str, Any], ckpt_dir: Path, step: int,
+                 device: str = "cpu") -> None:
+        """A loaded checkpoint (engine.inference_load.load_model) plus its MegaContext settings and weights;
+        raises EngineError when the checkpoint was not trained with MegaContext."""
+        self.model, self.tokenizer = model, tokenizer
+        settings = (meta.get("user_config") or {}).get("megacontext")
+        path = extension_file(ckpt_dir, "megacontext", step)
+        if not isinstance(settings, dict) or not settings.get("enabled") or not path.exists():
+            raise EngineError(f"{ckpt_dir}: not a MegaContext checkpoint (no megacontext settings or {path.name}): "
+                              "train one with megacontext.enabled=true (prefab cpu-tiny-mc)")
+        self.cfg = MegaContextConfig(**settings)
+        C = self.model.config.n_embd
+        self.gistnet = GistNet(C, self.cfg.block_size, self.cfg.gistnet_dim, self.cfg.gistnet_heads).to(device)
+        self.lensnet = LensNet(C).to(device)
+        state = load_extra_state(path, device, meta)
+        self.gistnet.load_state_dict(state["gistnet"])
+        self.lensnet.load_state_dict(state["lensnet"])
+        self.gistnet.eval()
+        self.lensnet.eval()
+        self.device = device
+        self.placeholder = self.tokenizer.get_bos_token_id()
+
+    @classmethod
+    def load(cls, ckpt: str | Path, step: int | None = None, device: str = "cpu") -> MegaContextModel:
+        model, tokenizer, meta = load_model(ckpt, step, device)
+        ckpt_dir, step = resolve_checkpoint(ckpt, step)
+        return cls(model, tokenizer, meta, ckpt_dir, step, device)
+
+    def split(self, tokens: torch.Tensor, tail: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n_blocks = (tokens.numel() - tail) // self.cfg.block_size
+        start = tokens.numel() - tail - n_blocks * self.cfg.block_size
+        return tokens[start:tokens.numel() - tail], tokens[tokens.numel() - tail:]
+
+    @torch.no_grad()
+    def read(self, history: torch.Tensor, tail_len: int, budget: int | None = None) -> tuple[Reading, Any]:
+        """Fit the history into the budget: recency prior, then allocator passes on LensNet's scores."""
+        cfg = self.cfg
+        gists = make_gists(self.model, self.gistnet, history, cfg.block_size, cfg.levels)
+        wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, tail_len, budget or cfg.budget,
+                            cfg.levels)
+        wc.fit_recent()
+        focus = focus_vector(self.model, history, cfg.block_size)
+        reading = Reading(wc)
+        t0 = time.perf_counter()
+        for _ in range(ALLOC_PASSES):
+            scores = lens_scores(self.lensnet, gists, focus, wc).float().tolist()
+            acts = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold)
+            reading.actions += acts
+            if not acts:
+                break
+        reading.alloc_ms = 1000 * (time.perf_counter() - t0)
+        return reading, gists
+
+    @torch.no_grad()
+    def losses(self, doc: torch.Tensor, tail_len: int, budget: int) -> dict[str, Any]:
+        """Mean loss over the document's last `tail_len` tokens: MegaContext, truncation and full context."""
+        doc = doc.to(self.device)
+        history, tail = self.split(doc, tail_len)
+        reading, gists = self.read(history, tail_len, budget)
+        mc = float(context_loss(self.model, history, tail, reading.wc, gists, self.placeholder))
+        prior = WorkingContext(reading.wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels)
+        prior.fit_recent()  # the allocator's starting shape (newest blocks raw, the rest gists), for comparison
+        no_alloc = float(context_loss(self.model, history, tail, prior, gists, self.placeholder))
+        return {"mc": mc, "mc_recency": no_alloc, "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
+                "full": float(raw_loss(self.model, doc, tail_len)), "lod": reading.wc.lod_map(),
+                "slots": reading.wc.slots(), "alloc_ms": reading.alloc_ms, "actions": len(reading.actions)}
+
+    @torch.no_grad()
+    def generate(self, ids: list[int], max_tokens: int, temperature: float = 0.0, top_k: int | None = None,
+                     seed: int = 42) -> Iterator[int]:
+        """Tokens continuing `ids` (a long document and a question, say), the ids read through the working
+        context: whole blocks of the history as the allocator places them, the newest tokens (the partial last
+        block, then what is generated) raw. The context is re-read every lens_refresh tokens; `self.reading`
+        holds the latest reading (its LOD map is what the chat shows)."""
+        cfg = self.cfg
+        cut = max(0, len(ids) - cfg.block_size) // cfg.block_size * cfg.block_size
+        history = torch.tensor(ids[:cut], dtype=torch.long, device=self.device)
+        recent = list(ids[cut:])
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        gists = None
+        self.reading = None
+        out: list[int] = []
+        for i in range(max_tokens):
+            tail = torch.tensor(recent + out, dtype=torch.long, device=self.device)
+            if self.reading is None or i % cfg.lens_refresh == 0:
+                self.reading, gists = self.read(history, min(tail.numel(), cfg.budget - 2))
+            wc = self.reading.wc
+            if tail.numel() > cfg.budget - 2:  # the raw tail alone fills the budget: keep its newest part
+                tail = tail[-(cfg.budget - 2):]
+            wc.tail = tail.numel()
+            while wc.slots() > wc.budget:  # a growing tail takes room from the lowest-value raw blocks
+                allocate(wc, [0.0] * wc.n_blocks, float("inf"), float("-inf"), max_actions=0)
+            idx, pos, vec = assemble(history, tail, wc, gists, self.placeholder)
+            logits = self.model(idx, input_stage=stage(pos, vec))[0, -1].float()
+            if temperature <= 0:
+                token = int(logits.argmax())
+            else:
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.numel())).values[-1]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                token = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen))
+            out.append(token)
+            yield token
+
+    def continue_text(self, document: str, prompt: str = "", max_tokens: int = 64) -> tuple[str, Reading]:
+        """Greedy continuation of `document` + `prompt` (stops at BOS); the text and the last reading."""
+        ids = self.tokenizer.encode(document + prompt, prepend=self.placeholder)
+        out = []
+        for token in self.generate(ids, max_tokens):
+            if token == self.placeholder:
+                break
+            out.append(token)
+        return self.tokenizer.decode(out), self.reading
+
+    def status(self) -> str:
+        """The latest reading as text: the LOD map (one character per block) and what it holds."""
+        r = getattr(self, "reading", None)
+        if r is None:
+            return ""
+        wc = r.wc
+        return (f"MegaContext {wc.slots()}/{wc.budget} positions, {wc.resident()} of {wc.n_blocks} history blocks "
+                f"resident, {len(r.actions)} allocator actions\n{wc.lod_map()}\n{LOD_LEGEND}")
