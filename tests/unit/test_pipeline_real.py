@@ -37,6 +37,7 @@ def test_shortened_pipeline_end_to_end(tmp_path, capsys):
     report = (base / "pipelines" / "cpu-tiny" / "report.md").read_text()
     assert report in out  # printed headless too
     for text in ("status **finished**", "val loss on the held-out conversations fell", "- RL: reward ",
+                 "held-out arithmetic reward: ", " ± ",
                  "## CORE (base model)", "CORE score (mean centred accuracy)", "## Chat eval", "Mean accuracy"):
         assert text in report
     assert any((base / "base_checkpoints" / "cpu-tiny").glob("eval_core_*.json"))
