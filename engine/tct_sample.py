@@ -10,9 +10,12 @@ closing token, so the container goes on (most such errors are a key one branch r
 after four refusals it sends the sampler back to where that container started, to sample it again (the
 token first chosen there is banned, so even greedy decoding makes progress; a container that fails
 three times is redone from its parent).
-The root closing is the last such check, so a document that completes is valid. `max_tokens` is soft:
-past it the sampler prefers tokens that close strings and containers; at 3× it gives up and returns what
-it has (incomplete, closed by `decode`, validated, and said so).
+The root closing is the last such check, so a document that completes is valid. When the budget left
+comes down to the shortest valid ending (`engine.tct.complete`: its cost from the machine's state, plus
+FINISH_MARGIN), completion mode finishes the document without the model: the completer's cheapest atom
+each step, refused (next option) when it completes a value that breaks the schema, capped at FINISH_CAP
+atoms, past which it starts over from the prompt. So a constrained sample always ends complete and valid
+(`max_tokens` may be passed by the few tokens validation adds).
 
 Unconstrained (`constrained=False`): plain sampling over the whole vocabulary; the decoder stops at the
 first token it cannot accept or when the document completes. The eval compares the two.
@@ -325,7 +328,6 @@ def _replay(tok: Any, tokens: list[int]) -> tuple[Machine, _Track]:
 @dataclass
 class _Budget:
     soft: int
-    hard: int
     banned: dict[int, set[int]] = field(default_factory=dict)
     tries: dict[tuple, int] = field(default_factory=dict)
 
@@ -336,7 +338,7 @@ def _constrained(tok: Any, lm: _Model, prefix: list[int], max_tokens: int, tempe
     tokens = list(prefix)
     m, track = _replay(tok, tokens)
     out = SampleResult(tokens, "", False, [], False, True, prompt_tokens=len(prefix))
-    budget = _Budget(soft=len(prefix) + max_tokens, hard=len(prefix) + max_tokens)
+    budget = _Budget(soft=len(prefix) + max_tokens)
     completer = _completer(tok)
     max_sampled = 8 * max_tokens + 64
     while not m.done:

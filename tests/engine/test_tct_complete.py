@@ -37,7 +37,7 @@ def _finished(prefix: list[int]) -> tuple[dict, int]:
     tok = tokenizer()
     tokens = list(prefix)
     out = SampleResult(tokens, "", False, [], False, True, prompt_tokens=0)
-    _finish(tok, Completer(tok.atoms), tokens, _Budget(0, 0), out, workflow_validator())
+    _finish(tok, Completer(tok.atoms), tokens, _Budget(0), out, workflow_validator())
     text, consumed, total = tok.decode(tokens)
     assert consumed == total == len(tokens) and tok.machine_after(tokens).done
     return json.loads(text), len(tokens) - len(prefix)
