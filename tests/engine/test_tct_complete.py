@@ -64,3 +64,9 @@ def test_completion_cost_is_what_the_machine_ending_takes():
     ending = c.completion(m)
     assert ending is not None and c.cost(m) == len(ending) <= 6
     assert tok.machine_after(ending).done
+
+
+def test_a_prompt_is_kept_and_finished_on_a_tiny_budget(model):
+    r = sample_workflow(model, "name: Nightly\non:\n  schedule:\n  - cron: '0 3 * * *'\n", max_tokens=4, seed=5)
+    doc = json.loads(r.json)
+    assert r.complete and r.valid and doc["name"] == "Nightly" and doc["on"] == {"schedule": [{"cron": "0 3 * * *"}]}
