@@ -198,8 +198,11 @@ def load_plugins(registry: Registry, extra_dirs: Iterable[str | Path] | None = N
         else:
             registry.plugins[c.name] = None
             outcome(c, "loaded")
-            log.info("plugin %s loaded from %s: %s", c.name, c.origin,
-                     ", ".join(f"{k} {n}" for k, n in registry.owned(c.name)) or "registered nothing")
+            summary = ", ".join(f"{k} {n}" for k, n in registry.owned(c.name)) or "registered nothing"
+            where = c.origin
+            if c.source == "in-repo":  # the install's own folder: its paths say nothing (and would vary per machine)
+                where, summary = "the package", summary.replace(c.origin.rstrip("/") + "/", "")
+            log.info("plugin %s loaded from %s: %s", c.name, where, summary)
     return report
 
 
