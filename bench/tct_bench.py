@@ -1,7 +1,7 @@
 """TCT benchmark: tokens vs tiktoken's o200k_base on held-out workflows, and encode/decode throughput.
 
     python bench/tct_bench.py [--shared DIR] [--folds 5] [--repeat 3] [--json OUT]
-        [--checkpoint PATH [--samples 10] [--max-tokens 256]] [--skip-compression]
+        [--checkpoint PATH|untrained [--samples 10] [--max-tokens 32,64,256]] [--skip-compression]
 
 Compression, always on workflows the merges were NOT trained on:
   real → starter   merges trained on workflows-real, measured on workflows-starter
@@ -156,24 +156,36 @@ def throughput(corpus: Corpus, repeat: int) -> dict[str, float]:
             "accept_us_per_token": round(1e6 * accept_s / legal_n, 1)}
 
 
-def sampling(checkpoint: str, samples: int, max_tokens: int) -> dict[str, dict]:
+def sampling(checkpoint: str, samples: int, budgets: list[int]) -> dict[str, dict]:
+    """Per budget and decoding: valid share, completion, tokens, and the constraints' cost per token kept
+    (legal checks, validation, backtracking and completion mode) against the model's per forward pass.
+    `checkpoint` "untrained" samples a tiny untrained model (no run needed; figures about the constraints only)."""
     import statistics
 
     from engine.tct_sample import load_workflow_model, sample_workflow
 
-    model, _meta = load_workflow_model(checkpoint)
+    if checkpoint == "untrained":
+        sys.path.insert(0, str(ROOT / "tests" / "helpers"))
+        from tct_helpers import tiny_tct_model
+
+        model = tiny_tct_model()
+    else:
+        model, _meta = load_workflow_model(checkpoint)
     out = {}
-    for constrained in (True, False):
-        rs = [sample_workflow(model, "", max_tokens=max_tokens, temperature=0.8, top_k=50, seed=i,
-                              constrained=constrained) for i in range(samples)]
-        out["constrained" if constrained else "unconstrained"] = {
-            "samples": samples, "valid": sum(r.valid for r in rs), "complete": sum(r.complete for r in rs),
-            "tokens": sum(r.new_tokens for r in rs), "sampled": sum(r.sampled for r in rs),
-            "backtracks": sum(r.backtracks for r in rs), "full_masks": sum(r.full_masks for r in rs),
-            "constraint_ms_per_token": round(1e3 * sum(r.mask_seconds for r in rs) / max(1, sum(r.sampled for r in rs)),
-                                             3),
-            "model_ms_per_token": round(1e3 * sum(r.model_seconds for r in rs) / max(1, sum(r.sampled for r in rs)), 3),
-            "median_seconds": round(statistics.median(r.seconds for r in rs), 3)}
+    for budget in budgets:
+        for constrained in (True, False):
+            rs = [sample_workflow(model, "", max_tokens=budget, temperature=0.8, top_k=50, seed=i,
+                                  constrained=constrained) for i in range(samples)]
+            kept = max(1, sum(r.new_tokens for r in rs))
+            forwards = max(1, sum(r.sampled for r in rs))
+            out[f"{budget} {'constrained' if constrained else 'unconstrained'}"] = {
+                "budget": budget, "samples": samples, "valid": sum(r.valid for r in rs),
+                "complete": sum(r.complete for r in rs), "tokens": sum(r.new_tokens for r in rs),
+                "sampled": sum(r.sampled for r in rs), "finished": sum(r.finished for r in rs),
+                "backtracks": sum(r.backtracks for r in rs), "full_masks": sum(r.full_masks for r in rs),
+                "constraint_ms_per_token": round(1e3 * sum(r.mask_seconds for r in rs) / kept, 3),
+                "model_ms_per_token": round(1e3 * sum(r.model_seconds for r in rs) / forwards, 3),
+                "median_seconds": round(statistics.median(r.seconds for r in rs), 3)}
     return out
 
 
@@ -183,9 +195,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--folds", type=int, default=5)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the figures here")
-    p.add_argument("--checkpoint", default=None, help="a TCT run's checkpoint: sample from it both ways")
+    p.add_argument("--checkpoint", default=None, help="a TCT run's checkpoint (or 'untrained': a tiny untrained "
+                   "model): sample from it both ways")
     p.add_argument("--samples", type=int, default=10, help="samples each way (default 10)")
-    p.add_argument("--max-tokens", type=int, default=256, help="token budget per sample (default 256)")
+    p.add_argument("--max-tokens", default="32,64,256", help="token budgets per sample, comma-separated "
+                   "(default 32,64,256)")
     p.add_argument("--skip-compression", action="store_true", help="only throughput (and sampling)")
     p.add_argument("--skip-throughput", action="store_true", help="no throughput figures")
     args = p.parse_args(argv)
@@ -216,17 +230,23 @@ def main(argv: list[str] | None = None) -> int:
               f"{tp['legal_positions']:,} positions); checking one candidate token {tp['accept_us_per_token']} µs")
     samples = {}
     if args.checkpoint:
-        samples = sampling(args.checkpoint, args.samples, args.max_tokens)
-        print(f"\nSampling from {args.checkpoint} ({args.samples} each way, budget {args.max_tokens} tokens, "
-              "temperature 0.8, top-k 50):\n")
-        print("| decoding | schema-valid | complete | tokens kept / sampled | resampled containers | "
-              "constraints ms/token | model ms/token | median s/sample |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        try:
+            budgets = [int(x) for x in str(args.max_tokens).split(",") if x.strip()]
+        except ValueError:
+            print(f"tct_bench: error: --max-tokens {args.max_tokens!r}: give integers, e.g. 32,64,256",
+                  file=sys.stderr)
+            return 1
+        samples = sampling(args.checkpoint, args.samples, budgets)
+        print(f"\nSampling from {args.checkpoint} ({args.samples} each way per budget, temperature 0.8, "
+              "top-k 50):\n")
+        print("| budget | decoding | schema-valid | complete | tokens kept / sampled / completion mode | "
+              "backtracks | constraints ms/token kept | model ms/forward | median s/sample |")
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, f in samples.items():
             share = f"{f['valid']}/{f['samples']} ({100 * f['valid'] / f['samples']:.0f}%)"
-            print(f"| {name} | {share} | {f['complete']} | {f['tokens']:,} / {f['sampled']:,} | "
-                  f"{f['backtracks']} | {f['constraint_ms_per_token']} | {f['model_ms_per_token']} | "
-                  f"{f['median_seconds']} |")
+            print(f"| {f['budget']} | {name.split(' ', 1)[1]} | {share} | {f['complete']} | {f['tokens']:,} / "
+                  f"{f['sampled']:,} / {f['finished']:,} | {f['backtracks']} | {f['constraint_ms_per_token']} | "
+                  f"{f['model_ms_per_token']} | {f['median_seconds']} |")
     if args.json:
         Path(args.json).write_text(json.dumps({"compression": rows, "throughput": tp, "sampling": samples},
                                               indent=2) + "\n")

@@ -10,9 +10,12 @@ closing token, so the container goes on (most such errors are a key one branch r
 after four refusals it sends the sampler back to where that container started, to sample it again (the
 token first chosen there is banned, so even greedy decoding makes progress; a container that fails
 three times is redone from its parent).
-The root closing is the last such check, so a document that completes is valid. `max_tokens` is soft:
-past it the sampler prefers tokens that close strings and containers; at 3× it gives up and returns what
-it has (incomplete, closed by `decode`, validated, and said so).
+The root closing is the last such check, so a document that completes is valid. When the budget left
+comes down to the shortest valid ending (`engine.tct.complete`: its cost from the machine's state, plus
+FINISH_MARGIN), completion mode finishes the document without the model: the completer's cheapest atom
+each step, refused (next option) when it completes a value that breaks the schema, capped at FINISH_CAP
+atoms, past which it starts over from the prompt. So a constrained sample always ends complete and valid
+(`max_tokens` may be passed by the few tokens validation adds).
 
 Unconstrained (`constrained=False`): plain sampling over the whole vocabulary; the decoder stops at the
 first token it cannot accept or when the document completes. The eval compares the two.
@@ -34,11 +37,13 @@ import torch
 
 from engine.errors import EngineError
 from engine.tct import tokenizer as tct_tokenizer
-from engine.tct.bpe import END
+from engine.tct.complete import Completer
 from engine.tct.machine import _ARR, _OBJ, _ROOT, Machine
 
 MAX_TRIES = 3  # failed samples of one container before its parent is redone
 CLOSE_TRIES = 4  # closes of a container refused (it must go on: a missing key) before it is sampled again
+FINISH_MARGIN = 8  # tokens kept, beyond the shortest ending, for what validation adds to it (a job's runs-on)
+FINISH_CAP = 2048  # completion mode's atoms (backtracked ones included) before it starts over from the prompt
 
 
 @dataclass
@@ -56,6 +61,7 @@ class SampleResult:
     mask_seconds: float = 0.0  # legal-token sets and validation: the price of the constraints
     model_seconds: float = 0.0
     full_masks: int = 0  # steps that computed the whole legal set (the model's top choices were not legal)
+    finished: int = 0  # tokens added by completion mode (the shortest valid ending, once the budget ran low)
     stopped: bool = False  # the caller's stop event ended it
 
     @property
@@ -308,12 +314,6 @@ def _accepts(tok: Any, m: Machine, t: int) -> bool:
     return all(map(m.clone(True).step, tok.expansion[t]))
 
 
-def _accepts_then_end(tok: Any, m: Machine, t: int) -> bool:
-    """Whether the open string could end (END) right after token `t`."""
-    c = m.clone(True)
-    return all(map(c.step, tok.expansion[t])) and c.step(END)
-
-
 def _replay(tok: Any, tokens: list[int]) -> tuple[Machine, _Track]:
     m = Machine(tok.atoms, build=True, strict=True)
     track = _Track()
@@ -328,7 +328,6 @@ def _replay(tok: Any, tokens: list[int]) -> tuple[Machine, _Track]:
 @dataclass
 class _Budget:
     soft: int
-    hard: int
     banned: dict[int, set[int]] = field(default_factory=dict)
     tries: dict[tuple, int] = field(default_factory=dict)
 
@@ -339,39 +338,32 @@ def _constrained(tok: Any, lm: _Model, prefix: list[int], max_tokens: int, tempe
     tokens = list(prefix)
     m, track = _replay(tok, tokens)
     out = SampleResult(tokens, "", False, [], False, True, prompt_tokens=len(prefix))
-    budget = _Budget(soft=len(prefix) + max_tokens, hard=len(prefix) + 3 * max_tokens)
-    a = tok.atoms
-    scalars = {a.TRUE, a.FALSE, a.NULL, *range(a.enum_base, a.enum_base + 64), *range(a.int_base, a.int_base + 128)}
-    closers = ({a.OBJ_END, a.ARR_END}, {END}, scalars)
+    budget = _Budget(soft=len(prefix) + max_tokens)
+    completer = _completer(tok)
     max_sampled = 8 * max_tokens + 64
     while not m.done:
         if stop is not None and stop.is_set():
             out.stopped = True
             break
-        if len(tokens) >= budget.hard or out.sampled >= max_sampled:
+        if len(tokens) >= budget.soft or out.sampled >= max_sampled:
+            break
+        t1 = time.perf_counter()
+        left = budget.soft - len(tokens)
+        near = left <= FINISH_MARGIN + 64 and left <= completer.cost(m) + FINISH_MARGIN
+        out.mask_seconds += time.perf_counter() - t1
+        if near:  # the budget is down to what the shortest valid ending needs: finish now
             break
         banned = budget.banned.get(len(tokens))
         t1 = time.perf_counter()
         logits = lm.logits(tokens)
         out.model_seconds += time.perf_counter() - t1
         t1 = time.perf_counter()
-        t = None
-        if len(tokens) < budget.soft:  # usually the model's own choice is legal: test candidates one by one
-            t = _pick_lazy(logits, partial(_accepts, tok, m), temperature, top_k, gen, banned)
-        if t is None:
+        t = _pick_lazy(logits, partial(_accepts, tok, m), temperature, top_k, gen, banned)
+        if t is None:  # the model's top choices are not legal: choose among the whole legal set
             legal = tok.legal_tokens(m.clone(True))
             out.full_masks += 1
             if banned:
                 legal = [c for c in legal if c not in banned]
-            if len(tokens) >= budget.soft:  # over the soft budget: the shortest ways to an end first
-                for group in closers:
-                    ending = [c for c in legal if tok.expansion[c][-1] in group]
-                    if ending:
-                        legal = ending
-                        break
-                else:  # a string that cannot end yet (a pattern: `${{ ...`): what lets it end next
-                    if m.in_string:
-                        legal = [c for c in legal if _accepts_then_end(tok, m, c)] or legal
             if legal:
                 t = _pick(logits, legal, temperature, top_k, gen)
         out.mask_seconds += time.perf_counter() - t1
@@ -386,34 +378,111 @@ def _constrained(tok: Any, lm: _Model, prefix: list[int], max_tokens: int, tempe
             m, track = _replay(tok, tokens)
             continue
         tokens.append(t)
-        closed = track.update(m, len(tokens) - 1)
-        if m.done:
-            closed.append(())
-        if not closed:
-            continue
         t1 = time.perf_counter()
-        doc = json.loads(m.output())
-        errors = list(validator.iter_errors(doc))
-        bad_path = next((p for p in closed if _errors_within(errors, p)), None)
+        verdict = _check(m, track, tokens, budget, out, validator, CLOSE_TRIES)
         out.mask_seconds += time.perf_counter() - t1
-        if bad_path is None:
-            continue
-        key = ("close", bad_path)
-        if budget.tries.get(key, 0) < CLOSE_TRIES:  # first, refuse just the closing token: add to it instead
-            budget.tries[key] = budget.tries.get(key, 0) + 1
-            tokens.pop()
-            for pos in [p for p in budget.banned if p > len(tokens)]:
-                del budget.banned[pos]
-            budget.banned.setdefault(len(tokens), set()).add(t)
-            out.backtracks += 1
-            m, track = _replay(tok, tokens)
-            continue
-        deepest = max((tuple(e.absolute_path) for e in _errors_within(errors, bad_path)), key=len)
-        if not _backtrack(tok, tokens, track, budget, out, path=deepest, floor=bad_path):
+        if verdict is None:
             break
+        if verdict:
+            m, track = _replay(tok, tokens)
+    if not m.done and not out.stopped:
+        t1 = time.perf_counter()
+        _finish(tok, completer, tokens, budget, out, validator)
+        out.mask_seconds += time.perf_counter() - t1
         m, track = _replay(tok, tokens)
     out.complete = m.done
     return out
+
+
+def _check(m: Machine, track: _Track, tokens: list[int], budget: _Budget, out: SampleResult, validator: Any,
+           close_tries: int) -> bool | None:
+    """After token `tokens[-1]` was fed: validate the containers it closed. False: fine (m is current);
+    True: tokens were cut back (the caller replays m); None: nothing left to undo."""
+    closed = track.update(m, len(tokens) - 1)
+    if m.done:
+        closed.append(())
+    if not closed:
+        return False
+    doc = json.loads(m.output())
+    errors = list(validator.iter_errors(doc))
+    bad_path = next((p for p in closed if _errors_within(errors, p)), None)
+    if bad_path is None:
+        return False
+    key = ("close", bad_path)
+    if budget.tries.get(key, 0) < close_tries:  # first, refuse just the closing token: add to it instead
+        budget.tries[key] = budget.tries.get(key, 0) + 1
+        t = tokens.pop()
+        for pos in [p for p in budget.banned if p > len(tokens)]:
+            del budget.banned[pos]
+        budget.banned.setdefault(len(tokens), set()).add(t)
+        out.backtracks += 1
+        return True
+    deepest = max((tuple(e.absolute_path) for e in _errors_within(errors, bad_path)), key=len)
+    if not _backtrack(None, tokens, track, budget, out, path=deepest, floor=bad_path):
+        return None
+    return True
+
+
+def _finish(tok: Any, completer: Completer, tokens: list[int], budget: _Budget, out: SampleResult,
+            validator: Any) -> None:
+    """Completion mode: end the document with the shortest continuation the schema state machine allows
+    (`Completer.choose`, one atom a step), validated at every close like sampling (a refused close makes
+    the completer add the cheapest member instead). Capped: past FINISH_CAP atoms it starts over from the
+    prompt, which always completes (tests check that)."""
+    for attempt in range(2):
+        m, track = _replay(tok, tokens)
+        budget.banned = {p: b for p, b in budget.banned.items() if p <= len(tokens)}
+        budget.tries = {}
+        steps = 0
+        while not m.done and steps < FINISH_CAP:
+            steps += 1
+            t = completer.choose(m, budget.banned.get(len(tokens)))
+            if t is None or not tok._feed(m, t):
+                if not _backtrack(tok, tokens, track, budget, out, path=None):
+                    break
+                m, track = _replay(tok, tokens)
+                continue
+            tokens.append(t)
+            out.finished += 1
+            if _settled_errors(m, track, len(tokens) - 1, validator):  # refuse that atom: the next option
+                budget.banned.setdefault(len(tokens) - 1, set()).add(tokens.pop())
+                out.backtracks += 1
+                m, track = _replay(tok, tokens)
+        if m.done:
+            return
+        if attempt == 0:  # over the cap: start over from the prompt (its shortest valid ending)
+            del tokens[out.prompt_tokens:]
+            budget.banned = {}
+            out.backtracks += 1
+
+
+def _settled_errors(m: Machine, track: _Track, index: int, validator: Any) -> bool:
+    """Whether the document, after token `index`, breaks the schema in a value that is complete: one that is
+    neither an open container nor holds one (those may still get what they lack). Completion mode checks
+    after every atom, so a value it completes (an empty object opened and closed by one atom included) is
+    refused at once and the completer takes its next option there."""
+    track.update(m, index)
+    errors = list(validator.iter_errors(json.loads(m.output())))
+    if not errors:
+        return False
+    if m.done:
+        return True
+    open_paths = [p for _f, p, _s in track.open.values()]
+    for e in errors:
+        path = tuple(e.absolute_path)
+        if not any(q[:len(path)] == path for q in open_paths):
+            return True
+    return False
+
+
+def _completer(tok: Any) -> Completer:
+    global _COMPLETER
+    if _COMPLETER is None or _COMPLETER.a is not tok.atoms:
+        _COMPLETER = Completer(tok.atoms)
+    return _COMPLETER
+
+
+_COMPLETER: Completer | None = None
 
 
 def _backtrack(tok: Any, tokens: list[int], track: _Track, budget: _Budget, out: SampleResult,

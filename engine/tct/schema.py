@@ -61,6 +61,7 @@ class ObjShape:
     # tell whether a prefix can still match, which constrained decoding uses)
     additional: Node | None  # schema of other keys; None: closed (other keys are escapes)
     required: tuple[str, ...] = ()  # kept for constrained decoding; not used by the codec
+    wanted: tuple[str, ...] = ()  # keys some branch requires (a oneOf's `runs-on` / `uses`): completion tries them
 
     def value_node(self, key: str) -> Node | None:
         """Node of a key that is not a known property: a matching pattern, else additionalProperties."""
@@ -122,6 +123,7 @@ class _Partial:
     additional: list[Conj] | None = None  # DNF; None: closed
     items: list[Conj] = field(default_factory=lambda: [(True,)])
     required: list[str] = field(default_factory=list)
+    wanted: list[str] = field(default_factory=list)  # required by at least one branch
 
 
 _ALL_KINDS = ("object", "array", "string", "number", "boolean", "null")
@@ -231,6 +233,7 @@ class SchemaGraph:
         for a in obj_atoms:
             names += [n for n in a.get("properties", {}) if n not in names]
             part.required += [n for n in a.get("required", ()) if n not in part.required]
+        part.wanted = list(part.required)
         for name in names:
             conj: list[Any] = []
             allowed = True
@@ -292,6 +295,7 @@ class SchemaGraph:
         out.additional = [c for p in open_parts for c in p.additional or ()] if open_parts else None
         if obj_parts:
             out.required = [n for n in obj_parts[0].required if all(n in p.required for p in obj_parts)]
+            out.wanted = list(dict.fromkeys(n for p in obj_parts for n in p.wanted))
         out.items = [c for p in parts if "array" in p.kinds for c in p.items] or [(True,)]
         for p in parts:
             out.kinds |= p.kinds
@@ -323,6 +327,7 @@ class SchemaGraph:
                 patterns=[(compiled(p), self.compile(_dedupe(d))) for p, d in merged.patterns],
                 additional=None if merged.additional is None else self.compile(_dedupe(merged.additional)),
                 required=tuple(merged.required),
+                wanted=tuple(merged.wanted),
             )
         if "array" in merged.kinds:
             node.arr = ArrShape(items=self.compile(_dedupe(merged.items)))

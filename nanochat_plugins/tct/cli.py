@@ -102,7 +102,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     figures = {}
     for constrained in (True, False):
         results = [_sample(model, args, prompt, args.seed + i, constrained) for i in range(args.samples)]
-        per_token = [r.mask_seconds / max(1, r.sampled) * 1000 for r in results]
+        per_token = [r.mask_seconds / max(1, r.sampled + r.finished) * 1000 for r in results]
         figures["constrained" if constrained else "unconstrained"] = {
             "samples": len(results), "valid": sum(r.valid for r in results),
             "complete": sum(r.complete for r in results),

@@ -28,7 +28,7 @@ def validation_lines(result) -> tuple[str, ...]:  # noqa: ANN001 - an engine.tct
 
 
 def stats_line(result) -> str:  # noqa: ANN001
-    per = result.mask_seconds / max(1, result.sampled) * 1000
+    per = result.mask_seconds / max(1, result.sampled + result.finished) * 1000
     return (f"{result.new_tokens} tokens · {result.seconds:.1f} s · constraints {per:.2f} ms/token · "
             f"{result.backtracks} resampled")
 
