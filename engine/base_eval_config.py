@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
+
+from engine.config import _f
 
 __all__ = ["BaseEvalConfig"]
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
-    return Field(default, description=help, **kw)
 
 
 class BaseEvalConfig(BaseModel):

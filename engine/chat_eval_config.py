@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
-from engine.config import _f
+from engine.config import SinkFields, _f
 from engine.tasks import OFFLINE_TASKS
 
 DEFAULT_CHAT_EVAL_TASKS = "arithmetic,spellcount,multiple_choice"
 
 
-class ChatEvalConfig(BaseModel):
+class ChatEvalConfig(SinkFields):  # (W&B and OTel fields from SinkFields)
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     run: str = _f("chat-eval", "run name: run dir <base>/runs/<run>", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -37,10 +37,6 @@ class ChatEvalConfig(BaseModel):
     max_new_tokens: int = _f(128, "most tokens a generative answer may take", ge=1)
     batch_size: int = _f(8, "prompts per forward pass for categorical tasks", ge=1)
 
-    wandb: Literal["disabled", "offline", "online"] = _f("disabled", "W&B logging mode")
-    wandb_project: str = _f("nanochat", "W&B project")
-    wandb_entity: str | None = _f(None, "W&B entity")
-    otel_endpoint: str | None = _f(None, "OTLP endpoint for OpenTelemetry spans (None = off)")
 
     @field_validator("tasks")
     @classmethod

@@ -25,6 +25,15 @@ def _f(default: Any, help: str, hot: bool = False, **kw: Any) -> Any:
     return Field(default, description=help, json_schema_extra={"hot": hot}, **kw)
 
 
+class SinkFields(BaseModel):
+    """The telemetry sink settings every stage module takes (W&B, OpenTelemetry), defined once."""
+
+    wandb: Literal["disabled", "offline", "online"] = _f("disabled", "W&B logging mode")
+    wandb_project: str = _f("nanochat", "W&B project")
+    wandb_entity: str | None = _f(None, "W&B entity")
+    otel_endpoint: str | None = _f(None, "OTLP endpoint for OpenTelemetry spans (None = off)")
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 

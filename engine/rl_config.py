@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict
+
+from engine.config import SinkFields, _f
 
 __all__ = ["RLConfig"]
 
 
-def _f(default: Any, help: str, hot: bool = False, **kw: Any) -> Any:
-    return Field(default, description=help, json_schema_extra={"hot": hot}, **kw)
-
-
-class RLConfig(BaseModel):
+class RLConfig(SinkFields):  # (W&B and OTel fields from SinkFields)
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     run: str = _f("rl", "run name: run dir <base>/runs/<run> and checkpoint tag",
@@ -61,11 +59,6 @@ class RLConfig(BaseModel):
     show_samples: int = _f(3, "sampled answers sent with each rollout event", ge=0)
     resume: bool = _f(False, "continue this run from its newest checkpoint (exact resume)")
     resume_from_step: int = _f(-1, "resume from this step instead of the newest", ge=-1)
-    # telemetry sinks
-    wandb: Literal["disabled", "offline", "online"] = _f("disabled", "W&B logging mode")
-    wandb_project: str = _f("nanochat", "W&B project")
-    wandb_entity: str | None = _f(None, "W&B entity")
-    otel_endpoint: str | None = _f(None, "OTLP endpoint for OpenTelemetry spans (None = off)")
 
     @property
     def tag(self) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import ConfigDict, field_validator
 
-from engine.config import _f
+from engine.config import SinkFields, _f
 from engine.tasks import OFFLINE_TASKS
 
 DEFAULT_SFT_TASKS = "arithmetic,spellcount,multiple_choice,chatterbot,identity"
@@ -22,7 +22,7 @@ def split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-class SFTConfig(BaseModel):
+class SFTConfig(SinkFields):  # (W&B and OTel fields from SinkFields)
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     # run identity and where things go
@@ -78,11 +78,6 @@ class SFTConfig(BaseModel):
     resume: bool = _f(False, "continue from the latest checkpoint of this run (exact resume)")
     resume_from_step: int = _f(-1, "resume from this step instead of the latest", ge=-1)
 
-    # telemetry sinks
-    wandb: Literal["disabled", "offline", "online"] = _f("disabled", "W&B logging mode")
-    wandb_project: str = _f("nanochat", "W&B project")
-    wandb_entity: str | None = _f(None, "W&B entity")
-    otel_endpoint: str | None = _f(None, "OTLP endpoint for OpenTelemetry spans (None = off)")
 
     @field_validator("tasks")
     @classmethod
