@@ -149,10 +149,8 @@ class ChatScreen(AppScreen):
         if self.generating:
             self.notify("A reply is being generated: Esc stops it, then load", severity="warning")
             return
-        try:
-            values = self.query_one(ChatControls).values()
-        except USER_ERRORS as e:
-            self.napp._error(str(e))
+        values = self._control_values()
+        if values is None:
             return
         self._save(quiet=True)
         self.query_one("#chat-path", Input).value = self.napp.show_path(Path(path).expanduser())
@@ -276,10 +274,8 @@ class ChatScreen(AppScreen):
         if self._loading:
             self.notify("A model is loading: send when it is ready", severity="warning")
             return
-        try:
-            values = self.query_one(ChatControls).values()
-        except USER_ERRORS as e:
-            self.napp._error(str(e))
+        values = self._control_values()
+        if values is None:
             return
         for attr, value in values.items():
             setattr(self.session, attr, value)
@@ -293,6 +289,14 @@ class ChatScreen(AppScreen):
         self._timer.resume()
         self.run_worker(partial(self._generate, self.session, text), thread=True, group="chat-reply")
 
+    def _control_values(self) -> dict[str, Any] | None:
+        """The sampling controls' values; None (after a one-line error) when one is invalid."""
+        try:
+            return self.query_one(ChatControls).values()
+        except USER_ERRORS as e:
+            self.napp._error(str(e))
+            return None
+
     def _run_ext(self, box: Input, text: str) -> None:
         """Run the registered mode on the prompt (empty is fine: the mode samples from nothing)."""
         from nanochat_cli.services.chat_modes import ModeRequest
@@ -300,10 +304,8 @@ class ChatScreen(AppScreen):
         if self.generating:
             self.notify("The mode is running: wait for it, or Esc stops it", severity="warning")
             return
-        try:
-            values = self.query_one(ChatControls).values()
-        except USER_ERRORS as e:
-            self.napp._error(str(e))
+        values = self._control_values()
+        if values is None:
             return
         self._ext_stop = threading.Event()
         request = ModeRequest(prompt=text, checkpoint=Path(str(self.ext_checkpoint)).expanduser(),
