@@ -118,3 +118,18 @@ def write_run(base: Path, name: str, events: list[Any], record: dict[str, Any] |
     if record is not None:
         (run_dir / "run.json").write_text(json.dumps({"name": name, **record}))
     return run_dir
+
+
+async def replayed(pilot: Any) -> None:
+    """Open the Train tab and wait until the replayed run, its panels and their charts are all drawn."""
+    from nanochat_cli.widgets.train.chart import ChartPlot
+
+    await pilot.press("2")
+    screen = pilot.app.screen
+    await wait_for(pilot, "the replay", lambda: screen.live is not None and screen.live.final is not None)
+    await wait_for(pilot, "the panels",
+                   lambda: screen.views is not None and all(p.paints for p in screen.views.panels_in_view()))
+    plots = [plot for p in screen.views.panels_in_view() for plot in p.query(ChartPlot)]
+    await wait_for(pilot, "the charts", lambda: all(p.builds and not p._busy.locked() for p in plots))
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause(0.2)

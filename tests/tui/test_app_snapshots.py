@@ -6,27 +6,9 @@ Update the baselines after an intended UI change: pytest tests/tui/test_app_snap
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from nanochat_cli.app import NanochatApp
-from nanochat_cli.services.config.guardrails import MachineInfo
-from nanochat_cli.services.secrets import SecretStore
-
-MACHINE = MachineInfo(cpu_count=2, ram_total_bytes=8_000_000_000, ram_free_bytes=6_000_000_000)
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    # conftest.py already points the config and base dirs at tmp_path; the labels hide those paths
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield NanochatApp(machine=MACHINE, secrets=SecretStore(file_dir=tmp_path / "secrets"), online_checks=False,
-                      base_dir_label="~/.cache/nanochat", config_dir_label="~/.config/nanochat-cli",
-                      clock=lambda: 0.0)
-    monkeypatch.undo()
-    time.tzset()
+# the `app` fixture (fixed machine, labels, clock, UTC) is in tests/tui/conftest.py
 
 
 async def settle(pilot) -> None:

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from train_screen_helpers import MACHINE, make_app, shows, wait_for
+from train_screen_helpers import MACHINE, make_app, replayed, shows
 
 from nanochat_cli.app import NanochatApp
 from nanochat_cli.services.secrets import SecretStore
-from nanochat_cli.widgets.train.chart import ChartPlot
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "telemetry"
 
@@ -29,23 +28,11 @@ def recorded(base: Path, fixture: str, name: str, stage: str) -> Path:
     return run_dir
 
 
-async def attached(pilot) -> None:
-    await pilot.press("2")
-    screen = pilot.app.screen
-    await wait_for(pilot, "the replay", lambda: screen.live is not None and screen.live.final is not None)
-    await wait_for(pilot, "the panels",
-                   lambda: screen.views is not None and all(p.paints for p in screen.views.panels_in_view()))
-    plots = [plot for p in screen.views.panels_in_view() for plot in p.query(ChartPlot)]
-    await wait_for(pilot, "the charts", lambda: all(p.builds and not p._busy.locked() for p in plots))
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause(0.2)
-
-
 async def test_sft_run_shows_train_and_val_loss(tmp_path):
     recorded(tmp_path / "base", "sft_run", "demo-sft", "sft")
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await attached(pilot)
+        await replayed(pilot)
         screen = app.screen
         assert screen.editor.layout.name == "sft"
         assert [p.spec.id for p in screen.views.panels_in_view()] == ["progress", "sft_loss", "step_time", "events"]
@@ -60,7 +47,7 @@ async def test_rl_run_shows_reward_pass_at_k_lengths_and_answers(tmp_path):
     recorded(tmp_path / "base", "rl_run", "demo-rl", "rl")
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await attached(pilot)
+        await replayed(pilot)
         screen = app.screen
         assert screen.editor.layout.name == "rl"
         store = screen.live.store
@@ -78,7 +65,7 @@ async def test_eval_run_lists_results(tmp_path):
     recorded(base, "eval_chat_run", "demo-eval-chat", "eval")
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await attached(pilot)
+        await replayed(pilot)
         assert app.screen.editor.layout.name == "eval"
         assert shows(app, "chat   Arithmetic      pass@1    0.350         -        -  40",
                      "chat   MultipleChoice  accuracy  0.400     0.250   +0.200  40", "chat 0.4333 (mean)")
@@ -98,4 +85,4 @@ def rl_app(tmp_path, monkeypatch):
 
 
 def test_rl_view_snapshot(snap_compare, rl_app):
-    assert snap_compare(rl_app, terminal_size=(120, 40), run_before=attached)
+    assert snap_compare(rl_app, terminal_size=(120, 40), run_before=replayed)

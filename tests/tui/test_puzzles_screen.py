@@ -3,29 +3,13 @@ into the scrollable pane (the child process replaced by a recorder), the table r
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from textual.widgets import DataTable, Static
+from train_screen_helpers import MACHINE
 
 from nanochat_cli.app import NanochatApp
-from nanochat_cli.services.config.guardrails import MachineInfo
-from nanochat_cli.services.secrets import SecretStore
 from nanochat_plugins.puzzles import runner
 from puzzles import catalog, status
-
-MACHINE = MachineInfo(cpu_count=2, ram_total_bytes=8_000_000_000, ram_free_bytes=6_000_000_000)
-
-
-@pytest.fixture
-def app(tmp_path, monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield NanochatApp(machine=MACHINE, secrets=SecretStore(file_dir=tmp_path / "secrets"), online_checks=False,
-                      base_dir_label="~/.cache/nanochat", config_dir_label="~/.config/nanochat-cli",
-                      clock=lambda: 0.0)
-    monkeypatch.undo()
-    time.tzset()
 
 
 @pytest.fixture

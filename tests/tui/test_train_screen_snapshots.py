@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from train_screen_helpers import MACHINE, run_events, wait_for, write_run
+from train_screen_helpers import MACHINE, replayed, run_events, write_run
 
 from nanochat_cli.app import NanochatApp
 from nanochat_cli.services.secrets import SecretStore
-from nanochat_cli.widgets.train.chart import ChartPlot
 
 
 @pytest.fixture
@@ -26,18 +25,6 @@ def app(tmp_path, monkeypatch):
                       clock=lambda: 0.0)
     monkeypatch.undo()
     time.tzset()
-
-
-async def replayed(pilot) -> None:
-    await pilot.press("2")
-    screen = pilot.app.screen
-    await wait_for(pilot, "the replay", lambda: screen.live is not None and screen.live.final is not None)
-    await wait_for(pilot, "the panels",
-                   lambda: screen.views is not None and all(p.paints for p in screen.views.panels_in_view()))
-    plots = [plot for p in screen.views.panels_in_view() for plot in p.query(ChartPlot)]
-    await wait_for(pilot, "the charts", lambda: all(p.builds and not p._busy.locked() for p in plots))
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause(0.2)
 
 
 def test_train_replayed_run_120x40(snap_compare, app):
