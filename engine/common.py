@@ -64,9 +64,18 @@ def init_distributed(device_type: str = "") -> DistInfo:
     return DistInfo(ddp=ddp, rank=rank, local_rank=local_rank, world_size=world_size, device=device)
 
 
-def cleanup_distributed() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def cleanup_distributed(synchronize: bool = False) -> None:
+    """Tear down the process group. After a clean run, `synchronize` waits for every rank first: a gloo
+    rank that destroys its group while a peer is still working aborts its process ("terminate called
+    without an active exception"), and torchrun then kills the peer mid-write."""
+    if not dist.is_initialized():
+        return
+    if synchronize:
+        try:
+            dist.barrier()
+        except Exception:  # a peer already gone: nothing left to wait for
+            pass
+    dist.destroy_process_group()
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:

@@ -14,6 +14,7 @@ end every process of a run even after its launcher is gone. Torch-free.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -67,13 +68,20 @@ def _die() -> None:
 
 
 def _watch(parent: int) -> None:
-    while True:
-        time.sleep(WATCH_S)
+    while not _stop.wait(WATCH_S):
         if os.getppid() != parent:
             _die()
 
 
+def _end_watch(thread: threading.Thread) -> None:
+    # A daemon thread that wakes while the interpreter finalizes is torn down mid-call, which can abort
+    # the whole process at exit (SIGABRT/SIGSEGV after a clean run); end it while Python still runs.
+    _stop.set()
+    thread.join(timeout=2 * WATCH_S)
+
+
 _tied = False
+_stop = threading.Event()
 
 
 def tie_to_launcher() -> bool:
@@ -85,7 +93,9 @@ def tie_to_launcher() -> bool:
     _set_pdeathsig(signal.SIGKILL)
     if os.getppid() != parent:  # the launcher died before prctl took effect
         _die()
-    threading.Thread(target=_watch, args=(parent,), name="lifeline", daemon=True).start()
+    watcher = threading.Thread(target=_watch, args=(parent,), name="lifeline", daemon=True)
+    watcher.start()
+    atexit.register(_end_watch, watcher)
     _tied = True
     return True
 

@@ -65,7 +65,7 @@ class StageRun:
         finally:
             self.tel.emit("run_end", status=status, reason=reason, step=self.step, elapsed=time.time() - t0)
             self.tel.close()
-            cleanup_distributed()
+            cleanup_distributed(synchronize=code == 0)
         return code
 
 

@@ -664,7 +664,7 @@ def run_training(argv: list[str] | None, trainer_cls: type, parse, prog: str) ->
         telemetry.emit("run_end", status=status, reason=reason, step=step, elapsed=time.time() - t0)
         sinks.close()
         telemetry.close()
-        cleanup_distributed()
+        cleanup_distributed(synchronize=code == 0)
     return code
 
 
