@@ -90,6 +90,25 @@ def context_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingCo
     return model(idx, tail_targets(idx, tail), input_stage=stage(pos, vec))
 
 
+def context_losses(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
+                   placeholder: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss over every raw token of the working context, mean loss over the tail) in one forward.
+
+    Training uses the first: every raw token that follows gists is a lesson in reading them (the raw blocks
+    nearest the gists see little raw context, so the gists matter most there), several times the tail's
+    signal for the same forward. The tail's loss is what is compared with truncation."""
+    idx, pos, vec = assemble(history, tail, wc, gists, placeholder)
+    y = torch.full_like(idx, -1)
+    y[0, :-1] = idx[0, 1:]
+    if pos.numel():
+        y[0, pos - 1] = -1  # a gist position is an input, never a target
+    y[0, -1] = -1
+    losses = model(idx, y, loss_reduction="none", input_stage=stage(pos, vec)).view(-1)
+    R, S = tail.numel(), idx.size(1)
+    wide = losses.sum() / (y != -1).sum().clamp(min=1)
+    return wide, losses[S - R - 1:S - 1].mean()
+
+
 def raw_loss(model, tokens: torch.Tensor, tail_len: int) -> torch.Tensor:
     """Mean next-token loss over the last `tail_len` tokens given all of `tokens` raw (truncation: the newest
     budget tokens; full: the whole document): the same targets and positions count as in context_loss."""
@@ -102,12 +121,24 @@ def focus_vector(model, recent: torch.Tensor, block_size: int) -> torch.Tensor:
     return rms(model.transformer.wte(recent[-block_size:])).mean(0)
 
 
-def lens_scores(lensnet: LensNet, gists: Gists, focus: torch.Tensor, wc: WorkingContext) -> torch.Tensor:
-    """LensNet's score for every block (a level-2 member is scored by its group's gist)."""
+def overlap(history: torch.Tensor, block_size: int, recent: int = 64) -> torch.Tensor:
+    """[n_blocks]: the fraction of the distinct token ids of the newest `recent` history tokens that occur in
+    each block (a recurring name is what seeing a span raw lets the model copy)."""
+    n = history.numel() // block_size
+    want = torch.unique(history[-recent:])
+    blocks = history[:n * block_size].view(n, block_size)
+    hit = (blocks[:, :, None] == want[None, None, :]).any(1)  # [n, distinct recent ids]
+    return hit.float().mean(1)
+
+
+def lens_scores(lensnet: LensNet, gists: Gists, focus: torch.Tensor, wc: WorkingContext,
+                lexical: torch.Tensor) -> torch.Tensor:
+    """LensNet's score for every block (a level-2 member is scored by its group's gist); `lexical` is
+    `overlap(history, ...)`."""
     n = wc.n_blocks
     feats = gists.level1.clone()
     for b in range(n):
         if wc.lod[b] == GIST2 and b // wc.block_size < gists.level2.size(0):
             feats[b] = gists.level2[b // wc.block_size]
     distance = torch.arange(n, 0, -1, dtype=feats.dtype, device=feats.device) / 32.0
-    return lensnet(feats, focus, distance)
+    return lensnet(feats, focus, distance, lexical.to(feats.dtype))

@@ -25,16 +25,18 @@ from nanochat_plugins.megacontext.config import MegaContextConfig
 from nanochat_plugins.megacontext.context import (
     Gists,
     context_loss,
+    context_losses,
     focus_vector,
     lens_scores,
     make_gists,
+    overlap,
     raw_loss,
 )
 from nanochat_plugins.megacontext.docs import LongDocs
 from nanochat_plugins.megacontext.nets import GistNet, LensNet
 from nanochat_plugins.megacontext.tree import RAW, WorkingContext, allocate
 
-LENS_PROBES = 6  # blocks whose raw-vs-gist loss is measured per LensNet refresh
+LENS_PROBES = 8  # blocks whose raw-vs-gist loss is measured per LensNet refresh
 
 
 def telemetry(wc: WorkingContext, before: list[int], actions: list, **extra: Any) -> dict[str, Any]:
@@ -73,7 +75,7 @@ class MegaContextExtension(Extension):
         return [{"name": "megacontext", "params": params, "lr": self.cfg.lr, "betas": (0.9, 0.95)}]
 
     def meta(self) -> dict[str, Any]:
-        return {"version": 1, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
+        return {"version": 2, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
                 "lensnet_params": sum(p.numel() for p in self.lensnet.parameters())}
 
     def split(self, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,14 +101,15 @@ class MegaContextExtension(Extension):
             t0 = time.perf_counter()
             with torch.no_grad():
                 focus = focus_vector(model, history, cfg.block_size)
-                scores = lens_scores(self.lensnet, gists, focus, wc).float().tolist()
+                lexical = overlap(history, cfg.block_size)
+                scores = lens_scores(self.lensnet, gists, focus, wc, lexical).float().tolist()
             actions = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold)
             alloc_ms = 1000 * (time.perf_counter() - t0)
-            mc = context_loss(model, history, tail, wc, gists, self.placeholder)
-            mc_total = mc_total + mc
+            wide, mc = context_losses(model, history, tail, wc, gists, self.placeholder)
+            mc_total = mc_total + wide
             extra: dict[str, Any] = {"mc_loss": float(mc.detach()), "alloc_ms": alloc_ms}
             if refresh:
-                lens_loss, probes = self._fit_lens(history, tail, wc, gists, focus, float(mc.detach()))
+                lens_loss, probes = self._fit_lens(history, tail, wc, gists, focus, lexical, float(mc.detach()))
                 loss = loss + lens_loss / cfg.docs_per_step
                 with torch.no_grad():
                     extra["full_loss"] = float(raw_loss(model, doc, cfg.tail_tokens))
@@ -117,14 +120,24 @@ class MegaContextExtension(Extension):
             self.last = telemetry(wc, before, actions, **extra)
         return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
 
-    def _fit_lens(self, history, tail, wc, gists, focus, base_loss: float):
-        """Measure what seeing a few blocks raw instead of as gists saves, and fit LensNet's scores to it: a
-        gist is expanded (budget relaxed), a raw block collapsed, so the targets span near and far blocks."""
-        candidates = [b for b, lod in enumerate(wc.lod) if lod >= 0]
-        picks = self.rng.sample(candidates, min(LENS_PROBES, len(candidates)))
+    def _fit_lens(self, history, tail, wc, gists, focus, lexical, base_loss: float):
+        """Measure what seeing a few blocks raw instead of as gists saves (nats over the tail), and fit
+        LensNet's scores to it: a gist is expanded (budget relaxed), a raw block collapsed. The probes sit
+        where the allocator decides: raw blocks it could swap out, and gists it could swap in (half of them the
+        ones sharing the most ids with the recent tokens, where copying can pay)."""
+        raws = [b for b, lod in enumerate(wc.lod) if lod == RAW]
+        gist_blocks = [b for b, lod in enumerate(wc.lod) if lod > RAW]
+        n_raw = min(len(raws), LENS_PROBES // 3)
+        picks = self.rng.sample(raws, n_raw)
+        n_gist = min(len(gist_blocks), LENS_PROBES - n_raw)
+        ranked = sorted(gist_blocks, key=lambda b: -float(lexical[b]))
+        top = ranked[:n_gist // 2]
+        rest = [b for b in gist_blocks if b not in top]
+        picks += top + self.rng.sample(rest, min(len(rest), n_gist - len(top)))
         if not picks:
             return torch.zeros((), device=self.ctx.device), []
         saved = []
+        R = tail.numel()
         with torch.no_grad():
             for b in picks:
                 probe = copy.deepcopy(wc)
@@ -132,13 +145,13 @@ class MegaContextExtension(Extension):
                 if probe.lod[b] == RAW:
                     probe.collapse(b)
                     other = float(context_loss(self.ctx.model, history, tail, probe, gists, self.placeholder))
-                    saved.append(other - base_loss)
+                    saved.append(R * (other - base_loss))
                     continue
                 while probe.lod[b] != RAW:  # a level-2 member: down to its own raw block
                     probe.expand(b)
-                saved.append(base_loss - float(context_loss(self.ctx.model, history, tail, probe, gists,
-                                                              self.placeholder)))
-        scores = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc)[picks]
+                saved.append(R * (base_loss - float(context_loss(self.ctx.model, history, tail, probe, gists,
+                                                                   self.placeholder))))
+        scores = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc, lexical)[picks]
         target = torch.tensor(saved, device=scores.device, dtype=scores.dtype)
         probes = [{"block": b, "saved": round(s, 4)} for b, s in zip(picks, saved, strict=True)]
         return F.mse_loss(scores, target), probes

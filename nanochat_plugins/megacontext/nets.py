@@ -11,7 +11,7 @@ def rms(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 
 
-SCORE_RANGE = 0.5  # LensNet's scores lie in (-0.5, 0.5) nats: an unseen input cannot score 40 and force a swap
+SCORE_RANGE = 4.0  # scores lie in (-4, 4) nats over the tail: an unseen input cannot score 40 and force a swap
 
 
 class GistNet(nn.Module):
@@ -52,15 +52,21 @@ class GistNet(nn.Module):
 
 
 class LensNet(nn.Module):
-    """Scores a span for expansion: from its gist and a summary of the recent raw tokens (the focus), the loss
-    (nats per tail token) that seeing the span's raw tokens instead of its gist would save."""
+    """Scores a span for expansion: the loss (nats summed over the tail) that seeing the span's raw tokens
+    instead of its gist would save. Inputs: the span's gist, a summary of the recent raw tokens (the focus),
+    how far back the span is, and how many of the recent token ids recur in the span (the tree keeps level 0,
+    so this is known without reading the span into the context; recurring names are what a raw span can be
+    copied from)."""
 
     def __init__(self, n_embd: int, hidden: int = 64) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(3 * n_embd + 1, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.net = nn.Sequential(nn.Linear(3 * n_embd + 2, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
-    def forward(self, gists: torch.Tensor, focus: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
-        """gists [N, C], focus [C], distance [N] (blocks back from the focus, scaled) -> scores [N]."""
+    def forward(self, gists: torch.Tensor, focus: torch.Tensor, distance: torch.Tensor,
+                overlap: torch.Tensor) -> torch.Tensor:
+        """gists [N, C], focus [C], distance [N] (blocks back from the focus, scaled), overlap [N] (fraction of
+        the focus's distinct ids found in the span) -> scores [N]."""
         f = focus.expand_as(gists)
-        raw = self.net(torch.cat([gists, f, gists * f, distance[:, None]], dim=-1)).squeeze(-1)
-        return SCORE_RANGE * torch.tanh(raw / SCORE_RANGE)  # bounded: a block saves a fraction of a nat at most
+        feats = torch.cat([gists, f, gists * f, distance[:, None], overlap[:, None]], dim=-1)
+        raw = self.net(feats).squeeze(-1)
+        return SCORE_RANGE * torch.tanh(raw / SCORE_RANGE)  # bounded: one span saves a few nats at most

@@ -105,16 +105,18 @@ class WorkingContext:
 
 def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, collapse_threshold: float,
              max_actions: int = 8) -> list[Action]:
-    """One allocator pass. `scores[b]`: LensNet's predicted loss saved by seeing block b raw.
+    """One allocator pass. `scores[b]`: LensNet's predicted loss saved (nats over the tail) by seeing block b raw.
 
     The budget is always used: a raw block is collapsed only to make room, never for its own sake. Gists
-    scored over `expand_threshold` are expanded best first, into free room or by swapping out the lowest-scored
-    raw block when that one scores under `collapse_threshold` (the gap between the two thresholds is the
-    hysteresis that keeps noisy scores from churning the context). Then the budget is enforced: the
-    lowest-scored raw blocks collapse, then the oldest gists fold into level 2. At most `max_actions`
-    expand/collapse actions before the budget is enforced, so the context moves gradually."""
+    scored over `expand_threshold` are taken best first: one expands into free room; when there is none it is
+    swapped in for the lowest-scored raw block if it outscores that block by the hysteresis margin
+    `expand_threshold - collapse_threshold` (a swap must be worth more than the noise in the scores, so the
+    context does not churn). Then the budget is enforced: the lowest-scored raw blocks collapse, then the
+    oldest gists fold into level 2. At most `max_actions` expand/collapse actions before the budget is
+    enforced, so the context moves gradually."""
     actions: list[Action] = []
     bs = wc.block_size
+    margin = max(0.0, expand_threshold - collapse_threshold)
 
     def collapse(b: int) -> None:
         level = GIST if wc.lod[b] == RAW else GIST2
@@ -129,10 +131,13 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
             continue
         cost = bs - 1 if wc.lod[b] == GIST else len(wc.group(b)) - 1
         if wc.slots() + cost > wc.budget:
-            victims = [v for v in range(wc.n_blocks) if wc.lod[v] == RAW and scores[v] < collapse_threshold]
-            if not victims or wc.lod[b] != GIST:
+            raw = [v for v in range(wc.n_blocks) if wc.lod[v] == RAW]
+            if not raw or wc.lod[b] != GIST:
                 continue
-            collapse(min(victims, key=lambda v: scores[v]))
+            victim = min(raw, key=lambda v: scores[v])
+            if scores[b] - scores[victim] <= margin:
+                continue
+            collapse(victim)
         if wc.slots() + cost <= wc.budget:
             level = wc.lod[b]
             wc.expand(b)
