@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from engine.checkpoint import load_extra_state
+from engine.engine import KVCache
 from engine.errors import EngineError
 from engine.extensions import extension_file
 from engine.inference_load import load_model, resolve_checkpoint
@@ -23,6 +24,7 @@ from nanochat_plugins.megacontext.context import (
     focus_vector,
     lens_scores,
     make_gists,
+    overlap,
     raw_loss,
     stage,
 )
@@ -57,8 +59,12 @@ class MegaContextModel:
         self.gistnet = GistNet(C, self.cfg.block_size, self.cfg.gistnet_dim, self.cfg.gistnet_heads).to(device)
         self.lensnet = LensNet(C).to(device)
         state = load_extra_state(path, device, meta)
-        self.gistnet.load_state_dict(state["gistnet"])
-        self.lensnet.load_state_dict(state["lensnet"])
+        try:
+            self.gistnet.load_state_dict(state["gistnet"])
+            self.lensnet.load_state_dict(state["lensnet"])
+        except (RuntimeError, KeyError) as e:
+            raise EngineError(f"{path}: GistNet/LensNet weights do not fit this MegaContext version "
+                              f"({str(e).splitlines()[0][:120]}): retrain the checkpoint with megacontext on") from None
         self.gistnet.eval()
         self.lensnet.eval()
         self.device = device
@@ -86,8 +92,9 @@ class MegaContextModel:
         focus = focus_vector(self.model, history, cfg.block_size)
         reading = Reading(wc)
         t0 = time.perf_counter()
+        lexical = overlap(history, cfg.block_size)
         for _ in range(ALLOC_PASSES):
-            scores = lens_scores(self.lensnet, gists, focus, wc).float().tolist()
+            scores = lens_scores(self.lensnet, gists, focus, wc, lexical).float().tolist()
             acts = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold)
             reading.actions += acts
             if not acts:
@@ -111,11 +118,15 @@ class MegaContextModel:
 
     @torch.no_grad()
     def generate(self, ids: list[int], max_tokens: int, temperature: float = 0.0, top_k: int | None = None,
-                     seed: int = 42) -> Iterator[int]:
+                 seed: int = 42, cache: bool = True) -> Iterator[int]:
         """Tokens continuing `ids` (a long document and a question, say), the ids read through the working
         context: whole blocks of the history as the allocator places them, the newest tokens (the partial last
         block, then what is generated) raw. The context is re-read every lens_refresh tokens; `self.reading`
-        holds the latest reading (its LOD map is what the chat shows)."""
+        holds the latest reading (its LOD map is what the chat shows).
+
+        With `cache`, the working context is prefilled into a KV cache once and each new token is decoded
+        against it; the cache is rebuilt only when the working context changes (the allocator moved a block,
+        or the raw tail outgrew the budget). `self.rebuilds` counts the prefills."""
         cfg = self.cfg
         cut = max(0, len(ids) - cfg.block_size) // cfg.block_size * cfg.block_size
         history = torch.tensor(ids[:cut], dtype=torch.long, device=self.device)
@@ -123,19 +134,29 @@ class MegaContextModel:
         gen = torch.Generator(device=self.device).manual_seed(seed)
         gists = None
         self.reading = None
+        self.rebuilds = 0
+        kv: KVCache | None = None
+        cached: tuple[list[int], int, int] | None = None  # (LOD, tail start, tail length) in the cache
         out: list[int] = []
         for i in range(max_tokens):
             tail = torch.tensor(recent + out, dtype=torch.long, device=self.device)
             if self.reading is None or i % cfg.lens_refresh == 0:
                 self.reading, gists = self.read(history, min(tail.numel(), cfg.budget - 2))
             wc = self.reading.wc
-            if tail.numel() > cfg.budget - 2:  # the raw tail alone fills the budget: keep its newest part
-                tail = tail[-(cfg.budget - 2):]
+            start = max(0, tail.numel() - (cfg.budget - 2))  # the raw tail alone fills the budget: keep its newest
+            tail = tail[start:]
             wc.tail = tail.numel()
             while wc.slots() > wc.budget:  # a growing tail takes room from the lowest-value raw blocks
                 allocate(wc, [0.0] * wc.n_blocks, float("inf"), float("-inf"), max_actions=0)
-            idx, pos, vec = assemble(history, tail, wc, gists, self.placeholder)
-            logits = self.model(idx, input_stage=stage(pos, vec))[0, -1].float()
+            if cache and kv is not None and cached == (wc.lod, start, tail.numel() - 1):
+                logits = self.model(tail[None, -1:], kv_cache=kv)[0, -1].float()  # one decode step
+            else:
+                idx, pos, vec = assemble(history, tail, wc, gists, self.placeholder)
+                if cache:
+                    kv = self._cache(wc.budget + 1)
+                    self.rebuilds += 1
+                logits = self.model(idx, kv_cache=kv, input_stage=stage(pos, vec))[0, -1].float()
+            cached = (list(wc.lod), start, tail.numel())
             if temperature <= 0:
                 token = int(logits.argmax())
             else:
@@ -145,6 +166,12 @@ class MegaContextModel:
                 token = int(torch.multinomial((logits / temperature).softmax(-1), 1, generator=gen))
             out.append(token)
             yield token
+
+    def _cache(self, positions: int) -> KVCache:
+        c = self.model.config
+        param = next(self.model.parameters())
+        return KVCache(1, c.n_kv_head, positions, c.n_embd // c.n_head, c.n_layer, device=param.device,
+                       dtype=param.dtype)
 
     def continue_text(self, document: str, prompt: str = "", max_tokens: int = 64) -> tuple[str, Reading]:
         """Greedy continuation of `document` + `prompt` (stops at BOS); the text and the last reading."""
