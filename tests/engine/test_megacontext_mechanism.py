@@ -1,0 +1,94 @@
+"""MegaContext mechanism: the allocator swaps in the span LensNet scores highest only when it beats the weakest
+raw block by the hysteresis margin, the training loss includes the tail loss and trains GistNet, and the
+lexical-overlap feature finds the block that shares the recent tokens."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.gpt import GPT, GPTConfig
+from nanochat_plugins.megacontext.context import context_loss, context_losses, make_gists, overlap
+from nanochat_plugins.megacontext.nets import GistNet, LensNet
+from nanochat_plugins.megacontext.tree import GIST, RAW, WorkingContext, allocate
+
+
+def _recent_context() -> tuple[WorkingContext, list[int]]:
+    wc = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2)
+    wc.fit_recent()
+    raw = [b for b, lod in enumerate(wc.lod) if lod == RAW]
+    assert raw == [25, 26, 27, 28, 29] and wc.slots() == 249  # a full budget: expanding needs a swap
+    return wc, raw
+
+
+def test_allocator_swaps_the_best_gist_for_the_weakest_raw_block_under_budget():
+    wc, raw = _recent_context()
+    scores = [0.0] * 30
+    for rank, b in enumerate(raw):
+        scores[b] = 1.0 + rank  # newer raw blocks matter more
+    scores[3], scores[10] = 2.0, 1.5  # block 3 beats the weakest raw block (25, 1.0) by 1.0 nats
+    actions = allocate(wc, scores, expand_threshold=0.25, collapse_threshold=-0.25)
+    assert [(a.op, a.block) for a in actions] == [("collapse", 25), ("expand", 3)]
+    assert wc.lod[3] == RAW and wc.lod[25] == GIST and wc.slots() <= wc.budget
+    # block 10 (1.5) no longer beats the weakest raw block (26, 2.0): no swap, and nothing churns
+    assert allocate(wc, scores, expand_threshold=0.25, collapse_threshold=-0.25) == []
+
+
+def test_allocator_keeps_the_context_when_the_gain_is_within_the_margin():
+    wc, raw = _recent_context()
+    scores = [0.0] * 30
+    for b in raw:
+        scores[b] = 1.0
+    scores[3] = 1.4  # better than the weakest raw block, but by less than the margin 0.5
+    before = list(wc.lod)
+    assert allocate(wc, scores, expand_threshold=0.25, collapse_threshold=-0.25) == [] and wc.lod == before
+
+
+def test_overlap_finds_the_block_sharing_the_recent_ids():
+    history = torch.arange(1000, 1000 + 8 * 32)  # every block distinct
+    history[-16:] = torch.arange(16)  # the newest tokens ...
+    history[2 * 32:2 * 32 + 16] = torch.arange(16)  # ... also in block 2
+    lex = overlap(history, 32, recent=16)
+    assert int(lex.argmax()) in (2, 7) and float(lex[2]) == 1.0 and float(lex[0]) == 0.0
+
+
+def test_training_loss_holds_the_tail_loss_reaches_gistnet_and_lens_scores_are_bounded():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(sequence_len=256, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    history, tail = torch.randint(1, 100, (8 * 16,)), torch.randint(1, 100, (16,))
+    gistnet = GistNet(64, 16, dim=32, heads=2)
+    gists = make_gists(model, gistnet, history, 16, 1)
+    wc = WorkingContext(n_blocks=8, block_size=16, tail=16, budget=64, levels=1)
+    wc.fit_recent()
+    wide, tail_loss = context_losses(model, history, tail, wc, gists, placeholder=0)
+    assert torch.allclose(tail_loss, context_loss(model, history, tail, wc, gists, placeholder=0), atol=1e-5)
+    wide.backward()  # the gradient reaches GistNet through the gists
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gistnet.parameters())
+    scores = LensNet(64)(gists.level1.detach() * 100, gists.level1[0].detach(), torch.ones(8), torch.ones(8))
+    assert scores.abs().max() <= 4.0  # bounded: a wild input cannot force a swap
+
+
+def _session(budget: int = 96):
+    from nanochat_plugins.megacontext.config import MegaContextConfig
+    from nanochat_plugins.megacontext.session import MegaContextModel
+
+    torch.manual_seed(1)
+    mc = MegaContextModel.__new__(MegaContextModel)  # no checkpoint: a random model and nets
+    mc.model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    mc.model.init_weights()
+    mc.model.eval()
+    mc.cfg = MegaContextConfig(enabled=True, block_size=16, budget=budget, tail_tokens=32, doc_tokens=128,
+                               lens_refresh=4, gistnet_dim=32, gistnet_heads=2)
+    mc.gistnet, mc.lensnet = GistNet(64, 16, 32, 2).eval(), LensNet(64).eval()
+    mc.device, mc.placeholder = "cpu", 0
+    return mc
+
+
+def test_chat_decoding_with_the_kv_cache_matches_full_recompute():
+    mc = _session()
+    ids = torch.randint(1, 100, (16 * 12 + 5,)).tolist()
+    plain = list(mc.generate(ids, 40, cache=False))
+    cached = list(mc.generate(ids, 40, cache=True))
+    assert cached == plain
+    assert 1 <= mc.rebuilds < 40  # rebuilt only when the working context changed
+    assert mc.reading.wc.slots() <= 96
