@@ -1,12 +1,15 @@
 """MegaContext against plain truncation and the full context, and what it costs to train.
 
-    python bench/megacontext_bench.py [--steps 300] [--budget 256] [--docs 40] [--keep DIR]
+    python bench/megacontext_bench.py [--steps 400] [--budget 256] [--docs 120] [--keep DIR]
 
-Builds a corpus of long Python standard-library files (a fifth held out for validation by file), trains the
-same small model twice in this process (MegaContext off, then on), and prints:
-- next-token loss over the last `tail` tokens of held-out long documents at the same working-context budget:
-  MegaContext (gists + allocator), truncation (the newest `budget` tokens) and the full document, for the MC
-  checkpoint (and truncation/full for the vanilla one, for reference);
+Builds a corpus of long Python standard-library files (a fifth held out for validation, by file), trains the
+same small model three times in this process (MegaContext off; MegaContext on; off with a context as long as a
+whole document, the full-context reference) and prints:
+- next-token loss over the last `tail` tokens of one window of `doc_tokens` from each held-out file, at the
+  same working-context budget: MegaContext (gists + allocator), truncation (the newest `budget` tokens, same
+  MC checkpoint) and the full document (the long-context model: the others' longest attention window is the
+  budget, so for them full ≈ truncation); the paired difference MC − truncation with its standard error over
+  documents (a document is the unit) and the documents where MC wins; the allocator's actions at inference;
 - training tokens/s (median of the steps after the first; base LM tokens, the MC document not counted) with
   MegaContext on and off, and the allocator's time per step (median).
 Timings depend on the machine and its load: run it on a quiet one and compare medians of several runs.
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -53,73 +58,118 @@ def telemetry(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "telemetry.jsonl").read_text().splitlines()]
 
 
+def paired(a: list[float], b: list[float]) -> tuple[float, float, int]:
+    """(mean of a − b, its standard error over the pairs, pairs where a < b)."""
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return statistics.fmean(d), se, sum(x < 0 for x in d)
+
+
+def setting(text: str) -> tuple[str, Any]:
+    key, _, value = text.partition("=")
+    return key, json.loads(value)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--budget", type=int, default=256)
     ap.add_argument("--doc-tokens", type=int, default=1024)
     ap.add_argument("--tail", type=int, default=64)
-    ap.add_argument("--docs", type=int, default=40, help="held-out long documents to score")
-    ap.add_argument("--files", type=int, default=240, help="stdlib files in the corpus (the largest)")
-    ap.add_argument("--keep", help="work in this folder (kept) instead of a temporary one")
+    ap.add_argument("--docs", type=int, default=120, help="held-out long documents to score (one window each)")
+    ap.add_argument("--files", type=int, default=600, help="stdlib files in the corpus (the largest)")
+    ap.add_argument("--mc-set", action="append", default=[], type=setting, metavar="KEY=JSON",
+                    help="another megacontext setting for the MC run (docs_per_step=2, say)")
+    ap.add_argument("--no-long", action="store_true", help="skip the long-context model (full = MC checkpoint)")
+    ap.add_argument("--keep", help="work in this folder (kept; finished runs are reused) instead of a temporary one")
     args = ap.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="mc-bench-"))
     t0 = time.time()
     data, tok = build_corpus(root / "assets", args.files, 1024) if not (root / "assets").exists() else (
         root / "assets" / "data", root / "assets" / "tok")
-    flags = ["--depth", "4", "--aspect-ratio", "32", "--head-dim", "32", "--max-seq-len", "256",
-             "--vocab-size", "1024", "--device-batch-size", "4", "--total-batch-size", "1024",
-             "--num-iterations", str(args.steps), "--warmup-iters", "10", "--eval-every", "-1",
-             "--eval-tokens", "1024", "--sample-every", "-1", "--device-type", "cpu", "--log-every", "50",
-             "--base-dir", str(root / "base"), "--data-dir", str(data), "--tokenizer-dir", str(tok)]
-    settings = {"enabled": True, "budget": args.budget, "doc_tokens": args.doc_tokens, "tail_tokens": args.tail}
+    flags = ["--depth", "4", "--aspect-ratio", "32", "--head-dim", "32", "--vocab-size", "1024",
+             "--total-batch-size", "1024", "--num-iterations", str(args.steps), "--warmup-iters", "10",
+             "--eval-every", "-1", "--eval-tokens", "1024", "--sample-every", "-1", "--device-type", "cpu",
+             "--log-every", "50", "--base-dir", str(root / "base"), "--data-dir", str(data),
+             "--tokenizer-dir", str(tok)]
+    short = ["--max-seq-len", str(args.budget), "--device-batch-size", str(1024 // args.budget)]
+    settings = {"enabled": True, "budget": args.budget, "doc_tokens": args.doc_tokens, "tail_tokens": args.tail,
+                **dict(args.mc_set)}
     ext = json.dumps([{"name": "megacontext", "entry": ENTRY, "settings": settings}])
-    for run, extra in (("vanilla", []), ("mc", ["--extensions", ext])):
+    runs = [("vanilla", short), ("mc", [*short, "--extensions", ext])]
+    if not args.no_long:  # the same tokens per step, in one sequence as long as a document
+        runs.append(("long", ["--max-seq-len", str(args.doc_tokens), "--device-batch-size",
+                              str(max(1, 1024 // args.doc_tokens))]))
+    for run, extra in runs:
         if not (root / "base" / "base_checkpoints" / run).exists():
             if train_main([*flags, "--run", run, *extra]):
                 raise SystemExit(f"training {run} failed")
 
-    tokenizer = Tokenizer.from_directory(tok)
-    bos = tokenizer.get_bos_token_id()
-    docs = LongDocs(lambda: iter_texts(data, "val"), lambda t: tokenizer.encode(t, prepend=bos),
-                    args.doc_tokens).all(args.docs)
-    mc_model = MegaContextModel.load(root / "base" / "base_checkpoints" / "mc")
-    rows = [mc_model.losses(d, args.tail, args.budget) for d in docs]
+    import torch
+
     from engine.inference_load import load_model
     from nanochat_plugins.megacontext.context import raw_loss
 
-    vanilla, _, _ = load_model(root / "base" / "base_checkpoints" / "vanilla")
-    import torch
-
+    tokenizer = Tokenizer.from_directory(tok)
+    bos = tokenizer.get_bos_token_id()
+    docs = LongDocs(lambda: iter_texts(data, "val"), lambda t: tokenizer.encode(t, prepend=bos),
+                    args.doc_tokens, keep=max(256, args.docs)).all(args.docs)
+    mc_model = MegaContextModel.load(root / "base" / "base_checkpoints" / "mc")
+    t_eval = time.time()
+    rows = [mc_model.losses(d, args.tail, args.budget) for d in docs]
+    t_eval = time.time() - t_eval
+    decode = {}
+    for cache in (False, True):  # MC chat decoding over the first document, greedy
+        t = time.perf_counter()
+        n = len(list(mc_model.generate(docs[0].tolist(), 64, cache=cache)))
+        decode[cache] = n / (time.perf_counter() - t)
     with torch.no_grad():
+        vanilla, _, _ = load_model(root / "base" / "base_checkpoints" / "vanilla")
         v_trunc = [float(raw_loss(vanilla, d[-args.budget:], args.tail)) for d in docs]
-        v_full = [float(raw_loss(vanilla, d, args.tail)) for d in docs]
+        if args.no_long:
+            full = [r["full"] for r in rows]
+        else:
+            long_model, _, _ = load_model(root / "base" / "base_checkpoints" / "long")
+            full = [float(raw_loss(long_model, d, args.tail)) for d in docs]
 
-    def mean(xs: list[float]) -> float:
-        return sum(xs) / len(xs)
-
+    mc, trunc = [r["mc"] for r in rows], [r["trunc"] for r in rows]
+    recency = [r["mc_recency"] for r in rows]
+    d, se, wins = paired(mc, trunc)
+    d_v, se_v, wins_v = paired(mc, v_trunc)
+    d_a, se_a, wins_a = paired(mc, recency)
+    actions = [r["actions"] for r in rows]
     speeds = {}
     for run in ("vanilla", "mc"):
         steps = [e for e in telemetry(root / "base" / "runs" / run) if e["event"] == "step"][1:]
         speeds[run] = statistics.median(e["tokens_per_sec"] for e in steps)
     alloc = [e["data"]["alloc_ms"] for e in telemetry(root / "base" / "runs" / "mc")
              if e["event"] == "plugin" and e["kind"] == "context"]
-    wins = sum(r["mc"] < r["trunc"] for r in rows)
-    print(f"MegaContext bench: {len(docs)} held-out documents of {args.doc_tokens} tokens, loss over the last "
-          f"{args.tail}, working-context budget {args.budget} positions; model depth 4 dim 128, {args.steps} steps")
-    print(f"  MC checkpoint   MegaContext {mean([r['mc'] for r in rows]):.4f}   truncation "
-          f"{mean([r['trunc'] for r in rows]):.4f}   full context {mean([r['full'] for r in rows]):.4f}  "
-          f"(MC < truncation on {wins}/{len(rows)} documents)")
-    print("  MC without the allocator (newest blocks raw, the rest gists): "
-          f"{mean([r['mc_recency'] for r in rows]):.4f}")
-    print(f"  vanilla ckpt                       truncation {mean(v_trunc):.4f}   full context {mean(v_full):.4f}")
+    full_what = ("the MC checkpoint over the whole document (its longest window is the budget)" if args.no_long
+                 else f"a model trained at max_seq_len {args.doc_tokens} on the same tokens")
+    mean = statistics.fmean
+    print(f"MegaContext bench: {len(docs)} held-out documents (one {args.doc_tokens}-token window per file), loss "
+          f"over the last {args.tail} tokens; working-context budget {args.budget} positions; model depth 4 dim "
+          f"128, {args.steps} steps of 1,024 tokens; MC settings {json.dumps(settings)}")
+    print(f"  MegaContext {mean(mc):.4f}   truncation {mean(trunc):.4f}   full context {mean(full):.4f}")
+    print(f"    (MC and truncation: the MC checkpoint; full: {full_what})")
+    print(f"  MC − truncation: {d:+.4f} ± {se:.4f} (SE over documents, {abs(d) / se:.1f} SE); MC wins on "
+          f"{wins}/{len(rows)} documents")
+    print(f"  MC − truncation with the vanilla checkpoint ({mean(v_trunc):.4f}): {d_v:+.4f} ± {se_v:.4f}; MC "
+          f"wins on {wins_v}/{len(rows)}")
+    print(f"  allocator: {sum(actions)} actions at inference ({mean(actions):.2f} per document, "
+          f"{sum(a > 0 for a in actions)} documents changed); MC − MC without the allocator (newest blocks raw, "
+          f"the rest gists, {mean(recency):.4f}): {d_a:+.4f} ± {se_a:.4f}, better on {wins_a}, "
+          f"worse on {sum(x > y for x, y in zip(mc, recency, strict=True))}")
     print(f"  mean positions used by MC: {mean([r['slots'] for r in rows]):.1f} of {args.budget}; "
           f"example LOD map: {rows[0]['lod']}")
     print(f"  training tokens/s (median): MC off {speeds['vanilla']:,.0f}, MC on {speeds['mc']:,.0f} "
           f"({speeds['mc'] / speeds['vanilla']:.2f}x)")
     print(f"  allocator time per step (median): {statistics.median(alloc):.3f} ms training; "
           f"{statistics.median(r['alloc_ms'] for r in rows):.3f} ms per document read at inference "
-          "(LensNet scoring included)")
+          f"(LensNet scoring included); MC scoring {1000 * t_eval / len(rows):.0f} ms per document")
+    print(f"  MC chat decoding (greedy, 64 tokens after a {args.doc_tokens}-token document): "
+          f"{decode[True]:.0f} tokens/s with the KV cache ({mc_model.rebuilds} prefills), {decode[False]:.0f} "
+          "tokens/s recomputing the working context per token")
     print(f"  total {time.time() - t0:.0f}s in {root}")
 
 
