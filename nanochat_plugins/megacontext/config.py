@@ -24,10 +24,10 @@ class MegaContextConfig(BaseModel):
     loss_weight: float = Field(1.0, ge=0, description="weight of the MegaContext loss next to the plain LM loss")
     lens_refresh: int = Field(4, ge=1, description="steps (training) or tokens (chat) between LensNet "
                                                    "re-scoring and, in training, its ΔNLL targets")
-    expand_threshold: float = Field(0.1, description="expand a gist when LensNet's score (predicted loss "
-                                                     "saved, nats) is above this and the budget allows")
-    collapse_threshold: float = Field(-0.1, description="a raw block scored below this may be collapsed to its "
-                                                        "gist to make room for a gist scored above expand_threshold")
+    expand_threshold: float = Field(0.1, description="expand a gist only when LensNet's score (predicted loss "
+                                                     "saved, nats over the tail) is above this")
+    collapse_threshold: float = Field(-0.1, description="hysteresis: a gist is swapped in for the lowest-scored raw "
+                                                        "block only when it outscores it by expand_threshold − this")
     gistnet_dim: int = Field(128, ge=16, le=4096, description="GistNet size: width of its attention pooling")
     gistnet_heads: int = Field(4, ge=1, le=64, description="GistNet attention-pooling heads")
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate of GistNet and LensNet")
