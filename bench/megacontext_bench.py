@@ -80,6 +80,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=600, help="stdlib files in the corpus (the largest)")
     ap.add_argument("--mc-set", action="append", default=[], type=setting, metavar="KEY=JSON",
                     help="another megacontext setting for the MC run (docs_per_step=2, say)")
+    ap.add_argument("--window-pattern", default="SSSL",
+                    help="attention windows over layers (S: a quarter of max_seq_len, L: all of it)")
     ap.add_argument("--no-long", action="store_true", help="skip the long-context model (full = MC checkpoint)")
     ap.add_argument("--keep", help="work in this folder (kept; finished runs are reused) instead of a temporary one")
     args = ap.parse_args()
@@ -87,7 +89,8 @@ def main() -> None:
     t0 = time.time()
     data, tok = build_corpus(root / "assets", args.files, 1024) if not (root / "assets").exists() else (
         root / "assets" / "data", root / "assets" / "tok")
-    flags = ["--depth", "4", "--aspect-ratio", "32", "--head-dim", "32", "--vocab-size", "1024",
+    flags = ["--depth", "4", "--window-pattern", args.window_pattern, "--aspect-ratio", "32", "--head-dim", "32",
+             "--vocab-size", "1024",
              "--total-batch-size", "1024", "--num-iterations", str(args.steps), "--warmup-iters", "10",
              "--eval-every", "-1", "--eval-tokens", "1024", "--sample-every", "-1", "--device-type", "cpu",
              "--log-every", "50", "--base-dir", str(root / "base"), "--data-dir", str(data),
@@ -131,6 +134,7 @@ def main() -> None:
         else:
             long_model, _, _ = load_model(root / "base" / "base_checkpoints" / "long")
             full = [float(raw_loss(long_model, d, args.tail)) for d in docs]
+            long_trunc = [float(raw_loss(long_model, d[-args.budget:], args.tail)) for d in docs]
 
     mc, trunc = [r["mc"] for r in rows], [r["trunc"] for r in rows]
     recency = [r["mc_recency"] for r in rows]
@@ -149,10 +153,14 @@ def main() -> None:
     mean = statistics.fmean
     print(f"MegaContext bench: {len(docs)} held-out documents (one {args.doc_tokens}-token window per file), loss "
           f"over the last {args.tail} tokens; working-context budget {args.budget} positions; model depth 4 dim "
-          f"128, {args.steps} steps of 1,024 tokens; MC settings {json.dumps(settings)}")
+          f"128 windows {args.window_pattern}, {args.steps} steps of 1,024 tokens; MC settings {json.dumps(settings)}")
     print(f"  MegaContext {mean(mc):.4f}   truncation {mean(trunc):.4f}   full context {mean(full):.4f}")
     print(f"    (MC and truncation: the MC checkpoint; full: {full_what}; the MC checkpoint over the whole "
           f"document: {mean([r['full'] for r in rows]):.4f})")
+    if not args.no_long:
+        d_l, se_l, _ = paired(full, long_trunc)
+        print(f"    the long-context model truncated to the budget: {mean(long_trunc):.4f} (full − truncation "
+              f"{d_l:+.4f} ± {se_l:.4f}: what the whole document is worth to a model that can attend to it)")
     print(f"  MC − truncation: {d:+.4f} ± {se:.4f} (SE over documents, {abs(d) / se:.1f} SE); MC wins on "
           f"{wins}/{len(rows)} documents")
     print(f"  MC − truncation with the vanilla checkpoint ({mean(v_trunc):.4f}): {d_v:+.4f} ± {se_v:.4f}; MC "

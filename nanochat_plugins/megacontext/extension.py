@@ -109,7 +109,8 @@ class MegaContextExtension(Extension):
             mc_total = mc_total + wide
             extra: dict[str, Any] = {"mc_loss": float(mc.detach()), "alloc_ms": alloc_ms}
             if refresh:
-                lens_loss, probes = self._fit_lens(history, tail, wc, gists, focus, lexical, float(mc.detach()))
+                lens_loss, probes = self._fit_lens(history, tail, wc, gists, focus, lexical, scores,
+                                                    float(mc.detach()))
                 loss = loss + lens_loss / cfg.docs_per_step
                 with torch.no_grad():
                     extra["full_loss"] = float(raw_loss(model, doc, cfg.tail_tokens))
@@ -120,41 +121,56 @@ class MegaContextExtension(Extension):
             self.last = telemetry(wc, before, actions, **extra)
         return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
 
-    def _fit_lens(self, history, tail, wc, gists, focus, lexical, base_loss: float):
-        """Measure what seeing a few blocks raw instead of as gists saves (nats over the tail), and fit
-        LensNet's scores to it: a gist is expanded (budget relaxed), a raw block collapsed. The probes sit
-        where the allocator decides: raw blocks it could swap out, and gists it could swap in (half of them the
-        ones sharing the most ids with the recent tokens, where copying can pay)."""
+    def _fit_lens(self, history, tail, wc, gists, focus, lexical, scores: list[float], base_loss: float):
+        """Measure what seeing a few blocks raw saves (nats over the tail) and fit LensNet's scores to it, where
+        the allocator decides: a raw block it could swap out is collapsed (its score should be the loss that
+        costs); a gist it could swap in is swapped for the raw block(s) the allocator would give up, inside the
+        budget (the score difference should be the swap's gain; a probe over the budget would push the oldest
+        positions out of the model's attention window and measure that instead). Half the gists probed are
+        the ones sharing the most ids with the recent tokens, where copying can pay."""
         raws = [b for b, lod in enumerate(wc.lod) if lod == RAW]
         gist_blocks = [b for b, lod in enumerate(wc.lod) if lod > RAW]
-        n_raw = min(len(raws), LENS_PROBES // 3)
-        picks = self.rng.sample(raws, n_raw)
-        n_gist = min(len(gist_blocks), LENS_PROBES - n_raw)
-        ranked = sorted(gist_blocks, key=lambda b: -float(lexical[b]))
-        top = ranked[:n_gist // 2]
+        picks = self.rng.sample(raws, min(len(raws), LENS_PROBES // 3))
+        n_gist = min(len(gist_blocks), LENS_PROBES - len(picks))
+        top = sorted(gist_blocks, key=lambda b: -float(lexical[b]))[:n_gist // 2]
         rest = [b for b in gist_blocks if b not in top]
-        picks += top + self.rng.sample(rest, min(len(rest), n_gist - len(top)))
-        if not picks:
+        swaps = top + self.rng.sample(rest, min(len(rest), n_gist - len(top)))
+        if not picks and not swaps:
             return torch.zeros((), device=self.ctx.device), []
-        saved = []
-        R = tail.numel()
+        model, R = self.ctx.model, tail.numel()
+        collapsed, gains, given = [], [], []
         with torch.no_grad():
             for b in picks:
                 probe = copy.deepcopy(wc)
-                probe.budget = 1 << 30
-                if probe.lod[b] == RAW:
-                    probe.collapse(b)
-                    other = float(context_loss(self.ctx.model, history, tail, probe, gists, self.placeholder))
-                    saved.append(R * (other - base_loss))
-                    continue
+                probe.collapse(b)
+                collapsed.append(R * (float(context_loss(model, history, tail, probe, gists, self.placeholder))
+                                      - base_loss))
+            for b in swaps:
+                probe = copy.deepcopy(wc)
                 while probe.lod[b] != RAW:  # a level-2 member: down to its own raw block
                     probe.expand(b)
-                saved.append(R * (base_loss - float(context_loss(self.ctx.model, history, tail, probe, gists,
+                out = []
+                while probe.slots() > probe.budget:  # make room as the allocator would: lowest-scored raw first
+                    victim = min((v for v, lod in enumerate(probe.lod) if lod == RAW and v != b),
+                                 key=lambda v: scores[v], default=None)
+                    if victim is None:
+                        break
+                    probe.collapse(victim)
+                    out.append(victim)
+                given.append(out)
+                gains.append(R * (base_loss - float(context_loss(model, history, tail, probe, gists,
                                                                    self.placeholder))))
-        scores = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc, lexical)[picks]
-        target = torch.tensor(saved, device=scores.device, dtype=scores.dtype)
-        probes = [{"block": b, "saved": round(s, 4)} for b, s in zip(picks, saved, strict=True)]
-        return F.mse_loss(scores, target), probes
+        pred = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc, lexical)
+        terms = []
+        if picks:
+            terms.append(F.mse_loss(pred[picks], torch.tensor(collapsed, dtype=pred.dtype, device=pred.device)))
+        if swaps:
+            diff = torch.stack([pred[b] - pred[out].sum() for b, out in zip(swaps, given, strict=True)])
+            terms.append(F.mse_loss(diff, torch.tensor(gains, dtype=pred.dtype, device=pred.device)))
+        probes = ([{"block": b, "saved": round(v, 4)} for b, v in zip(picks, collapsed, strict=True)]
+                  + [{"block": b, "saved": round(v, 4), "swap_out": out}
+                     for b, v, out in zip(swaps, gains, given, strict=True)])
+        return sum(terms) / len(terms), probes
 
     def after_step(self, step: int) -> None:
         self.step = step
