@@ -119,7 +119,7 @@ def main() -> None:
                     args.doc_tokens, keep=max(256, args.docs)).all(args.docs)
     mc_model = MegaContextModel.load(root / "base" / "base_checkpoints" / "mc")
     t_eval = time.time()
-    rows = [mc_model.losses(d, args.tail, args.budget) for d in docs]
+    rows = [mc_model.losses(d, args.tail, args.budget, docs[(i + 1) % len(docs)]) for i, d in enumerate(docs)]
     t_eval = time.time() - t_eval
     decode = {}
     for cache in (False, True):  # MC chat decoding over the first document, greedy
@@ -169,6 +169,12 @@ def main() -> None:
           f"{sum(a > 0 for a in actions)} documents changed); MC − MC without the allocator (newest blocks raw, "
           f"the rest gists, {mean(recency):.4f}): {d_a:+.4f} ± {se_a:.4f}, better on {wins_a}, "
           f"worse on {sum(x > y for x, y in zip(mc, recency, strict=True))}")
+    d_o, se_o, _ = paired(mc, [r["other_gists"] for r in rows])
+    d_n, se_n, _ = paired(mc, [r["no_gists"] for r in rows])
+    print(f"  what the gists carry: MC − MC with another document's gists {d_o:+.4f} ± {se_o:.4f}; MC − MC with "
+          f"its gist slots removed (its raw tokens only) {d_n:+.4f} ± {se_n:.4f}: "
+          + ("the gists' content helps" if d_o < -2 * se_o and d_n < -2 * se_n else
+             "no clear use of the gists' content (within 2 SE of a control)"))
     print(f"  mean positions used by MC: {mean([r['slots'] for r in rows]):.1f} of {args.budget}; "
           f"example LOD map: {rows[0]['lod']}")
     print(f"  training tokens/s (median): MC off {speeds['vanilla']:,.0f}, MC on {speeds['mc']:,.0f} "

@@ -14,11 +14,14 @@ def rms(x: torch.Tensor) -> torch.Tensor:
 SCORE_RANGE = 4.0  # scores lie in (-4, 4) nats over the tail: an unseen input cannot score 40 and force a swap
 
 
+CORRECTION = 0.5  # GistNet's learned part per channel, at most half the normed block mean's typical size
+
+
 class GistNet(nn.Module):
     """A block of embeddings -> one gist: one self-attention layer over the block (so each token sees its
     neighbours), then attention pooling: learned per-head queries attend over the block, the pooled heads are
-    projected back to the model width and added to the block mean. The output is RMS-normed like the model's
-    token embeddings, so a gist sits where a token would."""
+    projected back to the model width and added, bounded, to the normed block mean. The output is RMS-normed
+    like the model's token embeddings, so a gist sits where a token would."""
 
     def __init__(self, n_embd: int, block_size: int, dim: int = 128, heads: int = 4) -> None:
         super().__init__()
@@ -48,7 +51,9 @@ class GistNet(nn.Module):
         v = self._split(self.value(h))
         att = torch.einsum("hd,nhsd->nhs", self.query, k).softmax(-1)
         pooled = torch.einsum("nhs,nhsd->nhd", att, v).reshape(N, -1)
-        return rms(block.mean(1) + self.out(pooled))
+        # the learned part is bounded next to the (normed) block mean: unbounded, GistNet learned one constant
+        # vector for every block (an attention sink the model liked) and the gists carried nothing
+        return rms(rms(block.mean(1)) + CORRECTION * torch.tanh(self.out(pooled)))
 
 
 class LensNet(nn.Module):

@@ -4,6 +4,7 @@ Used by the bench (bench/megacontext_bench.py) and by `nanochat-cli megacontext 
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from nanochat_plugins.megacontext.context import (
     stage,
 )
 from nanochat_plugins.megacontext.nets import GistNet, LensNet
-from nanochat_plugins.megacontext.tree import LOD_LEGEND, Action, WorkingContext, allocate
+from nanochat_plugins.megacontext.tree import DROPPED, LOD_LEGEND, RAW, Action, WorkingContext, allocate
 
 ALLOC_PASSES = 3  # allocator passes when a document is read: the focus settles in a few
 
@@ -103,18 +104,31 @@ class MegaContextModel:
         return reading, gists
 
     @torch.no_grad()
-    def losses(self, doc: torch.Tensor, tail_len: int, budget: int) -> dict[str, Any]:
-        """Mean loss over the document's last `tail_len` tokens: MegaContext, truncation and full context."""
+    def losses(self, doc: torch.Tensor, tail_len: int, budget: int,
+               other: torch.Tensor | None = None) -> dict[str, Any]:
+        """Mean loss over the document's last `tail_len` tokens: MegaContext, truncation and full context, and
+        two controls on what the gists carry: the same working context with its gist slots removed
+        (`no_gists`), and, given `other` (another document as long), with that document's gists in the same
+        slots (`other_gists`). If MC beats truncation through what its gists say, both controls lose."""
         doc = doc.to(self.device)
         history, tail = self.split(doc, tail_len)
         reading, gists = self.read(history, tail_len, budget)
-        mc = float(context_loss(self.model, history, tail, reading.wc, gists, self.placeholder))
-        prior = WorkingContext(reading.wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels)
+        wc = reading.wc
+        mc = float(context_loss(self.model, history, tail, wc, gists, self.placeholder))
+        prior = WorkingContext(wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels)
         prior.fit_recent()  # the allocator's starting shape (newest blocks raw, the rest gists), for comparison
         no_alloc = float(context_loss(self.model, history, tail, prior, gists, self.placeholder))
-        return {"mc": mc, "mc_recency": no_alloc, "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
-                "full": float(raw_loss(self.model, doc, tail_len)), "lod": reading.wc.lod_map(),
-                "slots": reading.wc.slots(), "alloc_ms": reading.alloc_ms, "actions": len(reading.actions)}
+        bare = copy.deepcopy(wc)
+        bare.lod = [lod if lod == RAW else DROPPED for lod in wc.lod]
+        out = {"mc": mc, "mc_recency": no_alloc, "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
+               "full": float(raw_loss(self.model, doc, tail_len)), "lod": wc.lod_map(), "slots": wc.slots(),
+               "alloc_ms": reading.alloc_ms, "actions": len(reading.actions),
+               "no_gists": float(context_loss(self.model, history, tail, bare, gists, self.placeholder))}
+        if other is not None:
+            foreign, _ = self.split(other.to(self.device), tail_len)
+            swapped = make_gists(self.model, self.gistnet, foreign, self.cfg.block_size, self.cfg.levels)
+            out["other_gists"] = float(context_loss(self.model, history, tail, wc, swapped, self.placeholder))
+        return out
 
     @torch.no_grad()
     def generate(self, ids: list[int], max_tokens: int, temperature: float = 0.0, top_k: int | None = None,
