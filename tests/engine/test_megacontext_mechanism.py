@@ -92,3 +92,15 @@ def test_chat_decoding_with_the_kv_cache_matches_full_recompute():
     assert cached == plain
     assert 1 <= mc.rebuilds < 40  # rebuilt only when the working context changed
     assert mc.reading.wc.slots() <= 96
+
+
+def test_gists_keep_their_blocks_content_however_large_gistnet_grows():
+    torch.manual_seed(2)
+    gistnet = GistNet(64, 16, dim=32, heads=2)
+    with torch.no_grad():
+        gistnet.out.weight.fill_(50.0)  # a learned part that alone would map every block to one vector
+    blocks = torch.nn.functional.rms_norm(torch.randn(6, 16, 64), (64,))
+    with torch.no_grad():
+        gists = gistnet(blocks)
+    cos = torch.nn.functional.cosine_similarity(gists[:, None], gists[None], dim=-1)
+    assert float(cos[~torch.eye(6, dtype=torch.bool)].max()) < 0.9  # distinct blocks, distinct gists
