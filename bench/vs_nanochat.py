@@ -157,12 +157,14 @@ class Side:
     def save(self, path: str) -> None:
         self.torch.save(self.model.state_dict(), path)
 
-    def decode(self, prompt: list[int], max_tokens: int) -> tuple[float, list[int]]:
-        engine = self.Engine(self.model, BenchTokenizer())
+    def decode(self, prompt: list[int], max_tokens: int, speculative: bool = True) -> tuple[float, list[int], dict]:
+        """Greedy generation with the side's Engine: (seconds, tokens, the engine's stats: ours only)."""
+        kw = {"speculative": speculative} if self.kind == "ours" else {}
+        engine = self.Engine(self.model, BenchTokenizer(), **kw)
         self.model.eval()
         t0 = time.perf_counter()
         out = [col[0] for col, _ in engine.generate(prompt, num_samples=1, max_tokens=max_tokens, temperature=0.0)]
-        return time.perf_counter() - t0, out
+        return time.perf_counter() - t0, out, dict(getattr(engine, "stats", {}))
 
 
 def worker(kind: str, nanochat: str | None, threads: int, omp_wait_policy: str | None, conn) -> None:
@@ -310,27 +312,84 @@ def train_compare(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
     else:
         print("losses: " + " ".join(f"{v:.4f}" for v in losses["ours"]))
 
-    # decode: both engines on ours' trained weights, same prompt, greedy
-    prompt = batches[0][0][0, :PROMPT_TOKENS].tolist()
+    # decode: both engines on ours' trained weights, same prompts, greedy
     for w in sides.values():
         w("build", pattern, ckpt)
-    dec = {n: [] for n in names}
-    outs = {}
+    result["decode"] = {name: decode_compare(sides, prompt, args) for name, prompt in decode_prompts(batches)}
+    for w in sides.values():
+        w.close()
+    return result
+
+
+def decode_prompts(batches) -> list[tuple[str, list[int]]]:
+    """The bench's prompt (the start of a training sequence) and one of distinct uniform-random ids, which gives
+    prompt lookup nothing to copy: where drafts miss, what is left is the plain path's speed."""
+    import torch
+
+    g = torch.Generator().manual_seed(11)
+    return [("bench", batches[0][0][0, :PROMPT_TOKENS].tolist()),
+            ("distinct", torch.randperm(VOCAB, generator=g)[:PROMPT_TOKENS].tolist())]
+
+
+def decode_compare(sides: dict, prompt: list[int], args) -> dict:
+    """Interleaved greedy decode rounds: ours (default engine: speculative), ours one token per forward, nanochat.
+    Round 0 is warm-up. Prints tok/s per round, medians, ratios, whether tokens match, and the fast path's
+    acceptance: guesses kept / offered and tokens per decode forward."""
+    runs = [("ours", "ours", True), ("ours-1tok", "ours", False)]
+    if "nanochat" in sides:
+        runs.append(("nanochat", "nanochat", True))
+    names = [r[0] for r in runs]
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    outs, stats = {}, {}
+    print(f"decode (greedy, KV cache, prompt {len(prompt)} tokens, {args.decode_tokens} new): tok/s per round")
+    print("round " + "".join(f"{n:>12}" for n in names))
     for r in range(args.decode_rounds + 1):
-        for n in (names if r % 2 == 0 else names[::-1]):
-            dt, toks = sides[n]("decode", prompt, args.decode_tokens)
-            outs[n] = toks
+        got = {}
+        for name, side, spec in (runs if r % 2 == 0 else runs[::-1]):
+            dt, toks, st = sides[side]("decode", prompt, args.decode_tokens, spec)
+            outs[name], got[name] = toks, len(toks) / dt
+            stats[name] = st
             if r > 0:
-                dec[n].append(len(toks) / dt)
-    dmed = {n: statistics.median(dec[n]) for n in names}
-    result["decode"] = dmed
-    text = f"decode (greedy, KV cache, prompt {PROMPT_TOKENS}, {args.decode_tokens} new tokens): "
-    text += "  ".join(f"{n} {dmed[n]:.0f} tok/s [{min(dec[n]):.0f}–{max(dec[n]):.0f}]" for n in names)
-    if len(names) > 1:
-        same = outs["ours"] == outs["nanochat"]
-        result["decode_ratio"], result["decode_same"] = dmed["ours"] / dmed["nanochat"], same
-        text += f"  ratio {result['decode_ratio']:.2f}, identical tokens: {'yes' if same else 'NO'}"
-    print(text)
+                rates[name].append(got[name])
+        print(f"{r:>4}{'*' if r == 0 else ' '} " + "".join(f"{got[n]:12.0f}" for n in names))
+    med = {n: statistics.median(rates[n]) for n in names}
+    print("median " + "".join(f"{med[n]:12.0f}" for n in names) + "   (* warm-up, not in the medians)")
+    st = stats["ours"]
+    res = {"median": med, "rates": rates, "stats": st,
+           "same_1tok": outs["ours"] == outs["ours-1tok"], "tokens_per_forward": st["tokens"] / max(1, st["forwards"]),
+           "acceptance": st["accepted"] / max(1, st["guesses"]), "distinct_out": len(set(outs["ours"]))}
+    line = (f"fast path: {st['blocks']} blocks, guesses kept {st['accepted']}/{st['guesses']} "
+            f"({100 * res['acceptance']:.0f}%), {res['tokens_per_forward']:.2f} tokens per decode forward; "
+            f"{res['distinct_out']} distinct ids in the output; tokens == one-token path: "
+            f"{'yes' if res['same_1tok'] else 'NO'}; ours/ours-1tok {med['ours'] / med['ours-1tok']:.2f}")
+    if "nanochat" in sides:
+        res["ratio"], res["same"] = med["ours"] / med["nanochat"], outs["ours"] == outs["nanochat"]
+        ratios = [a / b for a, b in zip(rates["ours"], rates["nanochat"], strict=True)]
+        line += (f"\nours/nanochat {res['ratio']:.2f} (per round {min(ratios):.2f}–{max(ratios):.2f}), "
+                 f"ours-1tok/nanochat {med['ours-1tok'] / med['nanochat']:.2f}; "
+                 f"tokens identical to nanochat's: {'yes' if res['same'] else 'NO'}")
+    print(line)
+    return res
+
+
+def decode_only(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
+    """--decode-only: train ours the same `--steps` steps from the same weights (untimed), then the decode rounds."""
+    sides = {"ours": Worker("ours", None, args.threads, USER_OMP_WAIT_POLICY)}
+    if args.nanochat:
+        sides["nanochat"] = Worker("nanochat", args.nanochat, args.threads,
+                                   args.nanochat_omp_policy or USER_OMP_WAIT_POLICY)
+    ours = sides["ours"]
+    ours("build", pattern, weights)
+    ours("optimizer_own")
+    ours("steps", batches, 0, args.steps)
+    ckpt = str(tmp / f"trained-{pattern}.pt")
+    ours("save", ckpt)
+    print(f"\n== pattern {pattern}: depth {DEPTH}, dim {DIM}, vocab {VOCAB}, fp32, {args.threads} threads, "
+          f"weights after {args.steps} training steps")
+    for w in sides.values():
+        w("build", pattern, ckpt)
+    result = {"pattern": pattern,
+              "decode": {name: decode_compare(sides, prompt, args) for name, prompt in decode_prompts(batches)}}
     for w in sides.values():
         w.close()
     return result
@@ -344,7 +403,8 @@ def main() -> None:
     p.add_argument("--round-steps", type=int, default=2, help="steps per timed round")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--decode-tokens", type=int, default=200)
-    p.add_argument("--decode-rounds", type=int, default=3)
+    p.add_argument("--decode-rounds", type=int, default=5)
+    p.add_argument("--decode-only", action="store_true", help="skip the timed training comparison and trajectories")
     p.add_argument("--nanochat-omp-policy", choices=["PASSIVE", "ACTIVE"],
                    help="give nanochat's worker this OMP_WAIT_POLICY (default: the environment's, as a user of "
                         "stock nanochat would have; the engine sets PASSIVE for itself unless the environment says)")
@@ -375,17 +435,22 @@ def main() -> None:
             torch.save({k: v * (1 + eps * (2 * torch.rand(v.shape, generator=g) - 1))
                         for k, v in model.state_dict().items()}, tmp / "perturbed.pt")
             del model
-            results.append(train_compare(pattern, a, weights, batches, tmp))
+            results.append((decode_only if a.decode_only else train_compare)(pattern, a, weights, batches, tmp))
 
     print("\n== summary")
     for r in results:
-        line = f"{r['pattern']:>5}: train ours {r['median']['ours']:.0f} tok/s"
+        line = f"{r['pattern']:>5}:" + (f" train ours {r['median']['ours']:.0f} tok/s" if "median" in r else "")
         if "ratio" in r:
             line += (f", nanochat {r['median']['nanochat']:.0f} tok/s, ratio {r['ratio']:.2f} "
                      f"[{r['ratio_spread'][0]:.2f}–{r['ratio_spread'][1]:.2f}]"
                      f"; peak RSS {r['rss']['ours'] / 2**20:.0f} vs {r['rss']['nanochat'] / 2**20:.0f} MiB"
-                     f"; trajectory {'ok' if r['trajectory_ok'] else 'MISMATCH'}"
-                     f"; decode ratio {r['decode_ratio']:.2f} (tokens {'identical' if r['decode_same'] else 'DIFFER'})")
+                     f"; trajectory {'ok' if r['trajectory_ok'] else 'MISMATCH'}")
+        for name, d in r["decode"].items():
+            line += (f"\n       decode, {name} prompt: ours {d['median']['ours']:.0f} tok/s "
+                     f"({d['tokens_per_forward']:.2f} tokens/forward, {100 * d['acceptance']:.0f}% of guesses kept)")
+            if "ratio" in d:
+                line += (f", nanochat {d['median']['nanochat']:.0f}, ratio {d['ratio']:.2f}"
+                         f" (tokens {'identical' if d['same'] else 'DIFFER'})")
         print(line)
 
 
