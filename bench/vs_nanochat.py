@@ -117,9 +117,9 @@ class Side:
             from engine.gpt import GPT, GPTConfig
         self.GPT, self.GPTConfig, self.Engine = GPT, GPTConfig, Engine
 
-    def build(self, pattern: str, weights: str, dtype: str = "float32") -> None:
+    def build(self, pattern: str, weights: str, dtype: str = "float32", config: dict | None = None) -> None:
         torch = self.torch
-        self.model = self.GPT(self.GPTConfig(**model_config(pattern)))
+        self.model = self.GPT(self.GPTConfig(**(config or model_config(pattern))))
         if self.kind == "nanochat":
             self.model.init_weights()  # rotary buffers; the weights are replaced next
         self.model.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
@@ -395,6 +395,38 @@ def decode_only(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
     return result
 
 
+CHECKPOINT_PROMPTS = [  # for --checkpoint: code much like the embedded corpus, and plain prose
+    ("code", "class Record:\n    def __init__(self, name, value):\n        self.name = name\n"),
+    ("prose", "On Tuesday the committee met to discuss the budget, but most members wanted to talk about"),
+]
+
+
+def decode_checkpoint(args, tmp: Path) -> dict:
+    """--checkpoint: both engines on a trained checkpoint's config and weights, text prompts through its tokenizer."""
+    import torch
+
+    from engine.inference_load import load_model
+
+    model, tok, meta = load_model(args.checkpoint)
+    weights = str(tmp / "checkpoint.pt")
+    torch.save(model.state_dict(), weights)
+    config = model.config.to_dict()
+    print(f"\n== checkpoint {args.checkpoint} (step {meta['step']}): {config}, fp32, {args.threads} threads")
+    sides = {"ours": Worker("ours", None, args.threads, USER_OMP_WAIT_POLICY)}
+    if args.nanochat:
+        sides["nanochat"] = Worker("nanochat", args.nanochat, args.threads,
+                                   args.nanochat_omp_policy or USER_OMP_WAIT_POLICY)
+    for w in sides.values():
+        w("build", "", weights, "float32", config)
+    bos = tok.get_bos_token_id()
+    result = {"pattern": f"checkpoint {Path(args.checkpoint).name}",
+              "decode": {name: decode_compare(sides, [bos, *tok.encode(text)], args)
+                         for name, text in CHECKPOINT_PROMPTS}}
+    for w in sides.values():
+        w.close()
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--nanochat", help="path to a stock nanochat checkout (the folder holding nanochat/)")
@@ -405,6 +437,9 @@ def main() -> None:
     p.add_argument("--decode-tokens", type=int, default=200)
     p.add_argument("--decode-rounds", type=int, default=5)
     p.add_argument("--decode-only", action="store_true", help="skip the timed training comparison and trajectories")
+    p.add_argument("--checkpoint", help="also decode with this trained checkpoint (dir or model_*.pt), e.g. a "
+                                        "cpu-tiny run's base_checkpoints/cpu-tiny")
+    p.add_argument("--patterns-skip", action="store_true", help="measure only --checkpoint, no random-init config")
     p.add_argument("--nanochat-omp-policy", choices=["PASSIVE", "ACTIVE"],
                    help="give nanochat's worker this OMP_WAIT_POLICY (default: the environment's, as a user of "
                         "stock nanochat would have; the engine sets PASSIVE for itself unless the environment says)")
@@ -424,7 +459,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         batches = make_batches(a.steps)
-        for pattern in a.patterns:
+        if a.checkpoint:
+            results.append(decode_checkpoint(a, tmp))
+        for pattern in ([] if a.patterns_skip else a.patterns):
             torch.manual_seed(0)
             model = GPT(GPTConfig(**model_config(pattern)))
             model.init_weights()

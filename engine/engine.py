@@ -296,7 +296,7 @@ class Engine:
                 nxt = int(logits[0, -1].argmax())
                 continue
             feed = [token, *guesses]
-            preds = self.model.decode_block(feed, cache).argmax(-1).tolist()
+            preds = self.model.decode_block(feed, cache, capped=False).argmax(-1).tolist()
             kept = 1  # fed positions whose prediction stands: the token, then each guess that came true
             nxt = preds[0]
             while kept < len(feed) and feed[kept] == (row.forced[0] if row.forced else nxt):

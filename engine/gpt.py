@@ -447,9 +447,10 @@ class GPT(nn.Module):
         return logits.div_(self.softcap).tanh_().mul_(self.softcap).view(B, 1, -1)  # in place: the same ops
 
     @torch.inference_mode()
-    def decode_block(self, idx: list[int], kv_cache: KVCache) -> torch.Tensor:
+    def decode_block(self, idx: list[int], kv_cache: KVCache, capped: bool = True) -> torch.Tensor:
         """Softcapped logits [M, vocab] for M consecutive tokens of one sequence (a batch-1 cache), fed at the cache's
-        position; the cache advances by M (a caller that keeps fewer rewinds it with `rewind`).
+        position; the cache advances by M (a caller that keeps fewer rewinds it with `rewind`). capped=False
+        leaves out the softcap (monotonic: a greedy caller's argmax needs no M x vocab tanh).
 
         Built for speculative decoding: each position's logits and cached keys/values are the same bits whatever M
         is and whatever tokens come after it, because every op is row-wise and every product has at least two rows
@@ -490,7 +491,7 @@ class GPT(nn.Module):
         logits = x @ w_head
         if logits.dtype != torch.float32:
             logits = logits.float()
-        return logits[:M].div_(self.softcap).tanh_().mul_(self.softcap)
+        return logits[:M].div_(self.softcap).tanh_().mul_(self.softcap) if capped else logits[:M]
 
 
 def load_state_dict_compat(model: GPT, state_dict: dict) -> None:

@@ -1,21 +1,23 @@
 """Drafts for greedy speculative decoding (Engine's default for one greedy sample on CPU).
 
-Decoding one token on a CPU mostly streams the weights (the lm_head alone is vocab × dim floats) and pays
+Decoding one token on a CPU mostly streams the weights (the lm_head alone is vocab x dim floats) and pays
 per-op overhead; a block of M tokens streams them once for all M. So the engine feeds the token it just
 emitted plus a few guessed next tokens through `GPT.decode_block`, keeps the guesses that equal the model's
-own greedy choices, and rewinds the cache past the first one that does not. The tokens out do not depend on
-the guesses (a guess is only ever kept where it equals what greedy decoding emits there), and
-`decode_block` makes each position's numbers independent of the block's length and contents, so the
-output is the same bits whatever this drafter proposes: guesses only change how many forwards it takes.
+own greedy choices, and rewinds the cache past the first that does not. A guess is only ever kept where it
+equals what greedy decoding emits there, so the drafts decide how many forwards it takes, not which tokens.
 
-Against the one-token path (`GPT._decode`, batch-1 gemv) the block's products are BLAS gemms with at
-least two rows, which round differently in the last bits (about 1e-6 on the logits): the same relation
-the one-token path has to the general forward and to stock nanochat. Tokens differ only where two logits
-tie to within that rounding.
+What is exact, and what is only equal to float rounding:
+- `decode_block` gives each position the same bits whatever the block's length and whatever guesses follow
+  it (tests/engine/test_speculative.py), so two runs that use blocks at the same steps give the same bits.
+- Where DraftPolicy offers no guess the step is the one-token forward (`GPT._decode`, a batch-1 gemv); the
+  blocks' gemms round differently from it in the last bits (about 1e-6 on the logits), the same relation
+  the one-token path has to the general forward and to stock nanochat. And a block's greedy choice is the
+  argmax of the logits before the softcap (monotonic), the one-token path's the argmax after it. So the
+  tokens equal the one-token path's except where the two best logits tie to within that rounding.
 
 The guesses are prompt lookup: the tokens that followed the latest earlier occurrence of the current
 suffix (the longest of 3, 2 or 1 tokens that has occurred before), read on cyclically so a loop of period
-p is drafted in full; with no earlier occurrence, the last token again.
+p is drafted in full.
 """
 
 from __future__ import annotations
