@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -140,6 +140,11 @@ class Engine:
 
     # the most guessed tokens one speculative block verifies (engine/speculative.py); measured on a 2-core CPU
     draft_tokens = 7
+    # CPU threads for a batch-1 decode forward (None: torch's setting). One token, or a block of a few, is a row
+    # or a few times each weight: too little work to split, and with OMP_WAIT_POLICY=PASSIVE (engine/__init__.py)
+    # a second thread must be woken for every product. On a 2-core CPU one thread decoded 1.28x faster than two
+    # (quiet machine), and blocks 1.4-1.9x (loaded machine). Prefill keeps every thread.
+    decode_threads: int | None = 1
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, tool: Callable[[str], str] | None = None,
                  speculative: bool = True):
@@ -262,7 +267,7 @@ class Engine:
                 return
             # finished rows still need some id in the batch; their logits are never used
             feed = [token if token != PAD_TOKEN else self.bos for token in column]
-            with autocast():
+            with autocast(), self._decode_threads(num_samples):
                 ids = torch.tensor(feed, dtype=torch.long, device=device)[:, None]
                 logits = model(ids, kv_cache=cache)[:, -1, :]
 
@@ -292,11 +297,13 @@ class Engine:
             guesses = forced or policy.guesses(drafter, room)
             stats["forwards"] += 1
             if not guesses:
-                logits = self.model(torch.tensor([[token]], dtype=torch.long, device=device), kv_cache=cache)
+                with self._decode_threads(1):
+                    logits = self.model(torch.tensor([[token]], dtype=torch.long, device=device), kv_cache=cache)
                 nxt = int(logits[0, -1].argmax())
                 continue
             feed = [token, *guesses]
-            preds = self.model.decode_block(feed, cache, capped=False).argmax(-1).tolist()
+            with self._decode_threads(1):
+                preds = self.model.decode_block(feed, cache, capped=False).argmax(-1).tolist()
             kept = 1  # fed positions whose prediction stands: the token, then each guess that came true
             nxt = preds[0]
             while kept < len(feed) and feed[kept] == (row.forced[0] if row.forced else nxt):
@@ -315,6 +322,21 @@ class Engine:
                 stats["blocks"] += 1
                 stats["guesses"] += len(guesses)
                 stats["accepted"] += kept - 1
+
+    @contextmanager
+    def _decode_threads(self, rows: int) -> Iterator[None]:
+        """torch's CPU threads set to `decode_threads` for one decode forward of `rows` rows (batch 1 only),
+        restored after it: never held across a yield, so the caller's setting is what it sees between tokens."""
+        before = torch.get_num_threads()
+        if rows != 1 or self.decode_threads is None or self.decode_threads == before \
+                or next(self.model.parameters()).device.type != "cpu":
+            yield
+            return
+        torch.set_num_threads(self.decode_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
     def _emit(self, row: _Row, sampled: int, stops: set[int]) -> tuple[int, int, bool]:
         """(token, mask, stop) for a live row whose model chose `sampled`: a queued forced token wins."""

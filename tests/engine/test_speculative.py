@@ -134,3 +134,19 @@ def test_policy_backs_off_after_misses_and_grows_after_hits():
     p.update(2, 2)
     assert len(p.guesses(d, room=100)) == 4 and len(p.guesses(d, room=3)) == 3
     assert DraftPolicy(8).guesses(NgramDrafter([1, 2, 3]), room=100) == []  # no earlier occurrence: no block
+
+
+def test_decode_forwards_run_on_decode_threads_and_restore_the_callers(monkeypatch):
+    model = tiny_gpt(4)
+    seen = []
+    block = model.decode_block
+    monkeypatch.setattr(model, "decode_block", lambda *a, **k: seen.append(torch.get_num_threads()) or block(*a, **k))
+    monkeypatch.setattr(DraftPolicy, "guesses", lambda self, drafter, room: [1])  # a block every step
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in Engine(model, Tok()).generate([3, 4, 3, 4, 3, 4, 3], max_tokens=12, temperature=0.0):
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {Engine.decode_threads}
