@@ -316,6 +316,7 @@ def train_compare(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
     for w in sides.values():
         w("build", pattern, ckpt)
     result["decode"] = {name: decode_compare(sides, prompt, args) for name, prompt in decode_prompts(batches)}
+    result["decode"]["noisy weights"] = decode_noisy(sides, pattern, weights, batches, tmp, args)
     for w in sides.values():
         w.close()
     return result
@@ -372,6 +373,20 @@ def decode_compare(sides: dict, prompt: list[int], args) -> dict:
     return res
 
 
+def decode_noisy(sides: dict, pattern: str, weights: str, batches, tmp: Path, args) -> dict:
+    """The trained weights loop on a few ids, so drafts hit; the initial weights plus noise write output that does
+    not repeat itself: the speed where drafts miss."""
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    noisy = str(tmp / f"noisy-{pattern}.pt")
+    torch.save({k: v + 0.02 * torch.randn(v.shape, generator=g) for k, v in torch.load(weights).items()}, noisy)
+    print("-- the initial weights plus N(0, 0.02) noise (output that does not repeat: drafts miss)")
+    for w in sides.values():
+        w("build", pattern, noisy)
+    return decode_compare(sides, decode_prompts(batches)[1][1], args)
+
+
 def decode_only(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
     """--decode-only: train ours the same `--steps` steps from the same weights (untimed), then the decode rounds."""
     sides = {"ours": Worker("ours", None, args.threads, USER_OMP_WAIT_POLICY)}
@@ -390,6 +405,7 @@ def decode_only(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
         w("build", pattern, ckpt)
     result = {"pattern": pattern,
               "decode": {name: decode_compare(sides, prompt, args) for name, prompt in decode_prompts(batches)}}
+    result["decode"]["noisy weights"] = decode_noisy(sides, pattern, weights, batches, tmp, args)
     for w in sides.values():
         w.close()
     return result
