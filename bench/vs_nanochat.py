@@ -2,6 +2,7 @@
 
     python bench/vs_nanochat.py --nanochat /path/to/nanochat [--patterns L SSSL] [--steps 20] [--threads N]
     python bench/vs_nanochat.py                     # no checkout: measures the engine alone
+    python bench/vs_nanochat.py --nanochat PATH --decode-only [--checkpoint DIR]   # decode only
 
 One config for both (depth 4, dim 256, head_dim 64, T 512, B 4, vocab 32768, fp32, the same threads); one
 set of initial weights, copied into both. Each model lives in its own worker process (so its peak RSS is
@@ -19,8 +20,12 @@ against nanochat's model driven by our optimizer (same math, nanochat's code for
 tolerance derived from that run itself: see `tolerance()`.
 
 Decode: greedy KV-cache generation with each side's Engine on the same weights (ours after the trajectory
-run) and prompt; tokens must be identical. Nothing from the nanochat checkout is copied here: it is
-imported at run time from the path given.
+run) and prompt; tokens must be identical. Three runs interleave per round: ours as a user gets it
+(speculative, engine/speculative.py), ours one token per forward, nanochat; with the fast path's guesses kept
+and tokens per forward, on the bench's prompt, on a prompt of distinct ids, and on noisy initial weights
+(output that does not repeat, so drafts miss). `--decode-only` skips the training comparison;
+`--checkpoint DIR` adds a trained checkpoint (e.g. cpu-tiny) with text prompts.
+Nothing from the nanochat checkout is copied here: it is imported at run time from the path given.
 """
 
 from __future__ import annotations
