@@ -28,11 +28,12 @@ from textual.screen import ModalScreen, Screen
 from textual.theme import Theme
 
 from engine import __version__
+from nanochat_cli.app_actions import ConfigActions, RunActions, TokenActions
 from nanochat_cli.errors import USER_ERRORS
 from nanochat_cli.logging_setup import AppLog, log_event, setup_logging
 from nanochat_cli.services import paths
 from nanochat_cli.services.app_services import AppServices, load_app_services
-from nanochat_cli.services.masking import MaskingStream, mask, mask_data, remember_secret
+from nanochat_cli.services.masking import MaskingStream, mask, mask_data
 from nanochat_cli.services.state import load_state
 from nanochat_cli.services.text import printable
 from nanochat_cli.startup_trace import bench_requested, stamp, write_bench_report
@@ -82,7 +83,7 @@ def _screen_factory(name: str) -> Callable[[], Screen]:
     return make
 
 
-class NanochatApp(App[None]):
+class NanochatApp(ConfigActions, RunActions, TokenActions, App[None]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute, so subclasses elsewhere find it too
     TITLE = "nanochat-cli"
     MODES = {name: _screen_factory(name) for name in SCREENS}
@@ -339,256 +340,6 @@ class NanochatApp(App[None]):
         self.notify(f"Debug log {'on' if on else 'off'}")
 
     # ---- config changes (Config screen and command palette) ----------------------------------------
-    def _config_changed(self, what: str, level: int = logging.INFO, **fields: Any) -> None:
-        log_event(what, level=level, prefab=self.session.prefab, **fields)
-        self._update_status(mode=self.session.launch_mode(), wandb=self._wandb_text())
-        self.config_rev += 1
-
-    def set_override(self, key: str, value: Any) -> None:
-        if self.session.set_value(key, value):
-            self._config_changed("field set", level=logging.DEBUG, key=key, value=value)  # every keystroke
-
-    def reset_override(self, key: str) -> None:
-        if self.session.reset(key):
-            self._config_changed("field reset", key=key)
-            self.notify(f"{key} reset to the prefab value")
-        else:
-            self.notify(f"{key} already has the prefab value")
-
-    def action_reset_all(self) -> None:
-        n = len(self.session.overrides)
-        if not n:
-            self.notify("No overrides to reset")
-            return
-
-        def done(yes: bool | None) -> None:
-            if yes:
-                self.session.reset_all()
-                self._config_changed("overrides reset", count=n)
-                self.notify(f"Dropped {n} override(s)")
-
-        from nanochat_cli.screens.confirm import ConfirmScreen
-
-        self.push_screen(ConfirmScreen(f"Drop all {n} override(s) of {self.session.prefab}?", "Drop"), done)
-
-    def request_switch_prefab(self, name: str) -> None:
-        if name == self.session.prefab:
-            return
-        n = len(self.session.overrides)
-
-        def switch(yes: bool | None = True) -> None:
-            if not yes:
-                self.config_rev += 1  # redraw the picker back to the current prefab
-                return
-            try:
-                self.session.switch_prefab(name)
-            except USER_ERRORS as e:
-                self._error(str(e))
-                self.config_rev += 1
-                return
-            self._config_changed("prefab loaded", dropped=n)
-            self.notify(f"Loaded prefab {name}")
-
-        if n:
-            from nanochat_cli.screens.confirm import ConfirmScreen
-
-            self.push_screen(ConfirmScreen(f"Load {name} and drop {n} override(s) of {self.session.prefab}?",
-                                           "Load"), switch)
-        else:
-            switch()
-
-    def action_save_as(self) -> None:
-        problems = self.session.problems()
-        if problems:
-            self._error(f"Fix {len(problems)} problem(s) before saving: {problems[0]}")
-            return
-        from nanochat_cli.screens.save_as import SaveAsScreen
-
-        self.push_screen(SaveAsScreen(self.session.prefab, len(self.session.overrides),
-                                      self.session.check_new_name), self._save_as)
-
-    def _save_as(self, name: str | None, overwrite: bool = False) -> None:
-        if not name:
-            return
-        from nanochat_cli.services.config.prefabs import PrefabExists
-
-        try:
-            path = self.session.save_as(name, overwrite=overwrite)
-        except PrefabExists:
-            from nanochat_cli.screens.confirm import ConfirmScreen
-
-            self.push_screen(ConfirmScreen(f"Prefab {name} exists. Overwrite it?", "Overwrite"),
-                             lambda yes: self._save_as(name, overwrite=True) if yes else None)
-            return
-        except USER_ERRORS as e:
-            self._error(str(e))
-            return
-        self._config_changed("prefab saved", name=name, path=str(path), overwrite=overwrite)
-        self.notify(f"Saved prefab {name} ({self.show_path(path)})")
-
-    # ---- training runs -----------------------------------------------------------------------------
-    @property
-    def orchestrator(self) -> Any:
-        """The RunOrchestrator for <base>/runs (made on first use: start-up stays light)."""
-        if self._orchestrator is None:
-            from nanochat_cli.services.runs import RunOrchestrator
-
-            self._orchestrator = RunOrchestrator(self.base_dir)
-        return self._orchestrator
-
-    def action_launch_run(self) -> None:
-        """Launch the Config tab's current config (prefab + overrides), if it validates."""
-        problems = self.session.problems()
-        if problems:
-            self._error(f"Fix {len(problems)} problem(s) before launching: {problems[0]}")
-            return
-        from nanochat_cli.services.runs import spec_from_resolved
-
-        if self.session.current.get("run.stage") == "eval":  # two modules, one after the other: a pipeline
-            from nanochat_cli.services.pipeline import Pipeline, StagePlan
-
-            current = dict(self.session.current)
-            pipe = Pipeline.open(self.base_dir, self.orchestrator, self.session.prefab,
-                                 [StagePlan("eval", self.session.prefab, current)], new=True)
-            self.pipeline = pipe
-            self.run_pipeline(pipe)
-            return
-        try:
-            spec = spec_from_resolved(self.session.current)
-        except USER_ERRORS as e:
-            self._error(str(e))
-            return
-        self.launch_run(spec, dict(self.session.current))
-
-    def launch_run(self, spec: Any, resolved: dict[str, Any] | None = None) -> None:
-        """Start `spec` (a LaunchSpec) off the UI thread, then show it on the Train tab; the final run name is
-        toasted. The Config tab, the palette, the Checkpoints tab and `nanochat-cli train` all launch here."""
-        wanted = spec.config.run
-
-        def start() -> None:
-            try:
-                info = self.orchestrator.launch(spec, self.secrets)
-            except (*USER_ERRORS, OSError) as e:
-                self.call_from_thread(self._error, f"launch failed: {e}")
-                return
-            self.call_from_thread(started, info)
-
-        def started(info: Any) -> None:
-            self.launched[info.name] = (spec, resolved)
-            log_event("run launched", run=info.name, command=info.command)
-            taken = f" ({wanted} was taken)" if info.name != wanted else ""
-            self.notify(f"Started run {info.name}{taken}")
-            self.active_run = info.name
-            self.action_show_screen("train")
-
-        self.run_worker(start, thread=True, group="launch")
-
-    def run_pipeline(self, pipe: Any) -> None:
-        """Run what is left of `pipe` on a worker thread, showing each stage's run on the Train tab as it starts;
-        the report opens when it ends. Quitting starts nothing more (the stage running goes on, as runs do)."""
-        import time
-
-        from nanochat_cli.services.pipeline import write_report
-
-        def launch(spec: Any) -> None:
-            info = pipe.orch.launch(spec, self.secrets)
-            self.call_from_thread(self._show_stage, info.name, spec)
-            while pipe.orch.poll(info.name) is None and not pipe.stopped:
-                time.sleep(0.2)
-
-        def work() -> None:
-            try:
-                record = pipe.run(launch)
-                write_report(pipe.dir, record, pipe.orch.runs_dir, pipe.base)
-            except (*USER_ERRORS, OSError) as e:
-                self.call_from_thread(self._error, f"pipeline {pipe.name}: {e}")
-                return
-            self.call_from_thread(self._pipeline_done, pipe, record.status)
-
-        self.run_worker(work, thread=True, group="pipeline")
-
-    def _show_stage(self, name: str, spec: Any) -> None:
-        self.launched[name] = (spec, None)
-        self.notify(f"Pipeline stage {spec.stage}: {spec.module} started as run {name}")
-        self.active_run = name
-        self.action_show_screen("train")
-
-    def _pipeline_done(self, pipe: Any, status: str) -> None:
-        from nanochat_cli.screens.report import ReportScreen
-
-        self.notify(f"Pipeline {pipe.name} {status}" + ("" if status == "finished" else
-                                                         ": run the same command again to continue"),
-                    severity="information" if status == "finished" else "warning")
-        text = pipe.dir.report()
-        if text is not None and not isinstance(self.screen, ModalScreen):
-            self.push_screen(ReportScreen(pipe.name, text, self.show_path(pipe.dir.report_path)))
-
-    def show_report(self, run: str | None = None) -> None:
-        """The report of the pipeline that ran `run` (else the newest pipeline), or a line saying there is none."""
-        from nanochat_cli.screens.report import ReportScreen
-        from nanochat_cli.services.pipeline.state import find_report
-
-        pdir = find_report(self.base_dir, run)
-        text = pdir.report() if pdir is not None else None
-        if pdir is None or text is None:
-            self.notify("No pipeline report yet: run nanochat-cli pipeline --prefab cpu-tiny (its report shows here)",
-                        severity="warning")
-            return
-        self.push_screen(ReportScreen(pdir.name, text, self.show_path(pdir.report_path)))
-
-    def on_unmount(self) -> None:
-        if self.pipeline is not None:
-            self.pipeline.stop()
-
-    # ---- tokens ----------------------------------------------------------------------------------
-    def action_auth(self) -> None:
-        from nanochat_cli.screens.auth import TOKENS, AuthScreen
-
-        try:
-            is_set = {name: self.secrets.is_set(name) for name in TOKENS}
-        except USER_ERRORS as e:
-            self._error(str(e))
-            return
-        self.push_screen(AuthScreen(is_set, self.secrets.backend_name()), self._store_tokens)
-
-    def _store_tokens(self, entered: dict[str, str] | None) -> None:
-        if not entered:
-            return
-        self.run_worker(lambda: self._store_tokens_worker(entered), thread=True, group="auth")
-
-    def _store_tokens_worker(self, entered: dict[str, str]) -> None:
-        """Validate and store each entered token (the W&B check may go online: off the UI thread)."""
-        from nanochat_cli.services.secrets import validate_hf_token, validate_wandb_key
-
-        for value in entered.values():  # masked everywhere from now on, even if it is refused below
-            remember_secret(value)
-        for name, value in entered.items():
-            if name == "wandb_api_key":
-                status, message = validate_wandb_key(value, online_check=self.online_checks)
-            else:
-                status, message = validate_hf_token(value)
-            label = "W&B key" if name == "wandb_api_key" else "HF token"
-            if status == "invalid":
-                self.call_from_thread(self._error, f"{label} not saved: {message}")
-                continue
-            try:
-                self.secrets.set(name, value)
-            except USER_ERRORS as e:
-                self.call_from_thread(self._error, str(e))
-                continue
-            self.call_from_thread(self.notify, f"{label} {message}")
-            log_event("token stored", name=name, status=status, backend=self.secrets.backend_name())
-        try:
-            self.wandb_key_set = self.secrets.is_set("wandb_api_key")
-        except USER_ERRORS as e:
-            self.call_from_thread(self._error, str(e))
-        self.call_from_thread(self._tokens_changed)
-
-    def _tokens_changed(self) -> None:
-        self.session.refresh()  # auth.* flags are part of the resolved config
-        self._config_changed("tokens changed")
-
-    # ---- errors, paths, crashes --------------------------------------------------------------------
     def _error(self, message: str) -> None:
         log_event(message, level=logging.ERROR)
         # errors quote what a run, a file or a plugin wrote: data, never markup or raw control codes
