@@ -2,6 +2,7 @@
 
     python bench/vs_nanochat.py --nanochat /path/to/nanochat [--patterns L SSSL] [--steps 20] [--threads N]
     python bench/vs_nanochat.py                     # no checkout: measures the engine alone
+    python bench/vs_nanochat.py --nanochat PATH --decode-only [--checkpoint DIR]   # decode only
 
 One config for both (depth 4, dim 256, head_dim 64, T 512, B 4, vocab 32768, fp32, the same threads); one
 set of initial weights, copied into both. Each model lives in its own worker process (so its peak RSS is
@@ -19,8 +20,12 @@ against nanochat's model driven by our optimizer (same math, nanochat's code for
 tolerance derived from that run itself: see `tolerance()`.
 
 Decode: greedy KV-cache generation with each side's Engine on the same weights (ours after the trajectory
-run) and prompt; tokens must be identical. Nothing from the nanochat checkout is copied here: it is
-imported at run time from the path given.
+run) and prompt; tokens must be identical. Three runs interleave per round: ours as a user gets it
+(speculative, engine/speculative.py), ours one token per forward, nanochat; with the fast path's guesses kept
+and tokens per forward, on the bench's prompt, on a prompt of distinct ids, and on noisy initial weights
+(output that does not repeat, so drafts miss). `--decode-only` skips the training comparison;
+`--checkpoint DIR` adds a trained checkpoint (e.g. cpu-tiny) with text prompts.
+Nothing from the nanochat checkout is copied here: it is imported at run time from the path given.
 """
 
 from __future__ import annotations
@@ -117,9 +122,9 @@ class Side:
             from engine.gpt import GPT, GPTConfig
         self.GPT, self.GPTConfig, self.Engine = GPT, GPTConfig, Engine
 
-    def build(self, pattern: str, weights: str, dtype: str = "float32") -> None:
+    def build(self, pattern: str, weights: str, dtype: str = "float32", config: dict | None = None) -> None:
         torch = self.torch
-        self.model = self.GPT(self.GPTConfig(**model_config(pattern)))
+        self.model = self.GPT(self.GPTConfig(**(config or model_config(pattern))))
         if self.kind == "nanochat":
             self.model.init_weights()  # rotary buffers; the weights are replaced next
         self.model.load_state_dict(torch.load(weights, map_location="cpu"), strict=True)
@@ -157,12 +162,14 @@ class Side:
     def save(self, path: str) -> None:
         self.torch.save(self.model.state_dict(), path)
 
-    def decode(self, prompt: list[int], max_tokens: int) -> tuple[float, list[int]]:
-        engine = self.Engine(self.model, BenchTokenizer())
+    def decode(self, prompt: list[int], max_tokens: int, speculative: bool = True) -> tuple[float, list[int], dict]:
+        """Greedy generation with the side's Engine: (seconds, tokens, the engine's stats: ours only)."""
+        kw = {"speculative": speculative} if self.kind == "ours" else {}
+        engine = self.Engine(self.model, BenchTokenizer(), **kw)
         self.model.eval()
         t0 = time.perf_counter()
         out = [col[0] for col, _ in engine.generate(prompt, num_samples=1, max_tokens=max_tokens, temperature=0.0)]
-        return time.perf_counter() - t0, out
+        return time.perf_counter() - t0, out, dict(getattr(engine, "stats", {}))
 
 
 def worker(kind: str, nanochat: str | None, threads: int, omp_wait_policy: str | None, conn) -> None:
@@ -310,27 +317,132 @@ def train_compare(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
     else:
         print("losses: " + " ".join(f"{v:.4f}" for v in losses["ours"]))
 
-    # decode: both engines on ours' trained weights, same prompt, greedy
-    prompt = batches[0][0][0, :PROMPT_TOKENS].tolist()
+    # decode: both engines on ours' trained weights, same prompts, greedy
     for w in sides.values():
         w("build", pattern, ckpt)
-    dec = {n: [] for n in names}
-    outs = {}
+    result["decode"] = {name: decode_compare(sides, prompt, args) for name, prompt in decode_prompts(batches)}
+    result["decode"]["noisy weights"] = decode_noisy(sides, pattern, weights, batches, tmp, args)
+    for w in sides.values():
+        w.close()
+    return result
+
+
+def decode_prompts(batches) -> list[tuple[str, list[int]]]:
+    """The bench's prompt (the start of a training sequence) and one of distinct uniform-random ids, which gives
+    prompt lookup nothing to copy: where drafts miss, what is left is the plain path's speed."""
+    import torch
+
+    g = torch.Generator().manual_seed(11)
+    return [("bench", batches[0][0][0, :PROMPT_TOKENS].tolist()),
+            ("distinct", torch.randperm(VOCAB, generator=g)[:PROMPT_TOKENS].tolist())]
+
+
+def decode_compare(sides: dict, prompt: list[int], args) -> dict:
+    """Interleaved greedy decode rounds: ours (default engine: speculative), ours one token per forward, nanochat.
+    Round 0 is warm-up. Prints tok/s per round, medians, ratios, whether tokens match, and the fast path's
+    acceptance: guesses kept / offered and tokens per decode forward."""
+    runs = [("ours", "ours", True), ("ours-1tok", "ours", False)]
+    if "nanochat" in sides:
+        runs.append(("nanochat", "nanochat", True))
+    names = [r[0] for r in runs]
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    outs, stats = {}, {}
+    print(f"decode (greedy, KV cache, prompt {len(prompt)} tokens, {args.decode_tokens} new): tok/s per round")
+    print("round " + "".join(f"{n:>12}" for n in names))
     for r in range(args.decode_rounds + 1):
-        for n in (names if r % 2 == 0 else names[::-1]):
-            dt, toks = sides[n]("decode", prompt, args.decode_tokens)
-            outs[n] = toks
+        got = {}
+        for name, side, spec in (runs if r % 2 == 0 else runs[::-1]):
+            dt, toks, st = sides[side]("decode", prompt, args.decode_tokens, spec)
+            outs[name], got[name] = toks, len(toks) / dt
+            stats[name] = st
             if r > 0:
-                dec[n].append(len(toks) / dt)
-    dmed = {n: statistics.median(dec[n]) for n in names}
-    result["decode"] = dmed
-    text = f"decode (greedy, KV cache, prompt {PROMPT_TOKENS}, {args.decode_tokens} new tokens): "
-    text += "  ".join(f"{n} {dmed[n]:.0f} tok/s [{min(dec[n]):.0f}–{max(dec[n]):.0f}]" for n in names)
-    if len(names) > 1:
-        same = outs["ours"] == outs["nanochat"]
-        result["decode_ratio"], result["decode_same"] = dmed["ours"] / dmed["nanochat"], same
-        text += f"  ratio {result['decode_ratio']:.2f}, identical tokens: {'yes' if same else 'NO'}"
-    print(text)
+                rates[name].append(got[name])
+        print(f"{r:>4}{'*' if r == 0 else ' '} " + "".join(f"{got[n]:12.0f}" for n in names))
+    med = {n: statistics.median(rates[n]) for n in names}
+    print("median " + "".join(f"{med[n]:12.0f}" for n in names) + "   (* warm-up, not in the medians)")
+    st = stats["ours"]
+    res = {"median": med, "rates": rates, "stats": st,
+           "same_1tok": outs["ours"] == outs["ours-1tok"], "tokens_per_forward": st["tokens"] / max(1, st["forwards"]),
+           "acceptance": st["accepted"] / max(1, st["guesses"]), "distinct_out": len(set(outs["ours"]))}
+    line = (f"fast path: {st['blocks']} blocks, guesses kept {st['accepted']}/{st['guesses']} "
+            f"({100 * res['acceptance']:.0f}%), {res['tokens_per_forward']:.2f} tokens per decode forward; "
+            f"{res['distinct_out']} distinct ids in the output; tokens == one-token path: "
+            f"{'yes' if res['same_1tok'] else 'NO'}; ours/ours-1tok {med['ours'] / med['ours-1tok']:.2f}")
+    if "nanochat" in sides:
+        res["ratio"], res["same"] = med["ours"] / med["nanochat"], outs["ours"] == outs["nanochat"]
+        ratios = [a / b for a, b in zip(rates["ours"], rates["nanochat"], strict=True)]
+        line += (f"\nours/nanochat {res['ratio']:.2f} (per round {min(ratios):.2f}–{max(ratios):.2f}), "
+                 f"ours-1tok/nanochat {med['ours-1tok'] / med['nanochat']:.2f}; "
+                 f"tokens identical to nanochat's: {'yes' if res['same'] else 'NO'}")
+    print(line)
+    return res
+
+
+def decode_noisy(sides: dict, pattern: str, weights: str, batches, tmp: Path, args) -> dict:
+    """The trained weights loop on a few ids, so drafts hit; the initial weights plus noise write output that does
+    not repeat itself: the speed where drafts miss."""
+    import torch
+
+    g = torch.Generator().manual_seed(3)
+    noisy = str(tmp / f"noisy-{pattern}.pt")
+    torch.save({k: v + 0.02 * torch.randn(v.shape, generator=g) for k, v in torch.load(weights).items()}, noisy)
+    print("-- the initial weights plus N(0, 0.02) noise (output that does not repeat: drafts miss)")
+    for w in sides.values():
+        w("build", pattern, noisy)
+    return decode_compare(sides, decode_prompts(batches)[1][1], args)
+
+
+def decode_only(pattern: str, args, weights: str, batches, tmp: Path) -> dict:
+    """--decode-only: train ours the same `--steps` steps from the same weights (untimed), then the decode rounds."""
+    sides = {"ours": Worker("ours", None, args.threads, USER_OMP_WAIT_POLICY)}
+    if args.nanochat:
+        sides["nanochat"] = Worker("nanochat", args.nanochat, args.threads,
+                                   args.nanochat_omp_policy or USER_OMP_WAIT_POLICY)
+    ours = sides["ours"]
+    ours("build", pattern, weights)
+    ours("optimizer_own")
+    ours("steps", batches, 0, args.steps)
+    ckpt = str(tmp / f"trained-{pattern}.pt")
+    ours("save", ckpt)
+    print(f"\n== pattern {pattern}: depth {DEPTH}, dim {DIM}, vocab {VOCAB}, fp32, {args.threads} threads, "
+          f"weights after {args.steps} training steps")
+    for w in sides.values():
+        w("build", pattern, ckpt)
+    result = {"pattern": pattern,
+              "decode": {name: decode_compare(sides, prompt, args) for name, prompt in decode_prompts(batches)}}
+    result["decode"]["noisy weights"] = decode_noisy(sides, pattern, weights, batches, tmp, args)
+    for w in sides.values():
+        w.close()
+    return result
+
+
+CHECKPOINT_PROMPTS = [  # for --checkpoint: code much like the embedded corpus, and plain prose
+    ("code", "class Record:\n    def __init__(self, name, value):\n        self.name = name\n"),
+    ("prose", "On Tuesday the committee met to discuss the budget, but most members wanted to talk about"),
+]
+
+
+def decode_checkpoint(args, tmp: Path) -> dict:
+    """--checkpoint: both engines on a trained checkpoint's config and weights, text prompts through its tokenizer."""
+    import torch
+
+    from engine.inference_load import load_model
+
+    model, tok, meta = load_model(args.checkpoint)
+    weights = str(tmp / "checkpoint.pt")
+    torch.save(model.state_dict(), weights)
+    config = model.config.to_dict()
+    print(f"\n== checkpoint {args.checkpoint} (step {meta['step']}): {config}, fp32, {args.threads} threads")
+    sides = {"ours": Worker("ours", None, args.threads, USER_OMP_WAIT_POLICY)}
+    if args.nanochat:
+        sides["nanochat"] = Worker("nanochat", args.nanochat, args.threads,
+                                   args.nanochat_omp_policy or USER_OMP_WAIT_POLICY)
+    for w in sides.values():
+        w("build", "", weights, "float32", config)
+    bos = tok.get_bos_token_id()
+    result = {"pattern": f"checkpoint {Path(args.checkpoint).name}",
+              "decode": {name: decode_compare(sides, [bos, *tok.encode(text)], args)
+                         for name, text in CHECKPOINT_PROMPTS}}
     for w in sides.values():
         w.close()
     return result
@@ -344,7 +456,11 @@ def main() -> None:
     p.add_argument("--round-steps", type=int, default=2, help="steps per timed round")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--decode-tokens", type=int, default=200)
-    p.add_argument("--decode-rounds", type=int, default=3)
+    p.add_argument("--decode-rounds", type=int, default=5)
+    p.add_argument("--decode-only", action="store_true", help="skip the timed training comparison and trajectories")
+    p.add_argument("--checkpoint", help="also decode with this trained checkpoint (dir or model_*.pt), e.g. a "
+                                        "cpu-tiny run's base_checkpoints/cpu-tiny")
+    p.add_argument("--patterns-skip", action="store_true", help="measure only --checkpoint, no random-init config")
     p.add_argument("--nanochat-omp-policy", choices=["PASSIVE", "ACTIVE"],
                    help="give nanochat's worker this OMP_WAIT_POLICY (default: the environment's, as a user of "
                         "stock nanochat would have; the engine sets PASSIVE for itself unless the environment says)")
@@ -364,7 +480,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         batches = make_batches(a.steps)
-        for pattern in a.patterns:
+        if a.checkpoint:
+            results.append(decode_checkpoint(a, tmp))
+        for pattern in ([] if a.patterns_skip else a.patterns):
             torch.manual_seed(0)
             model = GPT(GPTConfig(**model_config(pattern)))
             model.init_weights()
@@ -375,17 +493,22 @@ def main() -> None:
             torch.save({k: v * (1 + eps * (2 * torch.rand(v.shape, generator=g) - 1))
                         for k, v in model.state_dict().items()}, tmp / "perturbed.pt")
             del model
-            results.append(train_compare(pattern, a, weights, batches, tmp))
+            results.append((decode_only if a.decode_only else train_compare)(pattern, a, weights, batches, tmp))
 
     print("\n== summary")
     for r in results:
-        line = f"{r['pattern']:>5}: train ours {r['median']['ours']:.0f} tok/s"
+        line = f"{r['pattern']:>5}:" + (f" train ours {r['median']['ours']:.0f} tok/s" if "median" in r else "")
         if "ratio" in r:
             line += (f", nanochat {r['median']['nanochat']:.0f} tok/s, ratio {r['ratio']:.2f} "
                      f"[{r['ratio_spread'][0]:.2f}–{r['ratio_spread'][1]:.2f}]"
                      f"; peak RSS {r['rss']['ours'] / 2**20:.0f} vs {r['rss']['nanochat'] / 2**20:.0f} MiB"
-                     f"; trajectory {'ok' if r['trajectory_ok'] else 'MISMATCH'}"
-                     f"; decode ratio {r['decode_ratio']:.2f} (tokens {'identical' if r['decode_same'] else 'DIFFER'})")
+                     f"; trajectory {'ok' if r['trajectory_ok'] else 'MISMATCH'}")
+        for name, d in r["decode"].items():
+            line += (f"\n       decode, {name} prompt: ours {d['median']['ours']:.0f} tok/s "
+                     f"({d['tokens_per_forward']:.2f} tokens/forward, {100 * d['acceptance']:.0f}% of guesses kept)")
+            if "ratio" in d:
+                line += (f", nanochat {d['median']['nanochat']:.0f}, ratio {d['ratio']:.2f}"
+                         f" (tokens {'identical' if d['same'] else 'DIFFER'})")
         print(line)
 
 

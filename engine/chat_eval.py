@@ -6,6 +6,11 @@ through the KV-cache Engine, running tool calls, and the task scores the text: a
 sample is right (pass@k). Categorical tasks (multiple choice) take the answer letter with the highest
 logit after the prompt, among the letters offered. Each task's result is an `eval_result` event, and all of
 them go to `<checkpoint dir>/eval_chat_<step>.json` (written atomically), which the Checkpoints tab reads.
+
+The control channel is polled every `poll_every` examples (every rank at the same points): `stop` ends the
+run after the example window in progress, status "stopped", without the results file (a partial score would
+read as a complete one; the finished tasks' `eval_result` events are in the telemetry); `save_now` and
+`patch` are answered with a rejection, since an evaluation has no state to save and no hot settings.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from engine.chat_eval_config import ChatEvalConfig
 from engine.checkpoint import model_file, resolve_source
 from engine.common import DistInfo, EngineError, compute_dtype, print0
 from engine.config import parse_config
+from engine.control import ControlChannel
 from engine.engine import Engine
 from engine.shared import atomic_write, base_dir
 from engine.sinks import Sinks
@@ -107,20 +113,38 @@ def score_generative(engine: Engine, tokenizer: Tokenizer, task: Task, indices: 
     return passed
 
 
+class Stopped(Exception):
+    """A stop request arrived while a task was being scored (raised by the `between` callback)."""
+
+
 def evaluate_task(model: torch.nn.Module, tokenizer: Tokenizer, task: Task, *, rank: int = 0, world_size: int = 1,
                   num_samples: int = 1, temperature: float = 0.0, top_k: int | None = 50, max_new_tokens: int = 128,
-                  batch_size: int = 8, seed: int = 42, tool: Callable[[str], str] | None = None) -> dict[str, Any]:
-    """One task's result {task, metric, value, n, baseline, centered}; ranks score their stride and add up."""
-    indices = list(range(rank, len(task), world_size))
-    if task.eval_type == "categorical":
-        right = score_categorical(model, tokenizer, task, indices, batch_size)
+                  batch_size: int = 8, seed: int = 42, tool: Callable[[str], str] | None = None,
+                  window: int = 0, between: Callable[[], None] | None = None) -> dict[str, Any]:
+    """One task's result {task, metric, value, n, baseline, centered}; ranks score their stride and add up.
+
+    With `window` > 0 the examples go in windows of that many (each rank takes its stride of a window) and
+    `between()` runs after each window on every rank alike: the stage polls its control channel there. A rank
+    scores the same examples (index % world_size == rank) however the windows fall."""
+    size = len(task)
+    window = window if window > 0 else max(size, 1)
+    categorical = task.eval_type == "categorical"
+    engine = None if categorical else Engine(model, tokenizer, tool=tool)
+    right = n = 0
+    for start in range(0, size, window):
+        indices = [i for i in range(start, min(start + window, size)) if i % world_size == rank]
+        if categorical:
+            right += score_categorical(model, tokenizer, task, indices, batch_size)
+        else:
+            right += score_generative(engine, tokenizer, task, indices, num_samples, temperature, top_k,
+                                      max_new_tokens, seed)
+        n += len(indices)
+        if between is not None and start + window < size:
+            between()
+    if categorical:
         metric, baseline = "accuracy", 1.0 / len(task.letters)
     else:
-        engine = Engine(model, tokenizer, tool=tool)
-        right = score_generative(engine, tokenizer, task, indices, num_samples, temperature, top_k, max_new_tokens,
-                                 seed)
         metric, baseline = f"pass@{num_samples}", 0.0
-    n = len(indices)
     if dist.is_initialized():
         counts = torch.tensor([right, n], dtype=torch.int64)
         dist.all_reduce(counts)  # gloo reduces CPU tensors whatever the training backend
@@ -149,6 +173,9 @@ class ChatEvaluator:
         self.base = Path(cfg.base_dir).expanduser() if cfg.base_dir else base_dir()
         self.step = 0
         self.startup = StartupClock()
+        self.control = ControlChannel(run_dir, info)
+        self.polls = 0  # the poll counter: every rank polls at the same points, numbered alike
+        self.done = 0  # tasks scored
 
     def setup(self) -> None:
         from engine.inference_load import load_model
@@ -170,15 +197,43 @@ class ChatEvaluator:
         print0(f"chat eval of {model_file(self.ckpt_dir, self.ckpt_step)} ({self.meta.get('stage') or 'base'}): "
                f"{', '.join(t.name for t in self.tasks)}")
 
+    def poll(self) -> None:
+        """Answer control requests; raise Stopped on a stop. Every rank calls it at the same points."""
+        self.polls += 1
+        stop = False
+        for ack in self.control.rejected:
+            self.tel.emit(ack)
+        for req in self.control.poll(self.polls):
+            if req.kind == "stop":
+                ok, message, stop = True, f"stopping after {self.done} of {len(self.tasks)} tasks (results file " \
+                                          "not written: incomplete)", True
+            elif req.kind == "save_now":
+                ok, message = False, "an evaluation has nothing to save: its results file is written when " \
+                                     "every task is scored"
+            else:
+                ok, message = False, f"{req.kind}: an evaluation has no hot settings: stop it and start again"
+            self.tel.emit("control_ack", request_id=req.id, kind=req.kind, ok=ok, message=message,
+                          step=self.ckpt_step, applied={})
+            print0(f"control {req.kind}: {'ok' if ok else 'rejected'} {message}")
+        if stop:
+            raise Stopped
+
     def train(self) -> str:
         cfg, results = self.cfg, []
         checkpoint = str(model_file(self.ckpt_dir, self.ckpt_step))
         for task in self.tasks:
             t0 = time.time()
-            result = evaluate_task(self.model, self.tokenizer, task, rank=self.info.rank,
-                                   world_size=self.info.world_size, num_samples=cfg.num_samples,
-                                   temperature=cfg.temperature, top_k=cfg.top_k, max_new_tokens=cfg.max_new_tokens,
-                                   batch_size=cfg.batch_size, seed=cfg.seed)
+            try:
+                self.poll()
+                result = evaluate_task(self.model, self.tokenizer, task, rank=self.info.rank,
+                                       world_size=self.info.world_size, num_samples=cfg.num_samples,
+                                       temperature=cfg.temperature, top_k=cfg.top_k,
+                                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed,
+                                       window=cfg.poll_every, between=self.poll)
+            except Stopped:
+                print0(f"chat eval stopped after {self.done} of {len(self.tasks)} tasks: no results file written")
+                return "stopped"
+            self.done += 1
             results.append(result)
             self.tel.emit("eval_result", suite=SUITE, step=self.ckpt_step, checkpoint=checkpoint, **result)
             print0(f"{result['task']:>16} | {result['metric']} {result['value']:.3f} over {result['n']} "

@@ -36,6 +36,7 @@ class ChatEvalConfig(SinkFields):  # (W&B and OTel fields from SinkFields)
     top_k: int = _f(50, "sample only among the top-k tokens", ge=1)
     max_new_tokens: int = _f(128, "most tokens a generative answer may take", ge=1)
     batch_size: int = _f(8, "prompts per forward pass for categorical tasks", ge=1)
+    poll_every: int = _f(8, "examples scored between two looks at the control channel (stop)", ge=1)
 
 
     @field_validator("tasks")

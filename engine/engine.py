@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from engine.common import compute_dtype
 from engine.errors import EngineError
+from engine.speculative import DraftPolicy, NgramDrafter
 
 if TYPE_CHECKING:
     from engine.tokenizer import Tokenizer
@@ -38,6 +39,7 @@ class KVCache:
         self.kv = torch.empty(shape, device=device, dtype=dtype)
         self.pos = 0
         self.prev_embed: torch.Tensor | None = None  # [B, 1, C] normed embedding of the last token seen
+        self.block_embeds: torch.Tensor | None = None  # [M, C] embeddings of GPT.decode_block's last block
 
     @property
     def kv(self) -> torch.Tensor:
@@ -66,6 +68,16 @@ class KVCache:
     def advance(self, n: int) -> None:
         self.pos += n
 
+    def rewind(self, n: int) -> None:
+        """Drop the last n positions of the latest `GPT.decode_block` (drafts that were rejected): their keys and
+        values are overwritten by the next write, and the smear input becomes the last kept token's embedding."""
+        if n:
+            kept = self.block_embeds.size(0) - n
+            if kept < 1:
+                raise ValueError(f"rewind({n}): the last block fed {self.block_embeds.size(0)} positions")
+            self.pos -= n
+            self.prev_embed = self.block_embeds[kept - 1].view(1, 1, -1)
+
     def expand(self, batch_size: int) -> KVCache:
         """A copy with the batch-1 contents repeated, to sample several continuations of one prefill."""
         if self.kv.size(2) != 1:
@@ -73,6 +85,7 @@ class KVCache:
         out = KVCache.__new__(KVCache)
         out.kv = self.kv.expand(-1, -1, batch_size, -1, -1, -1).contiguous()
         out.pos = self.pos
+        out.block_embeds = None
         out.prev_embed = None if self.prev_embed is None else self.prev_embed.expand(batch_size, -1, -1).contiguous()
         return out
 
@@ -125,10 +138,23 @@ class Engine:
     `tool(code) -> str` runs a python block; the default runs it in engine.execution's sandbox.
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, tool: Callable[[str], str] | None = None):
+    # the most guessed tokens one speculative block verifies (engine/speculative.py); measured on a 2-core CPU
+    draft_tokens = 7
+    # CPU threads for a batch-1 decode forward (None: torch's setting). One token, or a block of a few, is a row
+    # or a few times each weight: too little work to split, and with OMP_WAIT_POLICY=PASSIVE (engine/__init__.py)
+    # a second thread must be woken for every product. On a 2-core CPU one thread decoded 1.28x faster than two
+    # (quiet machine), and blocks 1.4-1.9x (loaded machine). Prefill keeps every thread.
+    decode_threads: int | None = 1
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, tool: Callable[[str], str] | None = None,
+                 speculative: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.tool = tool or run_python
+        # one greedy sample goes through GPT.decode_block with drafted tokens where the model has it (CPU only:
+        # the row-invariance it rests on is checked for CPU BLAS); False keeps one token per forward
+        self.speculative = speculative
+        self.stats = {"forwards": 0, "tokens": 0}  # the last generation's decode forwards and tokens out
         sp = tokenizer.encode_special
         self.bos = tokenizer.get_bos_token_id()
         self.assistant_end = sp("<|assistant_end|>")
@@ -208,11 +234,17 @@ class Engine:
         rng = torch.Generator(device=device).manual_seed(seed)
         stops = {self.assistant_end, self.bos} | stop_tokens
 
-        # the cache holds every fed position; the last sampled token is never fed
-        cache = KVCache(1, config.n_kv_head, limit - 1, config.n_embd // config.n_head, config.n_layer,
-                        device=device, dtype=torch.bfloat16 if bf16 else param.dtype)
+        fast = (self.speculative and num_samples == 1 and temperature == 0.0 and device.type == "cpu"
+                and hasattr(model, "decode_block"))
+        self.stats = {"forwards": 0, "tokens": 0}
+        # the cache holds every fed position; the last sampled token is never fed (a block may pad one more)
+        cache = KVCache(1, config.n_kv_head, limit if fast else limit - 1, config.n_embd // config.n_head,
+                        config.n_layer, device=device, dtype=torch.bfloat16 if bf16 else param.dtype)
         with autocast():
             logits = model(torch.tensor([tokens], dtype=torch.long, device=device), kv_cache=cache)[:, -1, :]
+        if fast:
+            yield from self._greedy_blocks(tokens, limit, stops, cache, int(logits[0].argmax()))
+            return
         if num_samples > 1:
             cache = cache.expand(num_samples)
             logits = logits.expand(num_samples, -1)
@@ -224,10 +256,8 @@ class Engine:
             for row, token in zip(rows, sampled, strict=True):
                 if row.done:
                     token, mask, stop = PAD_TOKEN, 0, False
-                elif row.forced:
-                    token, mask, stop = row.forced.popleft(), 0, False
                 else:
-                    mask, stop = 1, self._observe(row, token, stops)
+                    token, mask, stop = self._emit(row, token, stops)
                 column.append(token)
                 masks.append(mask)
                 stopped.append(stop)
@@ -237,9 +267,82 @@ class Engine:
                 return
             # finished rows still need some id in the batch; their logits are never used
             feed = [token if token != PAD_TOKEN else self.bos for token in column]
-            with autocast():
+            with autocast(), self._decode_threads(num_samples):
                 ids = torch.tensor(feed, dtype=torch.long, device=device)[:, None]
                 logits = model(ids, kv_cache=cache)[:, -1, :]
+
+    def _greedy_blocks(self, tokens: list[int], limit: int, stops: set[int], cache: KVCache,
+                       nxt: int) -> Iterator[tuple[list[int], list[int], list[bool]]]:
+        """`_steps` for one greedy row, several tokens per forward where guesses come true (engine/speculative.py).
+
+        A block feeds the last emitted token and guesses of the next ones (the forced tool output where one is
+        queued, else prompt-lookup drafts) through GPT.decode_block; every guess that equals the token greedy
+        decoding emits there is emitted at once, and the cache is rewound past the first that does not. Where
+        the policy offers no guess the step is the plain one-token forward. `nxt` is the prefill's choice."""
+        row, length = _Row(), len(tokens)
+        drafter, policy = NgramDrafter(tokens), DraftPolicy(self.draft_tokens)
+        stats = self.stats
+        stats.update(blocks=0, guesses=0, accepted=0)
+        device = next(self.model.parameters()).device
+        while True:
+            token, mask, stop = self._emit(row, nxt, stops)
+            length += 1
+            stats["tokens"] += 1
+            yield [token], [mask], [stop]
+            if row.done or length >= limit:
+                return
+            drafter.append(token)
+            room = limit - length - 1  # a guess is worth feeding only where its own prediction can still be used
+            forced = list(row.forced)[:min(room, 2 * self.draft_tokens)]
+            guesses = forced or policy.guesses(drafter, room)
+            stats["forwards"] += 1
+            if not guesses:
+                with self._decode_threads(1):
+                    logits = self.model(torch.tensor([[token]], dtype=torch.long, device=device), kv_cache=cache)
+                nxt = int(logits[0, -1].argmax())
+                continue
+            feed = [token, *guesses]
+            with self._decode_threads(1):
+                preds = self.model.decode_block(feed, cache, capped=False).argmax(-1).tolist()
+            kept = 1  # fed positions whose prediction stands: the token, then each guess that came true
+            nxt = preds[0]
+            while kept < len(feed) and feed[kept] == (row.forced[0] if row.forced else nxt):
+                token, mask, stop = self._emit(row, nxt, stops)
+                length += 1
+                stats["tokens"] += 1
+                yield [token], [mask], [stop]
+                if row.done or length >= limit:
+                    return
+                drafter.append(token)
+                nxt = preds[kept]
+                kept += 1
+            cache.rewind(len(feed) - kept)
+            if not forced:
+                policy.update(len(guesses), kept - 1)
+                stats["blocks"] += 1
+                stats["guesses"] += len(guesses)
+                stats["accepted"] += kept - 1
+
+    @contextmanager
+    def _decode_threads(self, rows: int) -> Iterator[None]:
+        """torch's CPU threads set to `decode_threads` for one decode forward of `rows` rows (batch 1 only),
+        restored after it: never held across a yield, so the caller's setting is what it sees between tokens."""
+        before = torch.get_num_threads()
+        if rows != 1 or self.decode_threads is None or self.decode_threads == before \
+                or next(self.model.parameters()).device.type != "cpu":
+            yield
+            return
+        torch.set_num_threads(self.decode_threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    def _emit(self, row: _Row, sampled: int, stops: set[int]) -> tuple[int, int, bool]:
+        """(token, mask, stop) for a live row whose model chose `sampled`: a queued forced token wins."""
+        if row.forced:
+            return row.forced.popleft(), 0, False
+        return sampled, 1, self._observe(row, sampled, stops)
 
     def _observe(self, row: _Row, token: int, stops: set[int]) -> bool:
         """Advance one row's state machine on a sampled token; True when the token ends the row."""

@@ -102,6 +102,17 @@ class DecodeWeights:
         return self.value
 
 
+def sigmoid_rows(t: torch.Tensor) -> torch.Tensor:
+    """torch.sigmoid with each element's bits independent of the tensor's size (GPT.decode_block's gates).
+
+    ATen runs sigmoid's vector kernel over whole vectors and a scalar formula on the tail, and the two round
+    differently; padded to a multiple of 64 elements every element takes the vector kernel.
+    """
+    flat = t.reshape(-1)
+    n = flat.numel()
+    return torch.sigmoid(F.pad(flat, (0, -n % 64)))[:n].view(t.shape)
+
+
 def floats(t: torch.Tensor) -> list[float]:
     """Per-layer scalars for decoding: a float multiplies in the tensor's dtype exactly as a 0-dim tensor does."""
     return t.tolist()
@@ -195,6 +206,42 @@ class CausalSelfAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v)  # [B, H, 1, D]
         return y.reshape(B, H * D) @ w_proj
 
+    def decode_positions(self, x: torch.Tensor, ve: torch.Tensor | None, cos: torch.Tensor, sin: torch.Tensor,
+                         window: int, kv_cache: KVCache) -> torch.Tensor:
+        """`forward` for M >= 2 consecutive new positions of one sequence, x [M, C] (GPT.decode_block).
+
+        Every op is row-wise: products of M >= 2 rows against the transposed weights (a BLAS gemm whose rows do
+        not depend on M, unlike the M = 1 gemv of `decode`), elementwise ops, and one attention call per query
+        over exactly the keys it sees. So each position's numbers are the same whatever M is and whatever
+        tokens follow it in the block.
+        """
+        M = x.size(0)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        w_qkv, w_proj, *_ = self.decode_weights.get(
+            (self.c_q.weight, self.c_k.weight, self.c_v.weight), (self.c_proj.weight,),
+            *([(self.ve_gate.weight,)] if self.ve_gate is not None else []))
+        qkv = x @ w_qkv
+        qk = qkv[:, :(H + Hkv) * D].view(M, H + Hkv, D)
+        qk = norm(qk * cos + qk.roll(D // 2, -1) * sin) * 1.2  # cos, sin [M, 1, D]
+        v = qkv[:, (H + Hkv) * D:].view(M, Hkv, D)
+        if ve is not None:
+            logit = (x[:, None, :self.ve_gate_channels] * self.ve_gate.weight).sum(-1)  # row-wise, as the smear's
+            v = v + (3 * sigmoid_rows(logit)).view(M, Hkv, 1) * ve.view(M, Hkv, D)
+        pos = kv_cache.get_pos()
+        kc, vc = kv_cache.layers[self.layer_idx]  # [1, Hkv, positions, D]
+        kc[0].narrow(1, pos, M).copy_(qk[:, H:].transpose(0, 1))
+        vc[0].narrow(1, pos, M).copy_(v.transpose(0, 1))
+        q = qk[:, :H].unsqueeze(2)  # [M, H, 1, D]
+        ys = []
+        for i in range(M):
+            p = pos + i
+            start = max(0, p - window)
+            k, v_i = kc.narrow(2, start, p + 1 - start), vc.narrow(2, start, p + 1 - start)
+            if Hkv != H:
+                k, v_i = k.repeat_interleave(H // Hkv, dim=1), v_i.repeat_interleave(H // Hkv, dim=1)
+            ys.append(F.scaled_dot_product_attention(q[i:i + 1], k, v_i))
+        return torch.cat(ys).view(M, H * D) @ w_proj
+
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
@@ -224,6 +271,10 @@ class Block(nn.Module):
 
     def decode(self, x, ve, cos, sin, window, kv_cache):
         x = x + self.attn.decode(norm(x), ve, cos, sin, window, kv_cache)
+        return x + self.mlp.decode(norm(x))
+
+    def decode_positions(self, x, ve, cos, sin, window, kv_cache):
+        x = x + self.attn.decode_positions(norm(x), ve, cos, sin, window, kv_cache)
         return x + self.mlp.decode(norm(x))
 
 
@@ -394,6 +445,53 @@ class GPT(nn.Module):
         if logits.dtype != torch.float32:
             logits = logits.float()
         return logits.div_(self.softcap).tanh_().mul_(self.softcap).view(B, 1, -1)  # in place: the same ops
+
+    @torch.inference_mode()
+    def decode_block(self, idx: list[int], kv_cache: KVCache, capped: bool = True) -> torch.Tensor:
+        """Softcapped logits [M, vocab] for M consecutive tokens of one sequence (a batch-1 cache), fed at the cache's
+        position; the cache advances by M (a caller that keeps fewer rewinds it with `rewind`). capped=False
+        leaves out the softcap (monotonic: a greedy caller's argmax needs no M x vocab tanh).
+
+        Built for speculative decoding: each position's logits and cached keys/values are the same bits whatever M
+        is and whatever tokens come after it, because every op is row-wise and every product has at least two rows
+        (M = 1 is padded with a copy of the token, whose position is then dropped). Against `_decode` (one row,
+        BLAS's gemv) they differ only in the rounding of the products: see engine/speculative.py.
+        """
+        M = len(idx)
+        if M == 0:
+            raise ValueError("decode_block: no tokens to feed")
+        rows = max(M, 2)
+        pos = kv_cache.get_pos()
+        if pos + rows > min(self.cos.size(1), kv_cache.kv.size(4)):
+            raise ValueError(f"decode_block: positions {pos}..{pos + rows - 1} exceed the cache or rotary table")
+        ((cos_full, sin_full),) = self.decode_tables.get((self.cos, self.sin), make=rotary_decode_tables)
+        cos, sin = cos_full[pos:pos + rows], sin_full[pos:pos + rows]  # [rows, 1, D]
+        resid, x0s = self.decode_weights.get((self.resid_lambdas,), (self.x0_lambdas,), make=floats)
+        ids = torch.tensor(idx + idx[-1:] * (rows - M), dtype=torch.long, device=self.cos.device)
+        embed = x = norm(self.transformer.wte(ids))
+        # the gates' tiny products as row-wise sums: a [rows, 24] x [24, 1] gemm need not be row-invariant
+        logit = (x[:, :self.smear_channels] * self.smear_gate.weight).sum(-1, keepdim=True)
+        gate = self.smear_lambda * sigmoid_rows(logit)
+        if kv_cache.prev_embed is not None:
+            x = x + gate * torch.cat([kv_cache.prev_embed.view(1, -1), embed[:-1]])
+        else:  # the sequence's first position has no predecessor
+            x = torch.cat([x[:1], x[1:] + gate[1:] * embed[:-1]])
+        kv_cache.block_embeds = embed[:M]  # KVCache.rewind takes the smear input from here
+        kv_cache.prev_embed = embed[M - 1].view(1, 1, -1)
+        x0 = xb = x
+        for i, block in enumerate(self.transformer.h):
+            x = resid[i] * x + x0s[i] * x0
+            ve = self.value_embeds[str(i)](ids) if str(i) in self.value_embeds else None
+            x = block.decode_positions(x, ve, cos, sin, self.window_sizes[i], kv_cache)
+            if i == self.config.n_layer // 2:
+                xb = x
+        kv_cache.advance(M)
+        x = norm(x - self.backout_lambda * xb)
+        (w_head,) = self.decode_weights_head.get((self.lm_head.weight[:self.config.vocab_size],))
+        logits = x @ w_head
+        if logits.dtype != torch.float32:
+            logits = logits.float()
+        return logits[:M].div_(self.softcap).tanh_().mul_(self.softcap) if capped else logits[:M]
 
 
 def load_state_dict_compat(model: GPT, state_dict: dict) -> None:

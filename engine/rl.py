@@ -5,7 +5,9 @@ of the task, samples `num_samples` answers to each at temperature 1.0 through th
 (batched, tool calls run inline), scores them with the task's reward, and takes one optimizer step on the
 token-level policy-gradient loss of engine/grpo.py (advantages r − mean; optional /std and KL to the
 frozen start model). Telemetry per step: `rollout` (rewards, pass@k, lengths, tool-call rate, samples) and
-`step`; `eval_result` (suite "rl") on held-out prompts every `eval_every` steps. Checkpoints go to
+`step`; `eval_result` (suite "rl") on held-out prompts every `eval_every` steps (the same prompts and sampling
+seeds each time; from the second evaluation on also `reward_change` ± `reward_change_se`, paired over the
+prompts, against the run's first). Checkpoints go to
 `<base>/chatrl_checkpoints/<tag>/` and resume exactly: sampling seeds are a function of (seed, step,
 example), the prompt order of (seed, epoch), and the optimizer state and RNG are saved per rank.
 """
@@ -82,6 +84,7 @@ class RLTrainer(Trainer):
         self.train_task = self.eval_task = self.tool = None
         self.pos = 0  # prompts this rank has taken from the task: the data position
         self.last_eval: float | None = None
+        self.eval_start: list[float] | None = None  # per-prompt mean rewards of the run's first evaluation
         self.tokens_seen = 0
 
     # ---- setup -------------------------------------------------------------------------------
@@ -125,6 +128,8 @@ class RLTrainer(Trainer):
                                       "position (not written by engine.rl): delete this step or start fresh")
             self.pos, self.tokens_seen = data["pos"], int(data.get("tokens_seen", 0))
             self.last_eval = rmeta.get("reward_eval") if isinstance(rmeta.get("reward_eval"), int | float) else None
+            start = rmeta.get("reward_eval_start")
+            self.eval_start = [float(x) for x in start] if isinstance(start, list) else None
         self.loader_state = {"pos": self.pos, "tokens_seen": self.tokens_seen}
         self.flops_per_token = model.estimate_flops()
         self.startup.mark("optimizer")
@@ -168,6 +173,7 @@ class RLTrainer(Trainer):
     def checkpoint_meta(self) -> dict:
         return {"stage": "rl", "source": self.source, "model_config": self.model_config.to_dict(),
                 "user_config": self.cfg.model_dump(), "run": self.cfg.run, "reward_eval": self.last_eval,
+                "reward_eval_start": self.eval_start,
                 "tokenizer_hash": self.tokenizer.fingerprint, "tokenizer_dir": str(self.tokenizer_dir()),
                 "data_dir": self.data_dir, "dataloader_state_dict": self.loader_state,
                 "loop_state": {"num_iterations": self.num_iterations},
@@ -288,29 +294,42 @@ class RLTrainer(Trainer):
 
     # ---- evaluation --------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, Any]:
-        """Reward and pass@k on held-out prompts (K answers each at temperature 1.0); ranks split the prompts."""
+        """Reward and pass@k on held-out prompts (K answers each at temperature 1.0); ranks split the prompts.
+        Every evaluation uses the same prompts and the same sampling seeds, so a change between two of them is
+        the model's, not the dice's."""
         cfg = self.cfg
         self.model.eval()
         n = min(cfg.eval_examples, len(self.eval_task))
         groups = [self.rollout(self.eval_task, i, cfg.eval_samples, 1.0,
-                               lambda c, i=i: self.seed_for(10**6 + step, i, c))
+                               lambda c, i=i: self.seed_for(10**6, i, c))
                   for i in range(self.info.rank, n, self.info.world_size)]
         self.model.train()
         stats = self.rollout_stats(groups, cfg.eval_samples)
         self.last_eval = stats["reward_mean"]
         name = getattr(self.eval_task, "name", cfg.task)
-        # the standard error of the reward, prompts as the unit (a prompt's samples are not independent): a
-        # change between two evaluations smaller than about twice it is noise
-        means = [sum(r) / len(r) for part in self._gather([g["rewards"] for g in groups]) for r in part]
+        # the standard error of the reward, prompts as the unit (a prompt's samples are not independent)
+        mine = [(i, sum(g["rewards"]) / len(g["rewards"]))
+                for i, g in zip(range(self.info.rank, n, self.info.world_size), groups, strict=True)]
+        means = [m for _, m in sorted(pair for part in self._gather(mine) for pair in part)]  # in prompt order
         se = statistics.stdev(means) / math.sqrt(len(means)) if len(means) > 1 else 0.0
         rows = [("reward", stats["reward_mean"]), ("reward_se", se)] + \
             [(f"pass@{k}", v) for k, v in stats["pass_at_k"].items()]
+        # the change since this run's first evaluation, paired over its prompts (same prompts, same seeds): far
+        # less noisy than the difference of two rewards, whose SEs both carry how hard the prompts are
+        if self.eval_start is None:
+            self.eval_start = means
+        elif len(self.eval_start) == len(means) and len(means) > 1:
+            diffs = [m - b for m, b in zip(means, self.eval_start, strict=True)]
+            rows += [("reward_change", statistics.fmean(diffs)),
+                     ("reward_change_se", statistics.stdev(diffs) / math.sqrt(len(diffs)))]
         for metric, value in rows:
             self.tel.emit("eval_result", suite="rl", task=name, metric=metric, value=value, n=stats["prompts"],
                           step=step, checkpoint=None)
-        print0(f"step {step:05d} | eval reward {stats['reward_mean']:.4f} ± {se:.4f} (SE, {len(means)} prompts) | "
-               "pass@k "
-               + " ".join(f"{k}:{v:.3f}" for k, v in stats["pass_at_k"].items()))
+        change = dict(rows).get("reward_change")
+        since = f" | change {change:+.4f} ± {dict(rows)['reward_change_se']:.4f} (paired)" if change is not None \
+            else ""
+        print0(f"step {step:05d} | eval reward {stats['reward_mean']:.4f} ± {se:.4f} (SE, {len(means)} prompts){since}"
+               " | pass@k " + " ".join(f"{k}:{v:.3f}" for k, v in stats["pass_at_k"].items()))
         return stats
 
     # ---- the loop -----------------------------------------------------------------------------

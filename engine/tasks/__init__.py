@@ -1,6 +1,7 @@
 """Tasks: sources of conversations for SFT, RL and chat evaluation (see base.py for the API).
 
-Offline tasks need no network: `Arithmetic`, `SpellCount`, `MultipleChoice`, `ChatterbotConversations`,
+Offline tasks need no network: `Arithmetic` (and its easy level `EasyArithmetic`), `SpellCount`,
+`MultipleChoice`, `ChatterbotConversations`,
 `IdentityConversations`. Loaders read real data already on disk (loaders.py). `build_task(name, ...)`
 makes an offline task by its name, as the stage configs list them.
 """
@@ -8,7 +9,7 @@ makes an offline task by its name, as the stage configs list them.
 from __future__ import annotations
 
 from engine.errors import EngineError
-from engine.tasks.arithmetic import Arithmetic, gsm8k_conversation, gsm8k_parts
+from engine.tasks.arithmetic import Arithmetic, EasyArithmetic, gsm8k_conversation, gsm8k_parts
 from engine.tasks.base import (
     LETTERS,
     ListTask,
@@ -32,13 +33,15 @@ from engine.tasks.multiple_choice import MultipleChoice
 from engine.tasks.spelling import SpellCount
 
 __all__ = ["Task", "TaskSlice", "ListTask", "TaskMixture", "TaskSequence", "SkipReport", "render_mc", "LETTERS",
-           "final_answer", "gsm8k_parts", "gsm8k_conversation", "Arithmetic", "SpellCount", "MultipleChoice",
+           "final_answer", "gsm8k_parts", "gsm8k_conversation", "Arithmetic", "EasyArithmetic", "SpellCount",
+           "MultipleChoice",
            "ChatterbotConversations", "IdentityConversations", "load_messages", "load_messages_jsonl",
            "load_messages_parquet", "load_gsm8k_jsonl", "load_mc_rows", "OFFLINE_TASKS", "build_task"]
 
 # name -> (class, takes a size): the names configs use (sft_tasks, eval tasks, rl task)
 OFFLINE_TASKS = {
     "arithmetic": (Arithmetic, True),
+    "arithmetic_easy": (EasyArithmetic, True),
     "spellcount": (SpellCount, True),
     "multiple_choice": (MultipleChoice, True),
     "chatterbot": (ChatterbotConversations, False),

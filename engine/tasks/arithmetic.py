@@ -49,11 +49,14 @@ _NAMES = ["Ada", "Ben", "Chloe", "Dev", "Emma", "Farid", "Grace", "Hugo", "Iris"
 _ITEMS = ["apple", "book", "marble", "pencil", "sticker", "cookie", "card", "shell", "coin", "stamp", "egg", "toy car"]
 
 
-def _problem(rng, top: int) -> tuple[str, str]:
-    """One word problem and its worked answer in GSM8K's convention."""
+ONE_STEP_KINDS = 4  # kinds 0-3 take one calculation, 4-5 two
+
+
+def _problem(rng, top: int, kinds: int = 6) -> tuple[str, str]:
+    """One word problem and its worked answer in GSM8K's convention; `kinds` 4 keeps to one calculation."""
     name, friend = rng.sample(_NAMES, 2)
     item = rng.choice(_ITEMS)
-    kind = rng.randrange(6)
+    kind = rng.randrange(kinds)
     a, b, c = rng.randint(2, top), rng.randint(2, top), rng.randint(2, 9)
     if kind == 0:
         r = a + b
@@ -93,20 +96,31 @@ class Arithmetic(Task):
     """Generated word problems (one or two calculations each) with calculator tool calls in the answer.
 
     `size` examples, each made on demand from (seed, index); `split` "val" draws from other seeds than
-    "train", so held-out problems are new ones. `top` bounds the numbers in the question."""
+    "train", so held-out problems are new ones. `top` bounds the numbers in the question; `one_step` keeps
+    to the four one-calculation kinds (answers half as long: a tiny model learns them in a few dozen SFT
+    steps, which the slow pipeline test relies on)."""
 
     eval_type = "generative"
 
     def __init__(self, size: int = 2000, split: str = "train", seed: int = 0, top: int = 50,
-                 name: str = "arithmetic"):
+                 name: str = "arithmetic", one_step: bool = False):
         self.size, self.split, self.seed, self.top, self.name = size, split, seed, top, name
+        self.kinds = ONE_STEP_KINDS if one_step else 6
 
     def num_examples(self) -> int:
         return self.size
 
     def get_example(self, i: int) -> dict[str, Any]:
-        question, answer = _problem(example_rng(self.seed, i, f"arithmetic-{self.split}"), self.top)
+        question, answer = _problem(example_rng(self.seed, i, f"arithmetic-{self.split}"), self.top, self.kinds)
         return gsm8k_conversation(question, answer, self.name)
 
     def evaluate(self, conversation: dict[str, Any], response: str) -> bool:
         return score_final_answer(conversation, response)
+
+
+class EasyArithmetic(Arithmetic):
+    """The easy level, offline task `arithmetic_easy`: one calculation per problem on one-digit numbers (a
+    division shares at most 9 × 2 items)."""
+
+    def __init__(self, size: int = 2000, split: str = "train", seed: int = 0):
+        super().__init__(size, split, seed, top=9, name="arithmetic_easy", one_step=True)

@@ -113,3 +113,77 @@ def test_missing_checkpoint_and_bad_flags_are_one_line_errors(tmp_path, capsys):
                    f"{tmp_path}/chatsft_checkpoints: run SFT first with nanochat-cli train --prefab cpu-tiny-sft"]
     assert main(["--base-dir", str(tmp_path), "--tasks", "identity"]) == 2
     assert "no right answers" in capsys.readouterr().err
+
+
+def test_windows_poll_between_and_keep_the_result(tok):
+    task = build_task("multiple_choice", "eval", 8)
+    letters = {tuple(tok.render_for_completion(task[i])): tok.encode(task[i]["answer"])[0] for i in range(8)}
+    model = ScriptedChat(tok.get_vocab_size(), tok.get_bos_token_id(), {}, letters, tok.encode("Z")[0])
+    polls = []
+    whole = evaluate_task(model, tok, task)
+    assert evaluate_task(model, tok, task, window=3, between=lambda: polls.append(1)) == whole
+    assert len(polls) == 2  # after windows [0,3) and [3,6); none after the last
+    # a rank scores the same examples whatever the windows
+    for r in (0, 1):
+        assert evaluate_task(model, tok, task, rank=r, world_size=2, window=3) == \
+            evaluate_task(model, tok, task, rank=r, world_size=2)
+
+
+def chat_evaluator(tmp_path):
+    from engine.chat_eval import ChatEvalConfig, ChatEvaluator
+    from engine.common import DistInfo
+    from engine.telemetry import TelemetryWriter
+    from tests.helpers.ckpt_helpers import save_ours, tiny_model
+
+    torch.set_num_threads(1)
+    tok = Tokenizer.train_from_iterator([TEXT], 300)
+    (tmp_path / "tok").mkdir()
+    tok.save(tmp_path / "tok")
+    ckpt = save_ours(tmp_path / "base", "tiny", 3, tiny_model(tok.get_vocab_size()), tok, None)
+    cfg = ChatEvalConfig(base_dir=str(tmp_path / "base"), device_type="cpu", source=str(ckpt),
+                         tasks="multiple_choice,arithmetic", num_examples=4, max_new_tokens=4, poll_every=2)
+    run_dir = tmp_path / "base" / "runs" / cfg.run
+    run_dir.mkdir(parents=True)
+    info = DistInfo(ddp=False, rank=0, local_rank=0, world_size=1, device=torch.device("cpu"))
+    ev = ChatEvaluator(cfg, info, TelemetryWriter(run_dir / "telemetry.jsonl", run=cfg.run), run_dir)
+    ev.setup()
+    return ev, ckpt, run_dir
+
+
+def telemetry(run_dir, kind):
+    rows = [json.loads(x) for x in (run_dir / "telemetry.jsonl").read_text().splitlines()]
+    return [r for r in rows if r["event"] == kind]
+
+
+def test_stop_request_ends_the_eval_without_a_results_file(tmp_path):
+    from engine.control import send_request
+
+    ev, ckpt, run_dir = chat_evaluator(tmp_path)
+    calls = []
+    original = ev.poll
+
+    def poll():  # the stop arrives while the first task is being scored, after its first window
+        calls.append(1)
+        if len(calls) == 2:
+            send_request(run_dir, "stop")
+        original()
+
+    ev.poll = poll
+    assert ev.train() == "stopped"
+    assert len(calls) == 2 and ev.done == 0
+    (ack,) = telemetry(run_dir, "control_ack")
+    assert ack["ok"] and ack["kind"] == "stop" and "0 of 2 tasks" in ack["message"]
+    assert telemetry(run_dir, "eval_result") == [] and not list(ckpt.glob("eval_chat_*.json"))
+
+
+def test_save_now_and_patch_are_answered_and_the_eval_goes_on(tmp_path):
+    from engine.control import send_request
+
+    ev, ckpt, run_dir = chat_evaluator(tmp_path)
+    send_request(run_dir, "save_now")
+    send_request(run_dir, "patch", {"num_examples": 2})
+    assert ev.train() == "finished"
+    acks = telemetry(run_dir, "control_ack")
+    assert [(a["kind"], a["ok"]) for a in acks] == [("save_now", False), ("patch", False)]
+    assert "nothing to save" in acks[0]["message"] and "no hot settings" in acks[1]["message"]
+    assert len(telemetry(run_dir, "eval_result")) == 2 and (ckpt / "eval_chat_000003.json").is_file()

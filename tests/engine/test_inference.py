@@ -192,6 +192,46 @@ def check_tool_round_trip(tok: Tokenizer, tool, expected_output: str) -> None:
         assert fed[len(prompt):] == row[:-1]  # the forced tokens were fed to the model too
 
 
+class BlockPolicyModel(PolicyModel):
+    """PolicyModel with GPT.decode_block, so one greedy row takes Engine's speculative path: each fed token's
+    logits come from the policy; a rewind (rejected guesses) drops the tokens fed past the cache's position."""
+
+    def decode_block(self, idx: list[int], kv_cache, capped: bool = True) -> torch.Tensor:
+        del self.fed[0][kv_cache.get_pos():]
+        out = []
+        for t in idx:
+            self.fed[0].append(t)
+            out.append(self.policy(self.fed[0][self.prompt_len:]))
+        kv_cache.block_embeds = torch.zeros(len(idx), 1)
+        kv_cache.advance(len(idx))
+        return torch.stack(out)
+
+    def forward(self, idx, targets=None, kv_cache=None):
+        if self.fed and kv_cache.get_pos() > 0:
+            del self.fed[0][kv_cache.get_pos():]
+        return super().forward(idx, targets, kv_cache)
+
+
+def test_tool_calls_through_the_speculative_path_match_the_one_token_path(tok):
+    """Greedy with one row drafts guesses and feeds the forced tool output as a block: the tokens, masks, the
+    tool's calls and what the model was fed are those of the one-token path."""
+    policy, before, tail = scripted(tok, "2+3*4", " done done done")
+    prompt = [tok.get_bos_token_id(), *tok.encode("what is 2+3*4? what is 2+3*4?")]
+    runs = []
+    for speculative in (True, False):
+        calls = []
+        model = BlockPolicyModel(tok.get_vocab_size(), policy)
+        engine = Engine(model, tok, tool=lambda code, calls=calls: calls.append(code) or "14", speculative=speculative)
+        tokens, masks = stream(engine, prompt, max_tokens=60, temperature=0.0)
+        runs.append((tokens, masks, calls, model.fed[0][:len(prompt) + len(tokens[0]) - 1]))
+        if speculative:
+            assert engine.stats["forwards"] < len(tokens[0]) - 1  # some forwards emitted several tokens
+    assert runs[0] == runs[1]
+    sp = tok.encode_special
+    assert runs[0][0][0] == before + [sp("<|output_start|>"), *tok.encode("14"), sp("<|output_end|>")] + tail
+    assert runs[0][2] == ["2+3*4"]
+
+
 def test_tool_call_output_is_forced_and_generation_resumes(tok):
     calls = []
 

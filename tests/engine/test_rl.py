@@ -128,6 +128,22 @@ def test_rollout_and_step_events_each_step(tmp_path, source):
     assert start["stage"] == "rl"
 
 
+def test_held_out_change_is_paired_over_the_same_prompts_and_seeds(tmp_path, source):
+    trainer, run_dir = make_trainer(tmp_path / "base", source, "pair", num_iterations=2, eval_every=1,
+                                    eval_examples=4, eval_samples=3)
+    trainer.eval_task = LetterTask(4, 100)
+    first = trainer.evaluate(0)["reward_mean"]
+    assert trainer.evaluate(0)["reward_mean"] == first  # same model, same prompts and seeds: same reward
+    assert trainer.train() == "finished"
+    got = {(e["step"], e["metric"]): e["value"] for e in events(run_dir, "eval_result")}
+    assert (0, "reward_change") in got and got[0, "reward_change"] == 0.0  # the second evaluation at step 0
+    means = trainer.eval_start
+    assert len(means) == 4 and got[2, "reward_change"] == pytest.approx(got[2, "reward"] - first)
+    assert got[2, "reward_change_se"] >= 0
+    meta = load_meta(checkpoint_dir(tmp_path / "base", "pair", "rl"), 2)
+    assert meta["reward_eval_start"] == means  # a resumed run measures its change from the same start
+
+
 def test_config_and_source_errors_are_one_line(tmp_path, capsys):
     assert main(["--num-samples", "1", "--base-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()

@@ -67,14 +67,27 @@ def test_offline_tasks_make_renderable_conversations(name):
         assert ex == task[i]  # made the same every time
         roles = [m["role"] for m in ex["messages"]]
         assert roles == ["user", "assistant"] * (len(roles) // 2) and roles
-        if task.eval_type == "categorical" or name in ("arithmetic", "spellcount"):
+        if task.eval_type == "categorical" or name in ("arithmetic", "arithmetic_easy", "spellcount"):
             assert task.evaluate(ex, text_of(ex))  # the reference answer scores
             assert not task.evaluate(ex, "no idea")
     assert all(val[i] != task[i] for i in range(5)) or name == "chatterbot"
 
 
+def test_easy_arithmetic_is_one_calculation_on_small_numbers():
+    import re
+
+    task = build_task("arithmetic_easy", size=200)
+    assert task.name == "arithmetic_easy" and task.eval_type == "generative"
+    for ex in task:
+        parts = ex["messages"][-1]["content"]
+        assert [p["type"] for p in parts] == ["text", "python", "python_output", "text"] and ex["task"] == task.name
+        assert max(int(n) for n in re.findall(r"\d+", parts[1]["text"])) <= 18  # 9 at most, a division's total 18
+    hard = build_task("arithmetic", size=200)
+    assert sum(len(ex["messages"][-1]["content"]) > 4 for ex in hard) > 20  # the full task has two-step ones
+
+
 def test_tool_outputs_are_what_the_calculator_prints():
-    for name in ("arithmetic", "spellcount"):
+    for name in ("arithmetic", "arithmetic_easy", "spellcount"):
         task = build_task(name, size=200)
         for ex in task:
             parts = ex["messages"][-1]["content"]
