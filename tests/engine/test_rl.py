@@ -188,14 +188,20 @@ def test_every_lr_is_scaled_by_init_lr_frac(tmp_path, source):
 
 @pytest.mark.slow
 def test_grpo_raises_the_reward_of_a_task_made_here(tmp_path, source):
-    """Behaviour, not just formulas: 30 GRPO steps make a random tiny model write more 'e's (held-out)."""
-    trainer, run_dir = make_trainer(tmp_path / "base", source, "rise", num_iterations=30, init_lr_frac=0.2,
+    """Behaviour, not just formulas: 40 GRPO steps make a random tiny model write more 'e's, in its rollouts and
+    on held-out prompts (paired over the same prompts and sampling seeds, so the margin is in standard errors,
+    not a ratio that any change of rounding can flip on 2 prompts)."""
+    trainer, run_dir = make_trainer(tmp_path / "base", source, "rise", num_iterations=40, init_lr_frac=0.2,
                                     kl_coef=0.0, num_samples=8, examples_per_step=4, device_batch_size=8,
-                                    eval_samples=8)
+                                    eval_examples=16, eval_samples=8)
     trainer.train_task = LetterTask(50)
+    trainer.eval_task = LetterTask(16, 100)
     assert trainer.train() == "finished"
-    reward = {e["step"]: e["value"] for e in events(run_dir, "eval_result") if e["metric"] == "reward"}
-    assert reward[30] > 3 * reward[0] + 0.05, reward
+    rollouts = [e["reward_mean"] for e in events(run_dir, "rollout")]
+    assert sum(rollouts[-5:]) > 2 * sum(rollouts[:5]), rollouts
+    scored = {(e["step"], e["metric"]): e["value"] for e in events(run_dir, "eval_result")}
+    change, se = scored[(40, "reward_change")], scored[(40, "reward_change_se")]
+    assert change > 3 * se and change > 0.02, (scored[(0, "reward")], scored[(40, "reward")], change, se)
 
 
 def test_warns_when_max_new_tokens_cuts_reference_answers(tmp_path, source):
