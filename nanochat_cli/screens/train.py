@@ -138,6 +138,9 @@ class TrainScreen(AppScreen):
 
     async def _attach_run(self, live: LiveRun, config: dict[str, Any]) -> None:
         app = self.napp
+        if not self.is_attached:  # opened as the app exits: never started, nothing to show it on
+            live.close()
+            return
         if app.active_run not in (None, live.name):  # another run was picked while this one opened
             self._close(live)
             return
@@ -158,6 +161,8 @@ class TrainScreen(AppScreen):
         self.run_worker(live.close, thread=True, group="close")  # joins the feed's threads
 
     def _show_empty(self) -> None:
+        if not self.is_attached:  # a worker's answer after the app began to exit: nothing left to draw on
+            return
         self.query_one("#train-main").display = False
         self.query_one(RunHeader).display = False
         empty = self.query_one("#train-empty", EmptyState)
@@ -170,7 +175,7 @@ class TrainScreen(AppScreen):
 
     async def _rebuild(self, select: str | None = None) -> None:
         """(Re)build the tabs from the editor's layout; panels repaint from the store, the run is not touched."""
-        if self.live is None:
+        if self.live is None or not self.is_attached:
             return
         try:
             stage = self.live.record.get("stage") or getattr(self.live.spec, "stage", None) or "base"
@@ -250,7 +255,7 @@ class TrainScreen(AppScreen):
     def _show_status(self) -> None:
         """The header, the status bar and the attached run's row of the Runs table, from its live store."""
         live, state = self.live, self.liveness
-        if live is None or state is None:
+        if live is None or state is None or not self.is_attached:  # (a finalize answer after the app exits)
             return
         snap = live.store.snapshot()
         self.query_one(RunHeader).show(live.name, state.status, state.detail, snap, self.editor.label)
