@@ -143,7 +143,8 @@ class Engine:
     # CPU threads for a batch-1 decode forward (None: torch's setting). One token, or a block of a few, is a row
     # or a few times each weight: too little work to split, and with OMP_WAIT_POLICY=PASSIVE (engine/__init__.py)
     # a second thread must be woken for every product. On a 2-core CPU one thread decoded 1.28x faster than two
-    # (quiet machine), and blocks 1.4-1.9x (loaded machine). Prefill keeps every thread.
+    # (quiet machine), and blocks 1.4-1.9x (loaded machine). Prefill keeps every thread, and so does the
+    # vocabulary product inside a decode forward (GPT.head_threads): it streams 32 MB, enough to split.
     decode_threads: int | None = 1
 
     def __init__(self, model: torch.nn.Module, tokenizer: Tokenizer, tool: Callable[[str], str] | None = None,
@@ -333,10 +334,15 @@ class Engine:
             yield
             return
         torch.set_num_threads(self.decode_threads)
+        head = getattr(self.model, "head_threads", None)
+        if hasattr(self.model, "head_threads"):  # the vocabulary product keeps the caller's threads
+            self.model.head_threads = before
         try:
             yield
         finally:
             torch.set_num_threads(before)
+            if hasattr(self.model, "head_threads"):
+                self.model.head_threads = head
 
     def _emit(self, row: _Row, sampled: int, stops: set[int]) -> tuple[int, int, bool]:
         """(token, mask, stop) for a live row whose model chose `sampled`: a queued forced token wins."""

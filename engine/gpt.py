@@ -113,6 +113,23 @@ def sigmoid_rows(t: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(F.pad(flat, (0, -n % 64)))[:n].view(t.shape)
 
 
+def head_product(x: torch.Tensor, w_head: torch.Tensor, threads: int | None) -> torch.Tensor:
+    """x @ w_head on `threads` CPU threads (None: torch's setting), the setting restored after.
+
+    The vocabulary product streams the largest weight (32 MB at vocab 32768, dim 256): on a 2-core CPU two
+    threads take it in 0.66 ms instead of 1.2, with the same bits (each output column is one thread's dot
+    product), while a decode's small products run faster on one thread (Engine.decode_threads).
+    """
+    before = torch.get_num_threads()
+    if threads is None or threads == before or x.device.type != "cpu":
+        return x @ w_head
+    torch.set_num_threads(threads)
+    try:
+        return x @ w_head
+    finally:
+        torch.set_num_threads(before)
+
+
 def floats(t: torch.Tensor) -> list[float]:
     """Per-layer scalars for decoding: a float multiplies in the tensor's dtype exactly as a 0-dim tensor does."""
     return t.tolist()
@@ -312,6 +329,9 @@ class GPT(nn.Module):
         self.decode_weights = DecodeWeights()  # the per-layer scalars as floats
         self.decode_weights_head = DecodeWeights()
         self.decode_tables = DecodeWeights()  # full-width rotary tables, made again when cos/sin change
+        # CPU threads for the decode paths' vocabulary product (None: torch's setting); Engine sets it to the
+        # caller's count while it runs the rest of a decode forward on fewer (head_product)
+        self.head_threads: int | None = None
 
     def _rotary_tables(self, seq_len: int, head_dim: int, device=None):
         inv_freq = self.rope_base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32, device=device) / head_dim)
@@ -441,7 +461,7 @@ class GPT(nn.Module):
         kv_cache.advance(1)
         x = norm(x - self.backout_lambda * xb)
         (w_head,) = self.decode_weights_head.get((self.lm_head.weight[:self.config.vocab_size],))
-        logits = x @ w_head
+        logits = head_product(x, w_head, self.head_threads)
         if logits.dtype != torch.float32:
             logits = logits.float()
         return logits.div_(self.softcap).tanh_().mul_(self.softcap).view(B, 1, -1)  # in place: the same ops
@@ -488,7 +508,7 @@ class GPT(nn.Module):
         kv_cache.advance(M)
         x = norm(x - self.backout_lambda * xb)
         (w_head,) = self.decode_weights_head.get((self.lm_head.weight[:self.config.vocab_size],))
-        logits = x @ w_head
+        logits = head_product(x, w_head, self.head_threads)
         if logits.dtype != torch.float32:
             logits = logits.float()
         return logits[:M].div_(self.softcap).tanh_().mul_(self.softcap) if capped else logits[:M]

@@ -150,3 +150,23 @@ def test_decode_forwards_run_on_decode_threads_and_restore_the_callers(monkeypat
     finally:
         torch.set_num_threads(before)
     assert seen and set(seen) == {Engine.decode_threads}
+
+
+def test_the_vocabulary_product_keeps_the_callers_threads_with_the_same_bits(monkeypatch):
+    import engine.gpt as gpt
+
+    model = tiny_gpt(4)
+    seen = []
+    product = gpt.head_product
+    monkeypatch.setattr(gpt, "head_product", lambda x, w, threads: seen.append(threads) or product(x, w, threads))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = [c[0] for c, _ in Engine(model, Tok(), speculative=False).generate([3, 4, 5], max_tokens=6,
+                                                                                temperature=0.0)]
+        assert torch.get_num_threads() == 2 and model.head_threads is None  # restored between tokens
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {2}
+    x, w = torch.randn(3, 64), torch.randn(64, 4096)
+    assert torch.equal(product(x, w, 1), product(x, w, 2))
