@@ -2,7 +2,9 @@
 
 Also runs under torchrun (gloo on CPU): the ranks split each task's examples and the counts are summed.
 Rank 0 writes telemetry (`run_start` stage "eval", one `eval_result` per task, `eval`, `sample`, `run_end`)
-and the results beside the checkpoint, atomically: `<ckpt_dir>/eval_core_<step:06d>.json`.
+and the results beside the checkpoint, atomically: `<ckpt_dir>/eval_core_<step:06d>.json`. The control
+channel is polled before each CORE task, before the bpb pass and before the samples (engine/eval_control.py):
+a stop ends the run "stopped" with no results file; save_now and patch are answered as rejected.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -32,13 +35,18 @@ def eval_file(ckpt_dir: Path, suite: str, step: int) -> Path:
     return Path(ckpt_dir) / f"eval_{suite}_{step:06d}.json"
 
 
-def core_results(model, tokenizer, tasks, device, max_per_task: int, max_len: int | None) -> list[dict[str, Any]]:
-    """One {task, metric, value, n, baseline, centered} per CORE task (identical on every rank)."""
+def core_results(model, tokenizer, tasks, device, max_per_task: int, max_len: int | None,
+                 before: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    """One {task, metric, value, n, baseline, centered} per CORE task (identical on every rank).
+
+    `before(done)` runs before each task on every rank, with the number of tasks scored so far."""
     from engine.common import print0
     from engine.core_eval import centered, evaluate_task, subsample
 
     out = []
     for task in tasks:
+        if before is not None:
+            before(len(out))
         t0 = time.time()
         task = subsample(task, max_per_task)
         acc, n = evaluate_task(model, tokenizer, task, device, max_len)
@@ -56,6 +64,7 @@ def run_eval(run: StageRun) -> str:
     from engine import __version__
     from engine.common import init_distributed, print0
     from engine.core_eval import load_bundle, shipped_bundle
+    from engine.eval_control import EvalControl, Stopped
     from engine.inference_load import load_model
 
     cfg: BaseEvalConfig = run.cfg
@@ -73,7 +82,14 @@ def run_eval(run: StageRun) -> str:
     print0(f"evaluating {checkpoint} ({model.num_params():,} params) on {len(tasks)} CORE tasks, world "
            f"{info.world_size}")
 
-    results = core_results(model, tokenizer, tasks, info.device, cfg.max_per_task, model.config.sequence_len)
+    control = EvalControl(run.run_dir, info, run.tel, "CORE tasks")
+    try:
+        results = core_results(model, tokenizer, tasks, info.device, cfg.max_per_task, model.config.sequence_len,
+                               before=lambda done: control.poll(done, len(tasks), step))
+        control.poll(len(tasks), len(tasks), step)  # before the bpb pass
+    except Stopped:
+        print0("evaluation stopped: no results file written")
+        return "stopped"
     for row in results:
         run.tel.emit("eval_result", suite="core", step=step, checkpoint=checkpoint, **row)
     score = sum(r["centered"] for r in results) / len(results) if results else None
@@ -84,6 +100,11 @@ def run_eval(run: StageRun) -> str:
     if val_bpb is not None:
         run.tel.emit("eval", step=step, val_bpb=val_bpb)
         print0(f"val bpb: {val_bpb:.4f}")
+    try:
+        control.poll(len(tasks), len(tasks), step)  # before the samples (rank 0's alone, so every rank polls first)
+    except Stopped:
+        print0("evaluation stopped: no results file written")
+        return "stopped"
     samples = make_samples(model, tokenizer, cfg) if info.master and cfg.samples else []
     for prompt, text in samples:
         run.tel.emit("sample", step=step, prompt=prompt, text=text)

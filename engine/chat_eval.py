@@ -36,8 +36,8 @@ from engine.chat_eval_config import ChatEvalConfig
 from engine.checkpoint import model_file, resolve_source
 from engine.common import DistInfo, EngineError, compute_dtype, print0
 from engine.config import parse_config
-from engine.control import ControlChannel
 from engine.engine import Engine
+from engine.eval_control import EvalControl, Stopped
 from engine.shared import atomic_write, base_dir
 from engine.sinks import Sinks
 from engine.startup import StartupClock
@@ -113,10 +113,6 @@ def score_generative(engine: Engine, tokenizer: Tokenizer, task: Task, indices: 
     return passed
 
 
-class Stopped(Exception):
-    """A stop request arrived while a task was being scored (raised by the `between` callback)."""
-
-
 def evaluate_task(model: torch.nn.Module, tokenizer: Tokenizer, task: Task, *, rank: int = 0, world_size: int = 1,
                   num_samples: int = 1, temperature: float = 0.0, top_k: int | None = 50, max_new_tokens: int = 128,
                   batch_size: int = 8, seed: int = 42, tool: Callable[[str], str] | None = None,
@@ -173,8 +169,7 @@ class ChatEvaluator:
         self.base = Path(cfg.base_dir).expanduser() if cfg.base_dir else base_dir()
         self.step = 0
         self.startup = StartupClock()
-        self.control = ControlChannel(run_dir, info)
-        self.polls = 0  # the poll counter: every rank polls at the same points, numbered alike
+        self.control = EvalControl(run_dir, info, telemetry, "tasks")
         self.done = 0  # tasks scored
 
     def setup(self) -> None:
@@ -199,24 +194,7 @@ class ChatEvaluator:
 
     def poll(self) -> None:
         """Answer control requests; raise Stopped on a stop. Every rank calls it at the same points."""
-        self.polls += 1
-        stop = False
-        for ack in self.control.rejected:
-            self.tel.emit(ack)
-        for req in self.control.poll(self.polls):
-            if req.kind == "stop":
-                ok, message, stop = True, f"stopping after {self.done} of {len(self.tasks)} tasks (results file " \
-                                          "not written: incomplete)", True
-            elif req.kind == "save_now":
-                ok, message = False, "an evaluation has nothing to save: its results file is written when " \
-                                     "every task is scored"
-            else:
-                ok, message = False, f"{req.kind}: an evaluation has no hot settings: stop it and start again"
-            self.tel.emit("control_ack", request_id=req.id, kind=req.kind, ok=ok, message=message,
-                          step=self.ckpt_step, applied={})
-            print0(f"control {req.kind}: {'ok' if ok else 'rejected'} {message}")
-        if stop:
-            raise Stopped
+        self.control.poll(self.done, len(self.tasks), self.ckpt_step)
 
     def train(self) -> str:
         cfg, results = self.cfg, []

@@ -162,9 +162,8 @@ def test_the_vocabulary_product_keeps_the_callers_threads_with_the_same_bits(mon
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        out = [c[0] for c, _ in Engine(model, Tok(), speculative=False).generate([3, 4, 5], max_tokens=6,
-                                                                                temperature=0.0)]
-        assert torch.get_num_threads() == 2 and model.head_threads is None  # restored between tokens
+        for _ in Engine(model, Tok(), speculative=False).generate([3, 4, 5], max_tokens=6, temperature=0.0):
+            assert torch.get_num_threads() == 2 and model.head_threads is None  # restored between tokens
     finally:
         torch.set_num_threads(before)
     assert seen and set(seen) == {2}
