@@ -15,6 +15,7 @@ threads) happen on worker threads, and a tab shows before its panels repaint.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shlex
 import time
@@ -96,6 +97,9 @@ class TrainScreen(AppScreen):
         self._finalizing = False
         self._status_at = 0.0  # monotonic time of the last status check
         self._crash_due: RunInfo | None = None  # a failure to show once this tab is visible
+        # one rebuild at a time: two attaches (call_from_thread runs each as its own task) interleaved at their
+        # awaits, and the first then published tabs the second had already removed (NoMatches on '#train-tabs')
+        self._rebuilding = asyncio.Lock()
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="body"):
@@ -175,6 +179,10 @@ class TrainScreen(AppScreen):
 
     async def _rebuild(self, select: str | None = None) -> None:
         """(Re)build the tabs from the editor's layout; panels repaint from the store, the run is not touched."""
+        async with self._rebuilding:
+            await self._rebuild_tabs(select)
+
+    async def _rebuild_tabs(self, select: str | None) -> None:
         if self.live is None or not self.is_attached:
             return
         try:

@@ -64,6 +64,24 @@ async def test_finished_run_is_replayed_into_the_panels(tmp_path):
         assert [str(c) for c in screen.query_one("#runs-table").get_row_at(0)][:3] == ["▶ demo", "finished", "60/60"]
 
 
+async def test_rebuilds_that_overlap_leave_one_set_of_tabs(tmp_path):
+    """Two attaches arrive as separate tasks (call_from_thread): their rebuilds once interleaved at the awaits and
+    the first published tabs the second had removed, crashing the app with NoMatches on '#train-tabs'."""
+    import asyncio
+
+    from nanochat_cli.widgets.train.views import RunViews
+
+    write_run(tmp_path / "base", "demo", run_events("demo"))
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_train(pilot, "demo")
+        await asyncio.gather(*(screen._rebuild() for _ in range(3)))
+        await pilot.pause(0.2)
+        views = screen.query(RunViews)
+        assert len(views) == 1 and screen.views is views.first()
+        assert screen.views.layout_view is not None and screen.views.runs_table.is_attached
+
+
 async def test_header_shows_sink_health_from_the_engine(tmp_path):
     events = run_events("synced", steps=10)
     events.insert(1, SinkStatusEvent(time=T0, sink="wandb", ok=True, detail="online",
