@@ -285,14 +285,31 @@ class Engine:
         stats = self.stats
         stats.update(blocks=0, guesses=0, accepted=0)
         device = next(self.model.parameters()).device
+        feed: list[int] = []  # the last block: the token fed, then its guesses
+        preds: list[int] = []  # the model's choice after each fed position
+        kept = 0  # fed positions whose prediction stands: the token, then each guess that came true
+        drafted = False  # the block's guesses were drafts (not forced tool output): the policy learns from them
         while True:
             token, mask, stop = self._emit(row, nxt, stops)
+            came_true = kept < len(feed) and feed[kept] == token  # then the block's next prediction follows it
+            if feed and not came_true:  # the block is settled: drop the positions after the last kept one
+                cache.rewind(len(feed) - kept)
+                if drafted:
+                    policy.update(len(feed) - 1, kept - 1)
+                    stats["blocks"] += 1
+                    stats["guesses"] += len(feed) - 1
+                    stats["accepted"] += kept - 1
+                feed = []
             length += 1
             stats["tokens"] += 1
             yield [token], [mask], [stop]
             if row.done or length >= limit:
                 return
             drafter.append(token)
+            if came_true:
+                nxt = preds[kept]
+                kept += 1
+                continue
             room = limit - length - 1  # a guess is worth feeding only where its own prediction can still be used
             forced = list(row.forced)[:min(room, 2 * self.draft_tokens)]
             guesses = forced or policy.guesses(drafter, room)
@@ -302,27 +319,10 @@ class Engine:
                     logits = self.model(torch.tensor([[token]], dtype=torch.long, device=device), kv_cache=cache)
                 nxt = int(logits[0, -1].argmax())
                 continue
-            feed = [token, *guesses]
+            feed, drafted = [token, *guesses], not forced
             with self._decode_threads(1):
                 preds = self.model.decode_block(feed, cache, capped=False).argmax(-1).tolist()
-            kept = 1  # fed positions whose prediction stands: the token, then each guess that came true
-            nxt = preds[0]
-            while kept < len(feed) and feed[kept] == (row.forced[0] if row.forced else nxt):
-                token, mask, stop = self._emit(row, nxt, stops)
-                length += 1
-                stats["tokens"] += 1
-                yield [token], [mask], [stop]
-                if row.done or length >= limit:
-                    return
-                drafter.append(token)
-                nxt = preds[kept]
-                kept += 1
-            cache.rewind(len(feed) - kept)
-            if not forced:
-                policy.update(len(guesses), kept - 1)
-                stats["blocks"] += 1
-                stats["guesses"] += len(guesses)
-                stats["accepted"] += kept - 1
+            nxt, kept = preds[0], 1
 
     @contextmanager
     def _decode_threads(self, rows: int) -> Iterator[None]:

@@ -443,7 +443,6 @@ class GPT(nn.Module):
             raise ValueError(f"sequence of {pos + 1} tokens exceeds the rotary table ({self.cos.size(1)})")
         ((cos_full, sin_full),) = self.decode_tables.get((self.cos, self.sin), make=rotary_decode_tables)
         cos, sin = cos_full[pos], sin_full[pos]  # [1, D]: broadcast over [B, heads, 1, D]
-        resid, x0s = self.decode_weights.get((self.resid_lambdas,), (self.x0_lambdas,), make=floats)
         ids = idx.view(B)
         x = norm(self.transformer.wte(ids))
         embed = x
@@ -451,20 +450,30 @@ class GPT(nn.Module):
             gate = self.smear_lambda * torch.sigmoid(self.smear_gate(x[:, :self.smear_channels]))
             x = x + gate * kv_cache.prev_embed.view(B, -1)
         kv_cache.prev_embed = embed.view(B, 1, -1)
-        x0 = xb = x
-        for i, block in enumerate(self.transformer.h):
-            x = resid[i] * x + x0s[i] * x0
-            ve = self.value_embeds[str(i)](ids) if str(i) in self.value_embeds else None
-            x = block.decode(x, ve, cos, sin, self.window_sizes[i], kv_cache)
-            if i == self.config.n_layer // 2:
-                xb = x
-        kv_cache.advance(1)
-        x = norm(x - self.backout_lambda * xb)
+        x = self._decode_trunk(x, ids, cos, sin, kv_cache, None)
         (w_head,) = self.decode_weights_head.get((self.lm_head.weight[:self.config.vocab_size],))
         logits = head_product(x, w_head, self.head_threads)
         if logits.dtype != torch.float32:
             logits = logits.float()
         return logits.div_(self.softcap).tanh_().mul_(self.softcap).view(B, 1, -1)  # in place: the same ops
+
+    def _decode_trunk(self, x: torch.Tensor, ids: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      kv_cache: KVCache, positions: int | None) -> torch.Tensor:
+        """The decode paths' residual stream through the blocks, the cache advanced, backout and the final norm.
+
+        positions None: one new token per row (Block.decode); else that many consecutive positions of one
+        sequence (Block.decode_positions). The per-layer scalars are Python floats (DecodeWeights)."""
+        resid, x0s = self.decode_weights.get((self.resid_lambdas,), (self.x0_lambdas,), make=floats)
+        x0 = xb = x
+        for i, block in enumerate(self.transformer.h):
+            x = resid[i] * x + x0s[i] * x0
+            ve = self.value_embeds[str(i)](ids) if str(i) in self.value_embeds else None
+            step = block.decode if positions is None else block.decode_positions
+            x = step(x, ve, cos, sin, self.window_sizes[i], kv_cache)
+            if i == self.config.n_layer // 2:
+                xb = x
+        kv_cache.advance(1 if positions is None else positions)
+        return norm(x - self.backout_lambda * xb)
 
     @torch.inference_mode()
     def decode_block(self, idx: list[int], kv_cache: KVCache, capped: bool = True) -> torch.Tensor:
@@ -486,7 +495,6 @@ class GPT(nn.Module):
             raise ValueError(f"decode_block: positions {pos}..{pos + rows - 1} exceed the cache or rotary table")
         ((cos_full, sin_full),) = self.decode_tables.get((self.cos, self.sin), make=rotary_decode_tables)
         cos, sin = cos_full[pos:pos + rows], sin_full[pos:pos + rows]  # [rows, 1, D]
-        resid, x0s = self.decode_weights.get((self.resid_lambdas,), (self.x0_lambdas,), make=floats)
         ids = torch.tensor(idx + idx[-1:] * (rows - M), dtype=torch.long, device=self.cos.device)
         embed = x = norm(self.transformer.wte(ids))
         # the gates' tiny products as row-wise sums: a [rows, 24] x [24, 1] gemm need not be row-invariant
@@ -498,15 +506,7 @@ class GPT(nn.Module):
             x = torch.cat([x[:1], x[1:] + gate[1:] * embed[:-1]])
         kv_cache.block_embeds = embed[:M]  # KVCache.rewind takes the smear input from here
         kv_cache.prev_embed = embed[M - 1].view(1, 1, -1)
-        x0 = xb = x
-        for i, block in enumerate(self.transformer.h):
-            x = resid[i] * x + x0s[i] * x0
-            ve = self.value_embeds[str(i)](ids) if str(i) in self.value_embeds else None
-            x = block.decode_positions(x, ve, cos, sin, self.window_sizes[i], kv_cache)
-            if i == self.config.n_layer // 2:
-                xb = x
-        kv_cache.advance(M)
-        x = norm(x - self.backout_lambda * xb)
+        x = self._decode_trunk(x, ids, cos, sin, kv_cache, M)
         (w_head,) = self.decode_weights_head.get((self.lm_head.weight[:self.config.vocab_size],))
         logits = head_product(x, w_head, self.head_threads)
         if logits.dtype != torch.float32:

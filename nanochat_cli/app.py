@@ -259,11 +259,15 @@ class NanochatApp(ConfigActions, RunActions, TokenActions, App[None]):
             except Exception as e:  # NVML/psutil trouble must not take the UI down; say so instead
                 self.call_from_thread(self._error, f"machine probe failed ({type(e).__name__}: {e}): guardrails "
                                                    "are off until restart")
+        self._check_wandb_key()
+        self.call_from_thread(self._probed)
+
+    def _check_wandb_key(self) -> None:
+        """On a worker thread: whether a W&B key is stored (the status bar says so); a store error is a toast."""
         try:
             self.wandb_key_set = self.secrets.is_set("wandb_api_key")
         except USER_ERRORS as e:
             self.call_from_thread(self._error, str(e))
-        self.call_from_thread(self._probed)
 
     def _probed(self) -> None:
         self._update_status(machine=machine_summary(self.machine) if self.machine else "unknown",

@@ -47,10 +47,7 @@ class TokenActions(Shell):
                 continue
             self.call_from_thread(self.notify, f"{label} {message}")
             log_event("token stored", name=name, status=status, backend=self.secrets.backend_name())
-        try:
-            self.wandb_key_set = self.secrets.is_set("wandb_api_key")
-        except USER_ERRORS as e:
-            self.call_from_thread(self._error, str(e))
+        self._check_wandb_key()
         self.call_from_thread(self._tokens_changed)
 
     def _tokens_changed(self) -> None:
