@@ -71,7 +71,8 @@ def check_families(val: Iterable[str], test: Iterable[str]) -> None:
 def generate(per_family: int = PER_FAMILY, seed: int = SEED, val: Iterable[str] = VAL_FAMILIES,
              test: Iterable[str] = TEST_FAMILIES, families: Iterable[str] | None = None, check: bool = True,
              progress: Callable[[str], None] | None = None) -> Report:
-    """`per_family` distinct pairs from every family (or the `families` named). With `check`, every shader is
+    """`per_family` distinct pairs (times the family's `weight`) from every family (or the `families` named).
+    With `check`, every shader is
     validated and run on the device and must match its numpy reference, else a WgslError names it."""
     if per_family < 1:
         raise WgslError(f"dataset: per_family={per_family}: must be at least 1")
@@ -89,10 +90,11 @@ def generate(per_family: int = PER_FAMILY, seed: int = SEED, val: Iterable[str] 
     for f_index, name in enumerate(names):
         seen: set[tuple[str, str]] = set()
         tries = 0
-        while len(seen) < per_family:
-            if tries >= MAX_TRIES * per_family:
+        wanted = per_family * templates.family(name).weight
+        while len(seen) < wanted:
+            if tries >= MAX_TRIES * wanted:
                 raise WgslError(f"dataset: family {name} gave only {len(seen)} distinct pairs in {tries} draws: "
-                                f"lower per_family to {len(seen)} or less")
+                                f"lower per_family to {len(seen) // templates.family(name).weight} or less")
             s = templates.sample(name, seed * 1_000_003 + f_index * 10_007 + tries)
             tries += 1
             if (s.prompt, s.shader) in seen:
@@ -104,7 +106,7 @@ def generate(per_family: int = PER_FAMILY, seed: int = SEED, val: Iterable[str] 
                 _check(rec, report)
             report.records.append(rec)
         if progress:
-            progress(f"{name}: {per_family} pairs")
+            progress(f"{name}: {wanted} pairs")
     return report
 
 
@@ -140,7 +142,8 @@ def readme(report: Report, command: str, per_family: int, seed: int) -> str:
         "# WGSL dataset: natural language -> WGSL compute shaders",
         "",
         f"{len(recs)} prompt/shader pairs from {len({r.family for r in recs})} template families "
-        f"({per_family} distinct pairs per family, seed {seed}), made by:",
+        f"({per_family} distinct pairs per family, times its weight: 2 to 8 for the formula families; seed "
+        f"{seed}), made by:",
         "",
         "```bash",
         command,

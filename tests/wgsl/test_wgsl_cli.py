@@ -140,7 +140,7 @@ def test_engine_toml_turns_on_the_log_file(capsys, tmp_path, monkeypatch, files)
 def test_check_reports_adapter_naga_torch_and_the_dataset(capsys, tmp_path):
     code, out, _ = run(capsys, "wgsl", "check", "--config-dir", str(tmp_path))
     assert code == 0
-    for head in ("wgpu ", "adapter ", "naga     ok", "torch ", "dataset  400 pairs shipped", "config "):
+    for head in ("wgpu ", "adapter ", "naga     ok", "torch ", "dataset  760 pairs shipped", "config "):
         assert any(ln.startswith(head) for ln in out.splitlines()), (head, out)
 
 

@@ -21,6 +21,7 @@ from nanochat_plugins.wgsl.templates.common import (
     uniform_bytes,
     value,
 )
+from nanochat_plugins.wgsl.templates.expr import Grammar, Leaf
 
 PIXELS = 300  # not a multiple of any workgroup size: the bounds check matters
 V4 = "array<vec4<f32>>"
@@ -234,7 +235,7 @@ class Brightness(Family):
                           "brightness")
 
     def prompt(self, p, rng):
-        return compose(rng, ["scales the brightness of an RGBA tensor by {k}, clamping rgb to [0, 1] and "
+        return compose(rng, ["scales the brightness of an RGBA tensor by {k}: rgb = clamp(rgb * {k}, 0.0, 1.0), "
                              "keeping alpha",
                              "multiplies every color by a gain of {k} (clamped to the unit range), alpha unchanged"],
                        wg=p["wg"], k=flt(p["k"]))
@@ -255,7 +256,7 @@ class Gamma(Family):
         return _one_input(p, [f"dst[i] = vec4<f32>(pow(c.rgb, vec3<f32>({flt(p['g'])})), c.a);"], "gamma")
 
     def prompt(self, p, rng):
-        return compose(rng, ["applies gamma {g} to an RGBA tensor (rgb raised to the power {g}), keeping alpha",
+        return compose(rng, ["applies gamma {g} to an RGBA tensor (rgb = pow(rgb, {g})), keeping alpha",
                              "gamma-corrects every pixel: rgb = pow(rgb, {g}), alpha unchanged"],
                        wg=p["wg"], g=flt(p["g"]))
 
@@ -265,4 +266,36 @@ class Gamma(Family):
                         (PIXELS, 1, 1), 1e-5, 1e-4)
 
 
-FAMILIES = [Mix(), Filter(), Complement(), Saturate(), Grayscale(), Invert(), Brightness(), Gamma()]
+class ColorFormula(Family):
+    """rgb = a random per-channel formula of rgb, stated literally in the prompt, alpha kept."""
+
+    name, category = "chromatic.formula", "chromatic"
+    summary = "rgb = a stated random per-channel formula of rgb (builtins on vec3), alpha kept"
+    weight = 6
+    # gamma's own body, the whole formula pow(c.rgb, vec3<f32>(g)), stays held out
+    GRAMMAR = Grammar([Leaf("rgb", "c.rgb", 0.05, 0.95)], vec=True,
+                      banned=(r"^pow\(c\.rgb, vec3<f32>\([\d.]+\)\)$",))
+
+    def draw(self, rng):
+        fseed, depth = int(rng.integers(2**31)), int(pick(rng, [1, 2, 2]))
+        return {"formula": self.GRAMMAR.draw(np.random.default_rng(fseed), depth).text, "fseed": fseed,
+                "depth": depth, "wg": pick(rng, WORKGROUP_SIZES)}
+
+    def shader(self, p):
+        e = self.GRAMMAR.draw(np.random.default_rng(p["fseed"]), p["depth"])
+        return _one_input(p, [f"dst[i] = vec4<f32>({e.wgsl}, c.a);"], "recolor")
+
+    def prompt(self, p, rng):
+        return compose(rng, ["maps the color of every pixel of an RGBA tensor to rgb = {f}, keeping alpha",
+                             "computes rgb = {f} per pixel, alpha unchanged",
+                             "applies the color formula rgb = {f} to each RGBA pixel and keeps its alpha"],
+                       wg=p["wg"], f=p["formula"])
+
+    def case(self, p, rng):
+        e = self.GRAMMAR.draw(np.random.default_rng(p["fseed"]), p["depth"])
+        c = _pixels(rng) * f32(0.9) + f32(0.05)  # the range the grammar assumes (pow and sqrt stay positive)
+        rgb = e.fn({"rgb": c[:, :3].astype(np.float64)}).astype(np.float32)
+        return TestCase({0: c}, {1: np.concatenate([rgb, c[:, 3:]], 1)}, (PIXELS, 1, 1), 1e-4, 1e-4)
+
+
+FAMILIES = [Mix(), Filter(), Complement(), Saturate(), Grayscale(), Invert(), Brightness(), Gamma(), ColorFormula()]

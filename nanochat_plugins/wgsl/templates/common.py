@@ -24,6 +24,8 @@ class Family:
     name = ""
     category = ""
     summary = ""  # one line, for listings and the dataset README
+    weight = 1  # the dataset draws per_family * weight pairs: the formula families need many to teach copying,
+    # and their variety (unlike a fixed operation's pairs) is what keeps the model from memorising
 
     def draw(self, rng: np.random.Generator) -> Params:
         raise NotImplementedError

@@ -22,6 +22,7 @@ from nanochat_plugins.wgsl.templates.common import (
     uniform_bytes,
     value,
 )
+from nanochat_plugins.wgsl.templates.expr import Grammar, Leaf
 
 N = 1000  # not a multiple of any workgroup size
 F = "array<f32>"
@@ -153,6 +154,61 @@ class TwoInputs(Family):
         return TestCase({0: x, 1: y}, {2: self.ref(x, y, f32(p["t"])).astype(np.float32)}, (N, 1, 1), *self.tol)
 
 
+class Formula(Family):
+    """y = a random formula of x (or out = one of x and y), stated literally in the prompt: teaches the
+    model to write any stated formula, so held-out maps whose prompts state theirs are recombinations."""
+
+    UNARY = ["computes y = {f} for every element x of a float array",
+             "applies the formula y = {f} elementwise, x being the input element",
+             "maps each value x of the input buffer to {f}",
+             "writes output[i] = {f} where x = input[i]"]
+    BINARY = ["combines two float arrays x and y elementwise: out = {f}",
+              "computes out = {f} for arrays x and y, element by element",
+              "writes out[i] = {f} for every element of the arrays x and y"]
+
+    def __init__(self, binary: bool):
+        self.binary = binary
+        self.weight = 6 if binary else 8
+        self.name = "elementwise.formula2" if binary else "elementwise.formula"
+        self.category = "elementwise"
+        self.summary = ("out = a stated random formula of x and y" if binary else
+                        "y = a stated random formula of x (WGSL builtins and arithmetic)")
+        if binary:  # lerp's own body, mix(x[i], y[i], t), stays held out
+            self.grammar = Grammar([Leaf("x", "x[i]", -2.0, 2.0), Leaf("y", "y[i]", -2.0, 2.0)],
+                                   banned=(r"mix\(x\[i\], y\[i\], [\d.]+\)",))
+        else:  # and so does leaky_relu's, select(a * x, x, x > 0.0)
+            self.grammar = Grammar([Leaf("x", "x", -2.0, 2.0)], banned=(r"select\([-\d.]+ \* x, x, x > 0\.0\)",))
+
+    def _expr(self, p: Params):
+        return self.grammar.draw(np.random.default_rng(p["fseed"]), p["depth"])
+
+    def draw(self, rng):
+        fseed, depth = int(rng.integers(2**31)), int(pick(rng, [1, 2, 2]))
+        return {"formula": self.grammar.draw(np.random.default_rng(fseed), depth).text, "fseed": fseed,
+                "depth": depth, "wg": pick(rng, WORKGROUP_SIZES)}
+
+    def shader(self, p):
+        e = self._expr(p)
+        if self.binary:
+            return kernel_1d([storage(0, "x", F), storage(1, "y", F), storage(2, "out", F, write=True)], p["wg"],
+                             "arrayLength(&out)", [f"out[i] = {e.wgsl};"], "combine")
+        return kernel_1d([storage(0, "input", F), storage(1, "output", F, write=True)], p["wg"],
+                         "arrayLength(&output)", ["let x = input[i];", f"output[i] = {e.wgsl};"], "apply")
+
+    def prompt(self, p, rng):
+        return compose(rng, self.BINARY if self.binary else self.UNARY, wg=p["wg"], f=p["formula"])
+
+    def case(self, p, rng):
+        e = self._expr(p)
+        x = _data(rng)
+        if self.binary:
+            y = _data(rng)
+            out = e.fn({"x": x.astype(np.float64), "y": y.astype(np.float64)}).astype(np.float32)
+            return TestCase({0: x, 1: y}, {2: out}, (N, 1, 1), 1e-4, 1e-4)
+        out = e.fn({"x": x.astype(np.float64)}).astype(np.float32)
+        return TestCase({0: x}, {1: out}, (N, 1, 1), 1e-4, 1e-4)
+
+
 FAMILIES: list[Family] = [
     Scale(),
     Unary("affine", "a * x + b", "{a} * x + {b}", lambda x, a, b: a * x + b, {"a": (-2.0, 2.0, 1), "b": (-1.0, 1.0, 1)},
@@ -163,9 +219,10 @@ FAMILIES: list[Family] = [
            "elementwise", "zeroes the negative values of a buffer (ReLU)"], "relu"),
     Unary("leaky_relu", "x if x > 0 else alpha * x", "select({alpha} * x, x, x > 0.0)",
           lambda x, alpha: np.where(x > 0, x, alpha * x), {"alpha": (0.01, 0.3, 2)},
-          ["applies a leaky ReLU with negative slope {alpha} to every element",
-           "computes x for positive x and {alpha} * x otherwise, elementwise",
-           "runs leaky ReLU (slope {alpha} below zero) over a float buffer"], "leaky_relu"),
+          ["applies a leaky ReLU with negative slope {alpha} to every element: y = max(x, {alpha} * x)",
+           "computes y = max(x, {alpha} * x) elementwise (x for positive x, {alpha} * x otherwise)",
+           "runs leaky ReLU (slope {alpha} below zero) over a float buffer, y = max(x, {alpha} * x)"],
+          "leaky_relu"),
     Unary("clamp", "clamp(x, lo, hi)", "clamp(x, {lo}, {hi})", lambda x, lo, hi: np.clip(x, lo, hi),
           {"lo": (-1.5, -0.1, 1), "hi": (0.1, 1.5, 1)},
           ["clamps every element between {lo} and {hi}", "limits each value of the input to the range [{lo}, {hi}]",
@@ -189,7 +246,9 @@ FAMILIES: list[Family] = [
               ["computes the BLAS axpy out = {t} * x + y over two float arrays",
                "adds y to x scaled by {t}, elementwise", "computes out[i] = {t} * x[i] + y[i]"]),
     TwoInputs("lerp", "mix(x, y, t)", "mix(x[i], y[i], {t})", lambda x, y, t: x * (1 - t) + y * t, 0.05, 0.95,
-              ["linearly interpolates between arrays x and y with weight {t}",
-               "computes mix(x, y, {t}) elementwise", "blends x toward y by {t}: out = x * (1 - {t}) + y * {t}"],
+              ["linearly interpolates between arrays x and y with weight {t}: out = mix(x, y, {t})",
+               "computes out = mix(x, y, {t}) elementwise", "blends x toward y by {t}: out = x + {t} * (y - x)"],
               (1e-5, 1e-5)),
+    Formula(binary=False),
+    Formula(binary=True),
 ]

@@ -44,18 +44,22 @@ class Stencil(Family):
         self.name, self.category, self.summary = f"image.{name}", "image", summary
         self.k, self.scale, self.phrases = np.array(kernel, dtype=np.float64), scale, phrases
 
+    def _kernel(self, p: dict) -> tuple[np.ndarray, int]:
+        return self.k, {"": 1, " / 9.0": 9, " / 16.0": 16}[self.scale]
+
     def draw(self, rng):
         return {"w": pick(rng, SIZES), "h": pick(rng, SIZES), "tile": pick(rng, TILE_SIZES)}
 
     def shader(self, p):
+        k, div = self._kernel(p)
         body = ["let ix = i32(x);", "let iy = i32(y);", "var acc = 0.0;"]
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                w = self.k[dy + 1, dx + 1]
+                w = k[dy + 1, dx + 1]
                 if w:
                     term = f"at({_shift('ix', dx)}, {_shift('iy', dy)})"
                     body.append(f"acc = acc + {term};" if w == 1 else f"acc = acc + {flt(w)} * {term};")
-        body.append(f"dst[y * W + x] = acc{self.scale};")
+        body.append(f"dst[y * W + x] = acc{f' / {flt(div)}' if div != 1 else ''};")
         return kernel_2d([storage(0, "src", F), storage(1, "dst", F, write=True)], p["tile"], _consts(p), body,
                          self.name.split(".")[1], helpers=AT)
 
@@ -64,9 +68,43 @@ class Stencil(Family):
 
     def case(self, p, rng):
         img = _image(rng, p["w"], p["h"])
-        factor = {"": 1.0, " / 9.0": 1 / 9, " / 16.0": 1 / 16}[self.scale]
-        out = _stencil(img, self.k * factor)
+        k, div = self._kernel(p)
+        out = _stencil(img, k / div)
         return TestCase({0: img}, {1: out}, (p["w"], p["h"], 1), 1e-5, 1e-5)
+
+
+class Convolve(Stencil):
+    """A random 3x3 integer kernel and divisor, stated in the prompt as `a b c / d e f / g h i divided by s`:
+    stencils of every shape, so the held-out Gaussian (its kernel never drawn) is a recombination."""
+
+    weight = 4
+    WEIGHTS = (0, 0, 1, 1, 1, 2, 2, 3, 4, -1, -2)
+    GAUSSIAN = [1, 2, 1, 2, 4, 2, 1, 2, 1]
+
+    def __init__(self):
+        super().__init__("convolve", "a stated random 3x3 integer kernel over a divisor, clamp to edge",
+                         [[0] * 3] * 3, "", [])
+
+    def draw(self, rng):
+        p = super().draw(rng)
+        while True:
+            k = [int(pick(rng, self.WEIGHTS)) for _ in range(9)]
+            if sum(1 for w in k if w) >= 2 and k != self.GAUSSIAN:
+                break
+        p.update(kernel=k, div=int(pick(rng, [1, 2, 4, 8, 9, 16])))
+        return p
+
+    def _kernel(self, p):
+        return np.array(p["kernel"], dtype=np.float64).reshape(3, 3), p["div"]
+
+    def prompt(self, p, rng):
+        rows = " / ".join(" ".join(str(w) for w in p["kernel"][r * 3:r * 3 + 3]) for r in range(3))
+        scale = f" divided by {p['div']}" if p["div"] != 1 else ""
+        return compose(rng, ["convolves a {w}x{h} grayscale image (row-major floats) with the 3x3 kernel {k}{s}, "
+                             "clamping reads to the edge",
+                             "applies the 3x3 stencil {k}{s} to a {w} by {h} row-major float image, border clamped",
+                             "filters a {w}x{h} float image: each output is its 3x3 neighbourhood weighted by {k}{s}, "
+                             "reads clamped to the edge"], tile=p["tile"], w=p["w"], h=p["h"], k=rows, s=scale)
 
 
 class Sharpen(Family):
@@ -181,13 +219,15 @@ class Flip(Family):
 
 FAMILIES: list[Family] = [
     Stencil("box_blur", "3x3 mean, clamp to edge", [[1, 1, 1], [1, 1, 1], [1, 1, 1]], " / 9.0",
-            ["blurs a {w}x{h} grayscale image (row-major floats) with a 3x3 box filter, clamping reads to the edge",
+            ["blurs a {w}x{h} grayscale image (row-major floats) with a 3x3 box filter (kernel 1 1 1 / 1 1 1 / 1 1 "
+             "1 divided by 9), clamping reads to the edge",
              "applies a 3x3 mean filter to a {w} by {h} image, border pixels clamped",
              "box-blurs a {w}x{h} float image: each output is the average of its 3x3 neighbourhood"]),
     Stencil("gaussian_blur", "3x3 Gaussian [1 2 1; 2 4 2; 1 2 1] / 16, clamp to edge",
             [[1, 2, 1], [2, 4, 2], [1, 2, 1]], " / 16.0",
             ["blurs a {w}x{h} grayscale image with the 3x3 Gaussian kernel 1 2 1 / 2 4 2 / 1 2 1 divided by 16, "
              "clamping at the edges",
-             "applies a 3x3 Gaussian blur to a {w} by {h} row-major float image, border clamped"]),
-    Sharpen(), Sobel(), Downsample(), Flip(),
+             "applies a 3x3 Gaussian blur, the stencil 1 2 1 / 2 4 2 / 1 2 1 divided by 16, to a {w} by {h} "
+             "row-major float image, border clamped"]),
+    Sharpen(), Sobel(), Downsample(), Flip(), Convolve(),
 ]

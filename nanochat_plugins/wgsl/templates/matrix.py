@@ -94,10 +94,12 @@ class Matvec(Family):
                          "arrayLength(&y)", body, "matvec", [f"const K: u32 = {p['k']}u;"])
 
     def prompt(self, p, rng):
-        return compose(rng, ["multiplies a row-major matrix with {k} columns by a vector of length {k}",
-                             "computes y = A * x where A is row-major with {k} columns, one invocation per row",
-                             "does a matrix-vector product: each output is the dot product of a {k}-element row "
-                             "of A with x"], wg=p["wg"], k=p["k"])
+        return compose(rng, ["multiplies a row-major matrix with {k} columns by a vector of length {k}: y[i] = sum "
+                             "over k of A[i][k] * x[k]",
+                             "computes y = A * x where A is row-major with {k} columns, one invocation per row: "
+                             "y[i] = sum over k of A[i][k] * x[k]",
+                             "does a matrix-vector product: each output y[i] = sum over k of A[i][k] * x[k] is the "
+                             "dot product of a {k}-element row of A with x"], wg=p["wg"], k=p["k"])
 
     def case(self, p, rng):
         a, x = _mat(rng, 40, p["k"]), _mat(rng, p["k"])
@@ -171,4 +173,56 @@ class Transform(Family):
         return TestCase({0: pts, 2: cols}, {1: _matmul(pts, cols)}, (200, 1, 1), 1e-5, 1e-5)
 
 
-FAMILIES: list[Family] = [Matmul(), Transpose(), Matvec(), Outer(), AddBias(), Transform()]
+class Vecmat(Family):
+    name, category = "matrix.vecmat", "matrix"
+    summary = "y = x A (row vector times a row-major K x N matrix), one invocation per output element"
+    weight = 2
+
+    def draw(self, rng):
+        return {"k": pick(rng, DIMS), "n": pick(rng, DIMS), "wg": pick(rng, WORKGROUP_SIZES)}
+
+    def shader(self, p):
+        body = ["var acc = 0.0;", "for (var k = 0u; k < K; k = k + 1u) {", "    acc = acc + x[k] * a[k * N + i];", "}",
+                "y[i] = acc;"]
+        return kernel_1d([storage(0, "a", F), storage(1, "x", F), storage(2, "y", F, write=True)], p["wg"],
+                         "arrayLength(&y)", body, "vecmat",
+                         [f"const K: u32 = {p['k']}u;", f"const N: u32 = {p['n']}u;"])
+
+    def prompt(self, p, rng):
+        return compose(rng, ["multiplies a vector x of length {k} by a row-major {k}x{n} matrix A: y[j] = sum over "
+                             "k of x[k] * A[k][j], one invocation per output",
+                             "computes the row vector times matrix product y = x * A for a {k} by {n} row-major A: "
+                             "y[j] = sum over k of x[k] * A[k][j]"], wg=p["wg"], k=p["k"], n=p["n"])
+
+    def case(self, p, rng):
+        a, x = _mat(rng, p["k"], p["n"]), _mat(rng, p["k"])
+        return TestCase({0: a, 1: x}, {2: _matmul(x[None, :], a)[0]}, (p["n"], 1, 1), 1e-5, 1e-5)
+
+
+class RowDot(Family):
+    name, category = "matrix.row_dot", "matrix"
+    summary = "out[i] = dot product of row i of A and row i of B (row-major, K columns)"
+    weight = 2
+
+    def draw(self, rng):
+        return {"k": pick(rng, DIMS), "wg": pick(rng, WORKGROUP_SIZES)}
+
+    def shader(self, p):
+        body = ["var acc = 0.0;", "for (var k = 0u; k < K; k = k + 1u) {",
+                "    acc = acc + a[i * K + k] * b[i * K + k];", "}", "out[i] = acc;"]
+        return kernel_1d([storage(0, "a", F), storage(1, "b", F), storage(2, "out", F, write=True)], p["wg"],
+                         "arrayLength(&out)", body, "row_dot", [f"const K: u32 = {p['k']}u;"])
+
+    def prompt(self, p, rng):
+        return compose(rng, ["computes the dot product of each row of two row-major matrices a and b with {k} "
+                             "columns: out[i] = sum over k of A[i][k] * B[i][k]",
+                             "writes out[i] = sum over k of A[i][k] * B[i][k] for row-major A and B with {k} columns, "
+                             "one invocation per row"], wg=p["wg"], k=p["k"])
+
+    def case(self, p, rng):
+        a, b = _mat(rng, 40, p["k"]), _mat(rng, 40, p["k"])
+        out = (a.astype(np.float64) * b.astype(np.float64)).sum(axis=1).astype(np.float32)
+        return TestCase({0: a, 1: b}, {2: out}, (40, 1, 1), 1e-5, 1e-5)
+
+
+FAMILIES: list[Family] = [Matmul(), Transpose(), Matvec(), Outer(), AddBias(), Transform(), Vecmat(), RowDot()]
