@@ -1,6 +1,14 @@
 """Shared test setup: every test gets its own config dir, data dir and HOME, so none touches the real ones."""
 
+import signal
+
 import pytest
+
+# The Ctrl-C tests deliver SIGINT to the CLI, to its runs and to this process. A shell that starts the suite as a
+# background job without job control leaves SIGINT ignored, and an ignored signal stays ignored across exec, so
+# every child would shrug it off. Python's own handler here means the default again in each child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
