@@ -22,6 +22,14 @@ F = "array<f32>"
 DIMS = (4, 8, 12, 16, 20, 32)
 
 
+def _dot_kernel(inputs: tuple[str, str], out: str, term: str, name: str, wg: int, consts: list[str]) -> str:
+    """A 1-D kernel where invocation i writes `out[i]`, the sum over k < K of `term` (matvec, vecmat, row_dot)."""
+    body = ["var acc = 0.0;", "for (var k = 0u; k < K; k = k + 1u) {", f"    acc = acc + {term};", "}",
+            f"{out}[i] = acc;"]
+    return kernel_1d([storage(0, inputs[0], F), storage(1, inputs[1], F), storage(2, out, F, write=True)], wg,
+                     f"arrayLength(&{out})", body, name, consts)
+
+
 def _mat(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return rng.uniform(-1, 1, shape).astype(np.float32)
 
@@ -88,10 +96,7 @@ class Matvec(Family):
         return {"k": pick(rng, DIMS), "wg": pick(rng, WORKGROUP_SIZES)}
 
     def shader(self, p):
-        body = ["var acc = 0.0;", "for (var k = 0u; k < K; k = k + 1u) {", "    acc = acc + a[i * K + k] * x[k];", "}",
-                "y[i] = acc;"]
-        return kernel_1d([storage(0, "a", F), storage(1, "x", F), storage(2, "y", F, write=True)], p["wg"],
-                         "arrayLength(&y)", body, "matvec", [f"const K: u32 = {p['k']}u;"])
+        return _dot_kernel(("a", "x"), "y", "a[i * K + k] * x[k]", "matvec", p["wg"], [f"const K: u32 = {p['k']}u;"])
 
     def prompt(self, p, rng):
         return compose(rng, ["multiplies a row-major matrix with {k} columns by a vector of length {k}: y[i] = sum "
@@ -182,11 +187,8 @@ class Vecmat(Family):
         return {"k": pick(rng, DIMS), "n": pick(rng, DIMS), "wg": pick(rng, WORKGROUP_SIZES)}
 
     def shader(self, p):
-        body = ["var acc = 0.0;", "for (var k = 0u; k < K; k = k + 1u) {", "    acc = acc + x[k] * a[k * N + i];", "}",
-                "y[i] = acc;"]
-        return kernel_1d([storage(0, "a", F), storage(1, "x", F), storage(2, "y", F, write=True)], p["wg"],
-                         "arrayLength(&y)", body, "vecmat",
-                         [f"const K: u32 = {p['k']}u;", f"const N: u32 = {p['n']}u;"])
+        return _dot_kernel(("a", "x"), "y", "x[k] * a[k * N + i]", "vecmat", p["wg"],
+                           [f"const K: u32 = {p['k']}u;", f"const N: u32 = {p['n']}u;"])
 
     def prompt(self, p, rng):
         return compose(rng, ["multiplies a vector x of length {k} by a row-major {k}x{n} matrix A: y[j] = sum over "
@@ -208,10 +210,8 @@ class RowDot(Family):
         return {"k": pick(rng, DIMS), "wg": pick(rng, WORKGROUP_SIZES)}
 
     def shader(self, p):
-        body = ["var acc = 0.0;", "for (var k = 0u; k < K; k = k + 1u) {",
-                "    acc = acc + a[i * K + k] * b[i * K + k];", "}", "out[i] = acc;"]
-        return kernel_1d([storage(0, "a", F), storage(1, "b", F), storage(2, "out", F, write=True)], p["wg"],
-                         "arrayLength(&out)", body, "row_dot", [f"const K: u32 = {p['k']}u;"])
+        return _dot_kernel(("a", "b"), "out", "a[i * K + k] * b[i * K + k]", "row_dot", p["wg"],
+                           [f"const K: u32 = {p['k']}u;"])
 
     def prompt(self, p, rng):
         return compose(rng, ["computes the dot product of each row of two row-major matrices a and b with {k} "
