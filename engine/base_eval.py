@@ -84,31 +84,11 @@ def run_eval(run: StageRun) -> str:
 
     control = EvalControl(run.run_dir, info, run.tel, "CORE tasks")
     try:
-        results = core_results(model, tokenizer, tasks, info.device, cfg.max_per_task, model.config.sequence_len,
-                               before=lambda done: control.poll(done, len(tasks), step))
-        control.poll(len(tasks), len(tasks), step)  # before the bpb pass
+        results, score, val_bpb, samples = evaluate(run, cfg, model, tokenizer, meta, info, tasks, step, checkpoint,
+                                                    lambda done: control.poll(done, len(tasks), step))
     except Stopped:
         print0("evaluation stopped: no results file written")
         return "stopped"
-    for row in results:
-        run.tel.emit("eval_result", suite="core", step=step, checkpoint=checkpoint, **row)
-    score = sum(r["centered"] for r in results) / len(results) if results else None
-    if score is not None:
-        print0(f"CORE score (mean centered accuracy): {score:.4f}")
-
-    val_bpb = bpb(cfg, model, tokenizer, meta, info, run.base) if cfg.bpb_tokens > 0 else None
-    if val_bpb is not None:
-        run.tel.emit("eval", step=step, val_bpb=val_bpb)
-        print0(f"val bpb: {val_bpb:.4f}")
-    try:
-        control.poll(len(tasks), len(tasks), step)  # before the samples (rank 0's alone, so every rank polls first)
-    except Stopped:
-        print0("evaluation stopped: no results file written")
-        return "stopped"
-    samples = make_samples(model, tokenizer, cfg) if info.master and cfg.samples else []
-    for prompt, text in samples:
-        run.tel.emit("sample", step=step, prompt=prompt, text=text)
-        print0(f"sample | {prompt!r} -> {text!r}")
 
     if info.master:
         from engine.shared import atomic_write
@@ -120,6 +100,33 @@ def run_eval(run: StageRun) -> str:
         atomic_write(path, json.dumps(doc, indent=2))
         print0(f"results written to {path}")
     return "finished"
+
+
+def evaluate(run: StageRun, cfg: BaseEvalConfig, model, tokenizer, meta: dict, info, tasks, step: int,
+             checkpoint: str, poll: Callable[[int], None]) -> tuple[list[dict[str, Any]], float | None,
+                                                                  float | None, list[tuple[str, str]]]:
+    """CORE results, score, val bpb and samples, each emitted as telemetry; `poll(done)` answers the control
+    channel before each CORE task, the bpb pass and the samples (every rank alike: samples are rank 0's)."""
+    from engine.common import print0
+
+    results = core_results(model, tokenizer, tasks, info.device, cfg.max_per_task, model.config.sequence_len,
+                           before=poll)
+    for row in results:
+        run.tel.emit("eval_result", suite="core", step=step, checkpoint=checkpoint, **row)
+    score = sum(r["centered"] for r in results) / len(results) if results else None
+    if score is not None:
+        print0(f"CORE score (mean centered accuracy): {score:.4f}")
+    poll(len(tasks))
+    val_bpb = bpb(cfg, model, tokenizer, meta, info, run.base) if cfg.bpb_tokens > 0 else None
+    if val_bpb is not None:
+        run.tel.emit("eval", step=step, val_bpb=val_bpb)
+        print0(f"val bpb: {val_bpb:.4f}")
+    poll(len(tasks))
+    samples = make_samples(model, tokenizer, cfg) if info.master and cfg.samples else []
+    for prompt, text in samples:
+        run.tel.emit("sample", step=step, prompt=prompt, text=text)
+        print0(f"sample | {prompt!r} -> {text!r}")
+    return results, score, val_bpb, samples
 
 
 def bpb(cfg: BaseEvalConfig, model, tokenizer, meta: dict, info, base: Path) -> float:

@@ -6,6 +6,8 @@ Kept tiny on purpose: anything with a single user lives next to that user.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -76,6 +78,20 @@ def cleanup_distributed(synchronize: bool = False) -> None:
         except Exception:  # a peer already gone: nothing left to wait for
             pass
     dist.destroy_process_group()
+
+
+@contextmanager
+def cpu_threads(n: int | None) -> Iterator[None]:
+    """torch's CPU threads set to `n` inside the block (None: left as they are), the caller's count restored."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:

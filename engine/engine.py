@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from engine.common import compute_dtype
+from engine.common import compute_dtype, cpu_threads
 from engine.errors import EngineError
 from engine.speculative import DraftPolicy, NgramDrafter
 
@@ -327,22 +327,21 @@ class Engine:
     @contextmanager
     def _decode_threads(self, rows: int) -> Iterator[None]:
         """torch's CPU threads set to `decode_threads` for one decode forward of `rows` rows (batch 1 only),
-        restored after it: never held across a yield, so the caller's setting is what it sees between tokens."""
-        before = torch.get_num_threads()
-        if rows != 1 or self.decode_threads is None or self.decode_threads == before \
-                or next(self.model.parameters()).device.type != "cpu":
+        restored after it: never held across a yield, so the caller's setting is what it sees between tokens.
+        The model's vocabulary product (GPT.head_threads) keeps the caller's count."""
+        model = self.model
+        if rows != 1 or next(model.parameters()).device.type != "cpu":
             yield
             return
-        torch.set_num_threads(self.decode_threads)
-        head = getattr(self.model, "head_threads", None)
-        if hasattr(self.model, "head_threads"):  # the vocabulary product keeps the caller's threads
-            self.model.head_threads = before
+        head = getattr(model, "head_threads", None)
+        if hasattr(model, "head_threads"):
+            model.head_threads = torch.get_num_threads()
         try:
-            yield
+            with cpu_threads(self.decode_threads):
+                yield
         finally:
-            torch.set_num_threads(before)
-            if hasattr(self.model, "head_threads"):
-                self.model.head_threads = head
+            if hasattr(model, "head_threads"):
+                model.head_threads = head
 
     def _emit(self, row: _Row, sampled: int, stops: set[int]) -> tuple[int, int, bool]:
         """(token, mask, stop) for a live row whose model chose `sampled`: a queued forced token wins."""

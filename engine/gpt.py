@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.common import cpu_threads
 from engine.lm_loss import softcap_cross_entropy
 from engine.shapes import GPTConfig, config_from_depth, has_value_embed, padded_vocab, window_sizes
 
@@ -120,14 +121,8 @@ def head_product(x: torch.Tensor, w_head: torch.Tensor, threads: int | None) -> 
     threads take it in 0.66 ms instead of 1.2, with the same bits (each output column is one thread's dot
     product), while a decode's small products run faster on one thread (Engine.decode_threads).
     """
-    before = torch.get_num_threads()
-    if threads is None or threads == before or x.device.type != "cpu":
+    with cpu_threads(threads if x.device.type == "cpu" else None):
         return x @ w_head
-    torch.set_num_threads(threads)
-    try:
-        return x @ w_head
-    finally:
-        torch.set_num_threads(before)
 
 
 def floats(t: torch.Tensor) -> list[float]:

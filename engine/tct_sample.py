@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from engine.common import cpu_threads
 from engine.errors import EngineError
 from engine.tct import tokenizer as tct_tokenizer
 from engine.tct.complete import Completer
@@ -268,14 +269,10 @@ def sample_workflow(model: torch.nn.Module, prompt: str = "", max_tokens: int = 
     prefix = prompt_tokens(prompt)
     lm = _Model(model)
     gen = torch.Generator().manual_seed(seed)
-    before = torch.get_num_threads()
-    if lm.device.type == "cpu":  # one token at a time: threads beyond the idle cores only wait for each other
-        torch.set_num_threads(idle_cpus())
-    try:
+    # one token at a time: threads beyond the idle cores only wait for each other
+    with cpu_threads(idle_cpus() if lm.device.type == "cpu" else None):
         result = _constrained(tok, lm, prefix, max_tokens, temperature, top_k, gen, stop, workflow_validator()) \
             if constrained else _free(tok, lm, prefix, max_tokens, temperature, top_k, gen, stop)
-    finally:
-        torch.set_num_threads(before)
     text = tok.decode(result.tokens)[0]
     result.json = text
     t1 = time.perf_counter()
