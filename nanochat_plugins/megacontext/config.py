@@ -22,6 +22,15 @@ class MegaContextConfig(BaseModel):
                                                    "loss MegaContext trains on")
     docs_per_step: int = Field(1, ge=1, le=64, description="long documents per optimizer step (per rank)")
     loss_weight: float = Field(1.0, ge=0, description="weight of the MegaContext loss next to the plain LM loss")
+    truncation_weight: float = Field(0.0, ge=0, description="weight of the same window's loss seen truncated (its "
+                                                            "newest budget tokens, raw): keeps the model as good "
+                                                            "without gists, so MC against truncation is fair")
+    distill_weight: float = Field(0.0, ge=0, description="weight of the ΔNLL distillation: the model with one "
+                                                         "block as its gist should predict what it predicts "
+                                                         "with that block raw")
+    raw_jitter: bool = Field(False, description="train on working contexts with a random number of raw history "
+                                                "blocks (0 up to what the budget holds), so the raw tokens after "
+                                                "the gists often have only the gists to go on")
     lens_refresh: int = Field(4, ge=1, description="steps (training) or tokens (chat) between LensNet "
                                                    "re-scoring and, in training, its ΔNLL targets")
     expand_threshold: float = Field(0.1, description="expand a gist only when LensNet's score (predicted loss "

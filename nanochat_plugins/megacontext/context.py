@@ -4,6 +4,7 @@ token ids at gist positions are a placeholder (BOS) whose embedding the hook rep
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -107,6 +108,48 @@ def context_losses(model, history: torch.Tensor, tail: torch.Tensor, wc: Working
     R, S = tail.numel(), idx.size(1)
     wide = losses.sum() / (y != -1).sum().clamp(min=1)
     return wide, losses[S - R - 1:S - 1].mean()
+
+
+def distill_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
+                 placeholder: int, block: int) -> torch.Tensor:
+    """The ΔNLL objective as distillation: KL(teacher ‖ student) over every raw-token prediction after `block`,
+    where the student sees `wc` (block `block` as its gist) and the teacher the same context with that block raw
+    (no gradient). The gist is pushed to say what the block would have told the model, and the model to read
+    it. `wc` must leave room for the block's raw tokens within the budget."""
+    teacher = copy.deepcopy(wc)
+    teacher.expand(block)
+    idx_s, pos_s, vec_s = assemble(history, tail, wc, gists, placeholder)
+    with torch.no_grad():
+        idx_t, pos_t, vec_t = assemble(history, tail, teacher, Gists(gists.level1.detach(), gists.level2.detach()),
+                                       placeholder)
+        t_logits = model(idx_t, input_stage=stage(pos_t, vec_t))[0]
+    s_logits = model(idx_s, input_stage=stage(pos_s, vec_s))[0]
+    rows_s, rows_t = distill_rows(wc, block, pos_s, idx_s.size(1))
+    if not rows_s.numel():
+        return s_logits.sum() * 0
+    log_t = t_logits[rows_t].log_softmax(-1)
+    log_s = s_logits[rows_s].float().log_softmax(-1)
+    return (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+
+
+def distill_rows(wc: WorkingContext, block: int, gist_positions: torch.Tensor,
+                 length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(student rows, teacher rows) predicting the same raw token after `block`: the teacher's context is the
+    student's with that block's gist replaced by its block_size raw tokens, so later rows sit block_size − 1
+    further on. Rows whose next input is a gist are left out (a gist is never a target)."""
+    at = wc.position(block)
+    gist_at = set(gist_positions.tolist())
+    rows = torch.tensor([q for q in range(at + 1, length - 1) if q + 1 not in gist_at], dtype=torch.long,
+                        device=gist_positions.device)
+    return rows, rows + wc.block_size - 1
+
+
+def window_loss(model, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss over every token of `tokens` seen raw (the truncated view of a window)."""
+    idx = tokens[None]
+    y = torch.full_like(idx, -1)
+    y[0, :-1] = idx[0, 1:]
+    return model(idx, y)
 
 
 def raw_loss(model, tokens: torch.Tensor, tail_len: int) -> torch.Tensor:

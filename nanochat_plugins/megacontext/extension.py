@@ -26,15 +26,17 @@ from nanochat_plugins.megacontext.context import (
     Gists,
     context_loss,
     context_losses,
+    distill_loss,
     focus_vector,
     lens_scores,
     make_gists,
     overlap,
     raw_loss,
+    window_loss,
 )
 from nanochat_plugins.megacontext.docs import LongDocs
 from nanochat_plugins.megacontext.nets import GistNet, LensNet
-from nanochat_plugins.megacontext.tree import RAW, WorkingContext, allocate
+from nanochat_plugins.megacontext.tree import GIST, RAW, WorkingContext, allocate
 
 LENS_PROBES = 8  # blocks whose raw-vs-gist loss is measured per LensNet refresh
 
@@ -105,8 +107,14 @@ class MegaContextExtension(Extension):
                 scores = lens_scores(self.lensnet, gists, focus, wc, lexical).float().tolist()
             actions = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold)
             alloc_ms = 1000 * (time.perf_counter() - t0)
+            if cfg.raw_jitter:
+                wc.keep_newest_raw(self.rng.randint(0, wc.resident()))
             wide, mc = context_losses(model, history, tail, wc, gists, self.placeholder)
             mc_total = mc_total + wide
+            if cfg.distill_weight:
+                mc_total = mc_total + cfg.distill_weight * self._distill(history, tail, wc, gists)
+            if cfg.truncation_weight:
+                mc_total = mc_total + cfg.truncation_weight * window_loss(model, doc[-cfg.budget:])
             extra: dict[str, Any] = {"mc_loss": float(mc.detach()), "alloc_ms": alloc_ms}
             if refresh:
                 lens_loss, probes = self._fit_lens(history, tail, wc, gists, focus, lexical, scores,
@@ -120,6 +128,20 @@ class MegaContextExtension(Extension):
                 extra["probes"] = probes
             self.last = telemetry(wc, before, actions, **extra)
         return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
+
+    def _distill(self, history, tail, wc: WorkingContext, gists: Gists) -> torch.Tensor:
+        """distill_loss on one random level-1 gist, in a context with room for its raw block (the oldest raw
+        block collapsed if need be)."""
+        student = copy.deepcopy(wc)
+        if student.slots() + student.block_size - 1 > student.budget:
+            raw = [b for b, lod in enumerate(student.lod) if lod == RAW]
+            if raw:
+                student.collapse(raw[0])
+        candidates = [b for b, lod in enumerate(student.lod) if lod == GIST]
+        if not candidates or student.slots() + student.block_size - 1 > student.budget:
+            return torch.zeros((), device=self.ctx.device)
+        block = self.rng.choice(candidates)
+        return distill_loss(self.ctx.model, history, tail, student, gists, self.placeholder, block)
 
     def _fit_lens(self, history, tail, wc, gists, focus, lexical, scores: list[float], base_loss: float):
         """Measure what seeing a few blocks raw saves (nats over the tail) and fit LensNet's scores to it, where

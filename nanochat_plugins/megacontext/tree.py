@@ -60,6 +60,11 @@ class WorkingContext:
                 n += 1
         return n
 
+    def position(self, block: int) -> int:
+        """The index in the assembled working context where `block` starts (its gist, or its first raw token)."""
+        probe = WorkingContext(block, self.block_size, 0, self.budget, self.levels, self.lod[:block])
+        return probe.slots()
+
     def resident(self) -> int:
         return sum(1 for lod in self.lod if lod == RAW)
 
@@ -84,6 +89,13 @@ class WorkingContext:
             if len(span) == self.block_size:  # only whole groups have a level-2 gist
                 for i in span:
                     self.lod[i] = GIST2
+
+    def keep_newest_raw(self, keep: int) -> None:
+        """Collapse the older raw blocks to gists so that at most the newest `keep` stay raw (training's raw
+        jitter: fewer raw tokens before the tail, so the gists must carry what they left out)."""
+        raw = [b for b, lod in enumerate(self.lod) if lod == RAW]
+        for b in raw[:max(0, len(raw) - keep)]:
+            self.collapse(b)
 
     def fit_recent(self) -> None:
         """The starting shape: every block a gist (level 2 for the oldest groups if needed), then the newest

@@ -4,11 +4,22 @@ lexical-overlap feature finds the block that shares the recent tokens."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from engine.gpt import GPT, GPTConfig
-from nanochat_plugins.megacontext.context import context_loss, context_losses, make_gists, overlap
+from nanochat_plugins.megacontext.context import (
+    assemble,
+    context_loss,
+    context_losses,
+    distill_loss,
+    distill_rows,
+    make_gists,
+    overlap,
+    window_loss,
+)
 from nanochat_plugins.megacontext.nets import GistNet, LensNet
 from nanochat_plugins.megacontext.tree import GIST, RAW, WorkingContext, allocate
 
@@ -67,6 +78,40 @@ def test_training_loss_holds_the_tail_loss_reaches_gistnet_and_lens_scores_are_b
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gistnet.parameters())
     scores = LensNet(64)(gists.level1.detach() * 100, gists.level1[0].detach(), torch.ones(8), torch.ones(8))
     assert scores.abs().max() <= 4.0  # bounded: a wild input cannot force a swap
+
+
+def test_distillation_compares_the_rows_that_predict_the_same_token_and_trains_gistnet():
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(sequence_len=256, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    with torch.no_grad():  # a model whose predictions depend on the context (a fresh one predicts uniformly)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    history, tail = torch.randint(1, 100, (8 * 16,)), torch.randint(1, 100, (16,))
+    gistnet = GistNet(64, 16, dim=32, heads=2)
+    gists = make_gists(model, gistnet, history, 16, 1)
+    wc = WorkingContext(n_blocks=8, block_size=16, tail=16, budget=80, levels=1)
+    wc.fit_recent()  # gists 0-4, raw 5-7: room for one more raw block
+    teacher = copy.deepcopy(wc)
+    teacher.expand(2)
+    idx_s, pos_s, _ = assemble(history, tail, wc, gists, placeholder=0)
+    idx_t, _, _ = assemble(history, tail, teacher, gists, placeholder=0)
+    rows_s, rows_t = distill_rows(wc, 2, pos_s, idx_s.size(1))
+    assert wc.position(2) == 2 and int(rows_s[0]) == 4  # gist 4's row predicts the first raw token
+    assert torch.equal(idx_s[0, rows_s + 1], idx_t[0, rows_t + 1])  # the same next tokens, every row
+    loss = distill_loss(model, history, tail, wc, gists, placeholder=0, block=2)
+    assert float(loss) > 0
+    loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gistnet.parameters())
+
+
+def test_the_truncated_view_scores_every_token_of_the_window():
+    torch.manual_seed(4)
+    model = GPT(GPTConfig(sequence_len=64, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    tokens = torch.randint(1, 100, (40,))
+    per_token = model(tokens[None, :-1], tokens[None, 1:], loss_reduction="none")
+    assert torch.allclose(window_loss(model, tokens), per_token.mean(), atol=1e-6)
 
 
 def _session(budget: int = 96):

@@ -50,6 +50,16 @@ def test_allocator_never_exceeds_the_budget_and_follows_scores(seed):
         assert not allocate(wc, [0.0] * wc.n_blocks, 0.1, -0.1) and wc.slots() == before  # nothing to gain: no churn
 
 
+def test_keep_newest_raw_turns_the_older_raw_blocks_into_gists():
+    wc = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2)
+    wc.fit_recent()
+    wc.expand(3)  # a raw block far back: the oldest raw one goes first
+    wc.keep_newest_raw(2)
+    assert [b for b, lod in enumerate(wc.lod) if lod == RAW] == [28, 29]
+    wc.keep_newest_raw(0)
+    assert wc.resident() == 0 and wc.lod[3] == GIST
+
+
 def test_expand_and_collapse_round_trip():
     wc = WorkingContext(n_blocks=64, block_size=32, tail=32, budget=4096, levels=2)
     wc.collapse(0)  # a gist of a whole group: level 2
