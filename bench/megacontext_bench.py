@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--window-pattern", default="SSSL",
                     help="attention windows over layers (S: a quarter of max_seq_len, L: all of it)")
     ap.add_argument("--no-long", action="store_true", help="skip the long-context model (full = MC checkpoint)")
+    ap.add_argument("--seed", type=int, default=42, help="training seed (model init, data order)")
     ap.add_argument("--keep", help="work in this folder (kept; finished runs are reused) instead of a temporary one")
     args = ap.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="mc-bench-"))
@@ -93,7 +94,7 @@ def main() -> None:
              "--vocab-size", "1024",
              "--total-batch-size", "1024", "--num-iterations", str(args.steps), "--warmup-iters", "10",
              "--eval-every", "-1", "--eval-tokens", "1024", "--sample-every", "-1", "--device-type", "cpu",
-             "--log-every", "50", "--base-dir", str(root / "base"), "--data-dir", str(data),
+             "--log-every", "50", "--seed", str(args.seed), "--base-dir", str(root / "base"), "--data-dir", str(data),
              "--tokenizer-dir", str(tok)]
     short = ["--max-seq-len", str(args.budget), "--device-batch-size", str(1024 // args.budget)]
     settings = {"enabled": True, "budget": args.budget, "doc_tokens": args.doc_tokens, "tail_tokens": args.tail,
@@ -164,7 +165,8 @@ def main() -> None:
     print(f"  MC − truncation: {d:+.4f} ± {se:.4f} (SE over documents, {abs(d) / se:.1f} SE); MC wins on "
           f"{wins}/{len(rows)} documents")
     print(f"  MC − truncation with the vanilla checkpoint ({mean(v_trunc):.4f}): {d_v:+.4f} ± {se_v:.4f}; MC "
-          f"wins on {wins_v}/{len(rows)}")
+          f"wins on {wins_v}/{len(rows)} (BOS-aligned packing crops a long file to its first max_seq_len "
+          "tokens, so the vanilla model never saw the middle of one)")
     print(f"  allocator: {sum(actions)} actions at inference ({mean(actions):.2f} per document, "
           f"{sum(a > 0 for a in actions)} documents changed); MC − MC without the allocator (newest blocks raw, "
           f"the rest gists, {mean(recency):.4f}): {d_a:+.4f} ± {se_a:.4f}, better on {wins_a}, "
@@ -175,6 +177,13 @@ def main() -> None:
           f"its gist slots removed (its raw tokens only) {d_n:+.4f} ± {se_n:.4f}: "
           + ("the gists' content helps" if d_o < -2 * se_o and d_n < -2 * se_n else
              "no clear use of the gists' content (within 2 SE of a control)"))
+    d_r, se_r, _ = paired([r["lean_own"] for r in rows], [r["lean_other"] for r in rows])
+    print(f"  with one raw block before the tail (the gists nearly all the context): its own gists − another "
+          f"document's {d_r:+.4f} ± {se_r:.4f} ({mean([r['lean_own'] for r in rows]):.4f}): "
+          + ("the model reads the gists" if d_r < -2 * se_r else "no sign that the model reads the gists"))
+    if not settings.get("truncation_weight"):
+        print("  note: truncation_weight=0, so the MC checkpoint never trained on truncated windows (its windows "
+              "all start with gists or BOS): MC − truncation favours MC; set truncation_weight for a fair one")
     print(f"  mean positions used by MC: {mean([r['slots'] for r in rows]):.1f} of {args.budget}; "
           f"example LOD map: {rows[0]['lod']}")
     print(f"  training tokens/s (median): MC off {speeds['vanilla']:,.0f}, MC on {speeds['mc']:,.0f} "

@@ -77,7 +77,7 @@ class MegaContextExtension(Extension):
         return [{"name": "megacontext", "params": params, "lr": self.cfg.lr, "betas": (0.9, 0.95)}]
 
     def meta(self) -> dict[str, Any]:
-        return {"version": 2, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
+        return {"version": 3, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
                 "lensnet_params": sum(p.numel() for p in self.lensnet.parameters())}
 
     def split(self, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,7 +105,8 @@ class MegaContextExtension(Extension):
                 focus = focus_vector(model, history, cfg.block_size)
                 lexical = overlap(history, cfg.block_size)
                 scores = lens_scores(self.lensnet, gists, focus, wc, lexical).float().tolist()
-            actions = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold)
+            actions = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold,
+                               margin=self.lensnet.margin(cfg.expand_threshold - cfg.collapse_threshold))
             alloc_ms = 1000 * (time.perf_counter() - t0)
             if cfg.raw_jitter:
                 wc.keep_newest_raw(self.rng.randint(0, wc.resident()))
@@ -125,6 +126,7 @@ class MegaContextExtension(Extension):
                     extra["trunc_loss"] = float(raw_loss(model, doc[-cfg.budget:], cfg.tail_tokens))
                 extra["delta_nll"] = extra["mc_loss"] - extra["full_loss"]
                 extra["lens_loss"] = float(lens_loss.detach())
+                extra["lens_error"] = float(self.lensnet.swap_error)
                 extra["probes"] = probes
             self.last = telemetry(wc, before, actions, **extra)
         return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
@@ -188,7 +190,9 @@ class MegaContextExtension(Extension):
             terms.append(F.mse_loss(pred[picks], torch.tensor(collapsed, dtype=pred.dtype, device=pred.device)))
         if swaps:
             diff = torch.stack([pred[b] - pred[out].sum() for b, out in zip(swaps, given, strict=True)])
-            terms.append(F.mse_loss(diff, torch.tensor(gains, dtype=pred.dtype, device=pred.device)))
+            measured = torch.tensor(gains, dtype=pred.dtype, device=pred.device)
+            self.lensnet.track_error(diff.detach(), measured)
+            terms.append(F.mse_loss(diff, measured))
         probes = ([{"block": b, "saved": round(v, 4)} for b, v in zip(picks, collapsed, strict=True)]
                   + [{"block": b, "saved": round(v, 4), "swap_out": out}
                      for b, v, out in zip(swaps, gains, given, strict=True)])

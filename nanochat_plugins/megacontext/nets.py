@@ -66,6 +66,25 @@ class LensNet(nn.Module):
     def __init__(self, n_embd: int, hidden: int = 64) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(3 * n_embd + 2, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        # RMS error of its predicted swap gains on the training probes (a running average, saved with it): the
+        # allocator swaps only for a predicted gain beyond the noise in the predictions
+        self.register_buffer("swap_error", torch.zeros(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # a LensNet saved before the error was tracked: no measured error, the configured margin applies
+        state_dict.setdefault(prefix + "swap_error", torch.zeros(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    @torch.no_grad()
+    def track_error(self, predicted: torch.Tensor, measured: torch.Tensor, decay: float = 0.95) -> None:
+        rms_err = (predicted.float() - measured.float()).pow(2).mean().sqrt()
+        first = bool(self.swap_error == 0)
+        self.swap_error.copy_(rms_err if first else decay * self.swap_error + (1 - decay) * rms_err)
+
+    def margin(self, configured: float) -> float:
+        """The allocator's swap margin (nats over the tail): the configured hysteresis, or twice LensNet's
+        measured swap error when that is larger."""
+        return max(configured, 2.0 * float(self.swap_error))
 
     def forward(self, gists: torch.Tensor, focus: torch.Tensor, distance: torch.Tensor,
                 overlap: torch.Tensor) -> torch.Tensor:

@@ -96,7 +96,8 @@ class MegaContextModel:
         lexical = overlap(history, cfg.block_size)
         for _ in range(ALLOC_PASSES):
             scores = lens_scores(self.lensnet, gists, focus, wc, lexical).float().tolist()
-            acts = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold)
+            acts = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold,
+                            margin=self.lensnet.margin(cfg.expand_threshold - cfg.collapse_threshold))
             reading.actions += acts
             if not acts:
                 break
@@ -128,6 +129,10 @@ class MegaContextModel:
             foreign, _ = self.split(other.to(self.device), tail_len)
             swapped = make_gists(self.model, self.gistnet, foreign, self.cfg.block_size, self.cfg.levels)
             out["other_gists"] = float(context_loss(self.model, history, tail, wc, swapped, self.placeholder))
+            lean = copy.deepcopy(prior)  # one raw block before the tail: the gists are nearly all it has
+            lean.keep_newest_raw(1)
+            out["lean_own"] = float(context_loss(self.model, history, tail, lean, gists, self.placeholder))
+            out["lean_other"] = float(context_loss(self.model, history, tail, lean, swapped, self.placeholder))
         return out
 
     @torch.no_grad()

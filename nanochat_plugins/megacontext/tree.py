@@ -116,7 +116,7 @@ class WorkingContext:
 
 
 def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, collapse_threshold: float,
-             max_actions: int = 8) -> list[Action]:
+             max_actions: int = 8, margin: float | None = None) -> list[Action]:
     """One allocator pass. `scores[b]`: LensNet's predicted loss saved (nats over the tail) by seeing block b raw.
 
     The budget is always used: a raw block is collapsed only to make room, never for its own sake. Gists
@@ -125,10 +125,11 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
     `expand_threshold - collapse_threshold` (a swap must be worth more than the noise in the scores, so the
     context does not churn). Then the budget is enforced: the lowest-scored raw blocks collapse, then the
     oldest gists fold into level 2. At most `max_actions` expand/collapse actions before the budget is
-    enforced, so the context moves gradually."""
+    enforced, so the context moves gradually. `margin`, when given, replaces the hysteresis (LensNet.margin:
+    no smaller than it, larger when LensNet's predictions are noisier)."""
     actions: list[Action] = []
     bs = wc.block_size
-    margin = max(0.0, expand_threshold - collapse_threshold)
+    margin = max(0.0, expand_threshold - collapse_threshold) if margin is None else margin
 
     def collapse(b: int) -> None:
         level = GIST if wc.lod[b] == RAW else GIST2

@@ -55,6 +55,25 @@ def test_allocator_keeps_the_context_when_the_gain_is_within_the_margin():
     assert allocate(wc, scores, expand_threshold=0.25, collapse_threshold=-0.25) == [] and wc.lod == before
 
 
+def test_a_noisy_lensnet_widens_the_swap_margin_and_old_weights_still_load():
+    lens = LensNet(16)
+    assert lens.margin(0.5) == 0.5  # nothing measured yet: the configured hysteresis
+    lens.track_error(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0]))  # off by 1 nat on every probe
+    assert abs(float(lens.swap_error) - 1.0) < 1e-6 and abs(lens.margin(0.5) - 2.0) < 1e-6
+    wc, raw = _recent_context()
+    scores = [0.0] * 30
+    for b in raw:
+        scores[b] = 1.0
+    scores[3] = 2.5  # 1.5 nats over the weakest raw block: beyond the hysteresis, within LensNet's noise
+    assert allocate(copy.deepcopy(wc), scores, 0.25, -0.25) != []
+    assert allocate(wc, scores, 0.25, -0.25, margin=lens.margin(0.5)) == []
+    state = lens.state_dict()
+    del state["swap_error"]  # a LensNet saved before the error was tracked
+    old = LensNet(16)
+    old.load_state_dict(state)
+    assert float(old.swap_error) == 0.0
+
+
 def test_overlap_finds_the_block_sharing_the_recent_ids():
     history = torch.arange(1000, 1000 + 8 * 32)  # every block distinct
     history[-16:] = torch.arange(16)  # the newest tokens ...
