@@ -15,7 +15,7 @@ from engine.extensions import Extension
 
 MC_ENTRY = "nanochat_plugins.megacontext.extension:MegaContextExtension"
 MC_SETTINGS = {"enabled": True, "budget": 128, "doc_tokens": 384, "tail_tokens": 32, "lens_refresh": 2,
-               "gistnet_dim": 32}
+               "gistnet_dim": 32, "truncation_weight": 1.0, "distill_weight": 1.0, "raw_jitter": True}
 
 
 class NoOp(Extension):
@@ -79,6 +79,7 @@ def test_megacontext_trains_saves_its_state_and_resumes(tmp_path, assets):
     assert [e["step"] for e in context] == [1, 2]
     data = context[-1]["data"]
     assert data["slots"] <= 128 and len(data["lod"]) == 384 // 32 and "delta_nll" in context[0]["data"]
+    assert context[0]["data"]["lens_error"] >= 0  # LensNet's measured swap error, which sets the margin
     assert train_in_process(tmp_path, assets, "mc", "--resume", "--num-iterations", "3",
                             *ext("megacontext", MC_ENTRY, MC_SETTINGS)) == 0
     assert (ckpt / "ext_megacontext_000003.pt").exists()
