@@ -65,6 +65,15 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float, int]:
     return statistics.fmean(d), se, sum(x < 0 for x in d)
 
 
+def per_document(owner: list[int], rows: list[dict]) -> list[dict]:
+    """Rows of windows -> one row per document: numbers averaged over its windows, other values its first's."""
+    out: dict[int, list[dict]] = {}
+    for o, r in zip(owner, rows, strict=True):
+        out.setdefault(o, []).append(r)
+    return [{k: statistics.fmean(r[k] for r in group) if isinstance(v, int | float) else v
+             for k, v in group[0].items()} for group in out.values()]
+
+
 def setting(text: str) -> tuple[str, Any]:
     key, _, value = text.partition("=")
     return key, json.loads(value)
@@ -76,7 +85,8 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=256)
     ap.add_argument("--doc-tokens", type=int, default=1024)
     ap.add_argument("--tail", type=int, default=64)
-    ap.add_argument("--docs", type=int, default=120, help="held-out long documents to score (one window each)")
+    ap.add_argument("--docs", type=int, default=120, help="held-out long documents to score")
+    ap.add_argument("--windows", type=int, default=1, help="back-to-back windows scored per document (averaged)")
     ap.add_argument("--files", type=int, default=600, help="stdlib files in the corpus (the largest)")
     ap.add_argument("--mc-set", action="append", default=[], type=setting, metavar="KEY=JSON",
                     help="another megacontext setting for the MC run (docs_per_step=2, say)")
@@ -116,11 +126,15 @@ def main() -> None:
 
     tokenizer = Tokenizer.from_directory(tok)
     bos = tokenizer.get_bos_token_id()
-    docs = LongDocs(lambda: iter_texts(data, "val"), lambda t: tokenizer.encode(t, prepend=bos),
-                    args.doc_tokens, keep=max(256, args.docs)).all(args.docs)
+    windows = LongDocs(lambda: iter_texts(data, "val"), lambda t: tokenizer.encode(t, prepend=bos),
+                       args.doc_tokens, keep=max(256, args.docs)).windows(args.docs, args.windows)
+    owner, docs = [i for i, _ in windows], [w for _, w in windows]
+    first = {i: w for i, w in reversed(windows)}  # each document's first window
+    order = sorted(first)
+    other = {i: first[order[(k + 1) % len(order)]] for k, i in enumerate(order)}  # another file's window
     mc_model = MegaContextModel.load(root / "base" / "base_checkpoints" / "mc")
     t_eval = time.time()
-    rows = [mc_model.losses(d, args.tail, args.budget, docs[(i + 1) % len(docs)]) for i, d in enumerate(docs)]
+    rows = [mc_model.losses(d, args.tail, args.budget, other[o]) for o, d in zip(owner, docs, strict=True)]
     t_eval = time.time() - t_eval
     decode = {}
     for cache in (False, True):  # MC chat decoding over the first document, greedy
@@ -137,12 +151,18 @@ def main() -> None:
             full = [float(raw_loss(long_model, d, args.tail)) for d in docs]
             long_trunc = [float(raw_loss(long_model, d[-args.budget:], args.tail)) for d in docs]
 
+    n_windows, n_actions = len(rows), sum(r["actions"] for r in rows)
+    changed = sum(r["actions"] > 0 for r in rows)
+    rows = per_document(owner, rows)  # a document is the unit: its windows' mean
+    v_trunc = [r["v"] for r in per_document(owner, [{"v": v} for v in v_trunc])]
+    full = [r["v"] for r in per_document(owner, [{"v": v} for v in full])]
+    if not args.no_long:
+        long_trunc = [r["v"] for r in per_document(owner, [{"v": v} for v in long_trunc])]
     mc, trunc = [r["mc"] for r in rows], [r["trunc"] for r in rows]
     recency = [r["mc_recency"] for r in rows]
     d, se, wins = paired(mc, trunc)
     d_v, se_v, wins_v = paired(mc, v_trunc)
     d_a, se_a, wins_a = paired(mc, recency)
-    actions = [r["actions"] for r in rows]
     speeds = {}
     for run in ("vanilla", "mc"):
         steps = [e for e in telemetry(root / "base" / "runs" / run) if e["event"] == "step"][1:]
@@ -152,7 +172,8 @@ def main() -> None:
     full_what = ("the MC checkpoint over the whole document (its longest window is the budget)" if args.no_long
                  else f"a model trained at max_seq_len {args.doc_tokens} on the same tokens")
     mean = statistics.fmean
-    print(f"MegaContext bench: {len(docs)} held-out documents (one {args.doc_tokens}-token window per file), loss "
+    print(f"MegaContext bench: {len(rows)} held-out documents ({n_windows} windows of {args.doc_tokens} tokens, "
+          f"up to {args.windows} per file, averaged per file), loss "
           f"over the last {args.tail} tokens; working-context budget {args.budget} positions; model depth 4 dim "
           f"128 windows {args.window_pattern}, {args.steps} steps of 1,024 tokens; MC settings {json.dumps(settings)}")
     print(f"  MegaContext {mean(mc):.4f}   truncation {mean(trunc):.4f}   full context {mean(full):.4f}")
@@ -167,8 +188,8 @@ def main() -> None:
     print(f"  MC − truncation with the vanilla checkpoint ({mean(v_trunc):.4f}): {d_v:+.4f} ± {se_v:.4f}; MC "
           f"wins on {wins_v}/{len(rows)} (BOS-aligned packing crops a long file to its first max_seq_len "
           "tokens, so the vanilla model never saw the middle of one)")
-    print(f"  allocator: {sum(actions)} actions at inference ({mean(actions):.2f} per document, "
-          f"{sum(a > 0 for a in actions)} documents changed); MC − MC without the allocator (newest blocks raw, "
+    print(f"  allocator: {n_actions} actions at inference ({n_actions / n_windows:.2f} per window, "
+          f"{changed} of {n_windows} windows changed); MC − MC without the allocator (newest blocks raw, "
           f"the rest gists, {mean(recency):.4f}): {d_a:+.4f} ± {se_a:.4f}, better on {wins_a}, "
           f"worse on {sum(x > y for x, y in zip(mc, recency, strict=True))}")
     d_o, se_o, _ = paired(mc, [r["other_gists"] for r in rows])

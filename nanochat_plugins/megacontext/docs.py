@@ -49,3 +49,10 @@ class LongDocs:
         """Up to `limit` windows, one per document, from each one's start (deterministic: for evaluation)."""
         self._fill(limit)
         return [torch.tensor(ids[:self.length], dtype=torch.long) for ids in self.pool[:limit]]
+
+    def windows(self, limit: int, per_doc: int) -> list[tuple[int, torch.Tensor]]:
+        """(document number, window) pairs: up to `per_doc` back-to-back windows from the start of each of up to
+        `limit` documents (deterministic: for evaluation; more windows per document, less noise per document)."""
+        self._fill(limit)
+        return [(i, torch.tensor(ids[k * self.length:(k + 1) * self.length], dtype=torch.long))
+                for i, ids in enumerate(self.pool[:limit]) for k in range(min(per_doc, len(ids) // self.length))]
