@@ -150,13 +150,17 @@ class MegaContextExtension(Extension):
         the allocator decides: a raw block it could swap out is collapsed (its score should be the loss that
         costs); a gist it could swap in is swapped for the raw block(s) the allocator would give up, inside the
         budget (the score difference should be the swap's gain; a probe over the budget would push the oldest
-        positions out of the model's attention window and measure that instead). Half the gists probed are
-        the ones sharing the most ids with the recent tokens, where copying can pay."""
+        positions out of the model's attention window and measure that instead). Of the gists probed, a third
+        are LensNet's own favourites (on-policy: its overconfident scores get corrected, and its tracked error
+        covers the swaps it would make) and a third share the most ids with the recent tokens."""
         raws = [b for b, lod in enumerate(wc.lod) if lod == RAW]
         gist_blocks = [b for b, lod in enumerate(wc.lod) if lod > RAW]
         picks = self.rng.sample(raws, min(len(raws), LENS_PROBES // 3))
         n_gist = min(len(gist_blocks), LENS_PROBES - len(picks))
-        top = sorted(gist_blocks, key=lambda b: -float(lexical[b]))[:n_gist // 2]
+        # a third the gists LensNet itself rates best (the ones the allocator would swap in: where an
+        # overconfident score costs loss, so it must be measured), a third the best by id overlap, the rest random
+        top = sorted(gist_blocks, key=lambda b: -scores[b])[:n_gist // 3]
+        top += sorted((b for b in gist_blocks if b not in top), key=lambda b: -float(lexical[b]))[:n_gist // 3]
         rest = [b for b in gist_blocks if b not in top]
         swaps = top + self.rng.sample(rest, min(len(rest), n_gist - len(top)))
         if not picks and not swaps:
