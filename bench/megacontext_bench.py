@@ -156,6 +156,10 @@ def main() -> None:
             full = [float(raw_loss(long_model, d, args.tail)) for d in docs]
             long_trunc = [float(raw_loss(long_model, d[-args.budget:], args.tail)) for d in docs]
 
+    starts = [k for k, o in enumerate(owner) if k == 0 or owner[k - 1] != o]  # each file's first window
+    at_start = {name: statistics.fmean(values[k] for k in starts)
+                for name, values in (("mc", [r["mc"] for r in rows]), ("trunc", [r["trunc"] for r in rows]),
+                                     ("full", full))}
     n_windows, n_actions = len(rows), sum(r["actions"] for r in rows)
     changed = sum(r["actions"] > 0 for r in rows)
     rows = per_document(owner, rows)  # a document is the unit: its windows' mean
@@ -184,6 +188,9 @@ def main() -> None:
     print(f"  MegaContext {mean(mc):.4f}   truncation {mean(trunc):.4f}   full context {mean(full):.4f}")
     print(f"    (MC and truncation: the MC checkpoint; full: {full_what}; the MC checkpoint over the whole "
           f"document: {mean([r['full'] for r in rows]):.4f})")
+    print(f"    on each file's first window only (where the long-context model trained: files' first {args.doc_tokens} "
+          f"tokens): MegaContext {at_start['mc']:.4f}   truncation {at_start['trunc']:.4f}   full context "
+          f"{at_start['full']:.4f}")
     if not args.no_long:
         d_l, se_l, _ = paired(full, long_trunc)
         print(f"    the long-context model truncated to the budget: {mean(long_trunc):.4f} (full − truncation "
