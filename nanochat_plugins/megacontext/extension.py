@@ -41,10 +41,13 @@ from nanochat_plugins.megacontext.tree import GIST, RAW, WorkingContext, allocat
 LENS_PROBES = 8  # blocks whose raw-vs-gist loss is measured per LensNet refresh
 
 
-def telemetry(wc: WorkingContext, before: list[int], actions: list, **extra: Any) -> dict[str, Any]:
-    """The `context` event's data for a working context (see docs/protocol.md, plugin kinds)."""
-    swapped_in = sum(1 for b, lod in enumerate(wc.lod) if lod == RAW and before[b] != RAW)
-    swapped_out = sum(1 for b, lod in enumerate(wc.lod) if lod != RAW and before[b] == RAW)
+def telemetry(wc: WorkingContext, before: list[int], actions: list, allocated: list[int] | None = None,
+              **extra: Any) -> dict[str, Any]:
+    """The `context` event's data for a working context (see docs/protocol.md, plugin kinds). Swaps count the
+    allocator's changes from `before` to `allocated` (default: the context's LOD), not raw jitter's."""
+    after = wc.lod if allocated is None else allocated
+    swapped_in = sum(1 for b, lod in enumerate(after) if lod == RAW and before[b] != RAW)
+    swapped_out = sum(1 for b, lod in enumerate(after) if lod != RAW and before[b] == RAW)
     tail_blocks = -(-wc.tail // wc.block_size)
     return {"lod": wc.lod_map(), "block_size": wc.block_size, "budget": wc.budget, "slots": wc.slots(),
             "resident": wc.resident() + tail_blocks, "swapped": wc.n_blocks - wc.resident(),
@@ -108,6 +111,7 @@ class MegaContextExtension(Extension):
             actions = allocate(wc, scores, cfg.expand_threshold, cfg.collapse_threshold,
                                margin=self.lensnet.margin(cfg.expand_threshold - cfg.collapse_threshold))
             alloc_ms = 1000 * (time.perf_counter() - t0)
+            allocated = list(wc.lod)
             if cfg.raw_jitter:
                 wc.keep_newest_raw(self.rng.randint(0, wc.resident()))
             wide, mc = context_losses(model, history, tail, wc, gists, self.placeholder)
@@ -128,7 +132,7 @@ class MegaContextExtension(Extension):
                 extra["lens_loss"] = float(lens_loss.detach())
                 extra["lens_error"] = float(self.lensnet.swap_error)
                 extra["probes"] = probes
-            self.last = telemetry(wc, before, actions, **extra)
+            self.last = telemetry(wc, before, actions, allocated, **extra)
         return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
 
     def _distill(self, history, tail, wc: WorkingContext, gists: Gists) -> torch.Tensor:
