@@ -74,6 +74,21 @@ def test_a_noisy_lensnet_widens_the_swap_margin_and_old_weights_still_load():
     assert float(old.swap_error) == 0.0
 
 
+def test_raw_jitter_is_not_counted_as_swaps_but_the_map_shows_what_trained():
+    from nanochat_plugins.megacontext.extension import telemetry
+
+    wc, raw = _recent_context()
+    before = list(wc.lod)
+    scores = [0.0] * 30
+    scores[3] = 5.0
+    actions = allocate(wc, scores, 0.25, -0.25)  # one swap: block 3 in, the weakest raw block out
+    allocated = list(wc.lod)
+    wc.keep_newest_raw(1)  # raw jitter: the older raw blocks back to gists for this step's loss
+    data = telemetry(wc, before, actions, allocated)
+    assert (data["swap_in"], data["swap_out"]) == (1, 1) and len(data["actions"]) == 2
+    assert data["lod"].count("█") == 1 + 2  # the one raw history block and the tail's two blocks
+
+
 def test_overlap_finds_the_block_sharing_the_recent_ids():
     history = torch.arange(1000, 1000 + 8 * 32)  # every block distinct
     history[-16:] = torch.arange(16)  # the newest tokens ...
