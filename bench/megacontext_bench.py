@@ -188,9 +188,10 @@ def main() -> None:
     print(f"  MegaContext {mean(mc):.4f}   truncation {mean(trunc):.4f}   full context {mean(full):.4f}")
     print(f"    (MC and truncation: the MC checkpoint; full: {full_what}; the MC checkpoint over the whole "
           f"document: {mean([r['full'] for r in rows]):.4f})")
-    print(f"    on each file's first window only (where the long-context model trained: files' first {args.doc_tokens} "
-          f"tokens): MegaContext {at_start['mc']:.4f}   truncation {at_start['trunc']:.4f}   full context "
-          f"{at_start['full']:.4f}")
+    where = ("" if args.no_long else
+             f" (where the long-context model trained: files' first {args.doc_tokens} tokens)")
+    print(f"    on each file's first window only{where}: MegaContext {at_start['mc']:.4f}   truncation "
+          f"{at_start['trunc']:.4f}   full context {at_start['full']:.4f}")
     if not args.no_long:
         d_l, se_l, _ = paired(full, long_trunc)
         print(f"    the long-context model truncated to the budget: {mean(long_trunc):.4f} (full − truncation "
