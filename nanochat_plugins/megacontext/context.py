@@ -18,6 +18,10 @@ class Gists:
     level1: torch.Tensor  # [n_blocks, C]
     level2: torch.Tensor  # [n_groups, C] (whole groups only)
 
+    def detached(self) -> Gists:
+        """The same gists, cut from the graph (LensNet's fit and the distillation teacher train nothing here)."""
+        return Gists(self.level1.detach(), self.level2.detach())
+
 
 def block_embeddings(model, history: torch.Tensor, block_size: int) -> torch.Tensor:
     """[n_blocks, block_size, C]: the normed token embeddings of the history, block by block."""
@@ -120,8 +124,7 @@ def distill_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingCo
     teacher.expand(block)
     idx_s, pos_s, vec_s = assemble(history, tail, wc, gists, placeholder)
     with torch.no_grad():
-        idx_t, pos_t, vec_t = assemble(history, tail, teacher, Gists(gists.level1.detach(), gists.level2.detach()),
-                                       placeholder)
+        idx_t, pos_t, vec_t = assemble(history, tail, teacher, gists.detached(), placeholder)
         t_logits = model(idx_t, input_stage=stage(pos_t, vec_t))[0]
     s_logits = model(idx_s, input_stage=stage(pos_s, vec_s))[0]
     rows_s, rows_t = distill_rows(wc, block, pos_s, idx_s.size(1))

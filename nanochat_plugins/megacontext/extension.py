@@ -192,7 +192,7 @@ class MegaContextExtension(Extension):
                 given.append(out)
                 gains.append(R * (base_loss - float(context_loss(model, history, tail, probe, gists,
                                                                    self.placeholder))))
-        pred = lens_scores(self.lensnet, _detached(gists), focus.detach(), wc, lexical)
+        pred = lens_scores(self.lensnet, gists.detached(), focus.detach(), wc, lexical)
         terms = []
         if picks:
             terms.append(F.mse_loss(pred[picks], torch.tensor(collapsed, dtype=pred.dtype, device=pred.device)))
@@ -211,6 +211,3 @@ class MegaContextExtension(Extension):
         if self.last:
             self.emit("context", self.last, step)
 
-
-def _detached(gists: Gists) -> Gists:
-    return Gists(gists.level1.detach(), gists.level2.detach())
