@@ -96,6 +96,8 @@ def main() -> None:
                     help="another megacontext setting for the MC run (docs_per_step=2, say)")
     ap.add_argument("--window-pattern", default="SSSL",
                     help="attention windows over layers (S: a quarter of max_seq_len, L: all of it)")
+    ap.add_argument("--mc-seq-len", type=int, help="the MC run's max_seq_len for its plain LM loss (default: the "
+                    "budget; the doc length trains the model on whole documents, so full context is its own)")
     ap.add_argument("--no-long", action="store_true", help="skip the long-context model (full = MC checkpoint)")
     ap.add_argument("--seed", type=int, default=42, help="training seed (model init, data order)")
     ap.add_argument("--keep", help="work in this folder (kept; finished runs are reused) instead of a temporary one")
@@ -115,7 +117,9 @@ def main() -> None:
                 "truncation_weight": 1.0, "distill_weight": 1.0, "raw_jitter": True,
                 **dict(args.mc_set)}
     ext = json.dumps([{"name": "megacontext", "entry": ENTRY, "settings": settings}])
-    runs = [("vanilla", short), ("mc", [*short, "--extensions", ext])]
+    mc_len = args.mc_seq_len or args.budget
+    mc_flags = ["--max-seq-len", str(mc_len), "--device-batch-size", str(max(1, 1024 // mc_len))]
+    runs = [("vanilla", short), ("mc", [*mc_flags, "--extensions", ext])]
     if not args.no_long:  # the same tokens per step, in one sequence as long as a document
         runs.append(("long", ["--max-seq-len", str(args.doc_tokens), "--device-batch-size",
                               str(max(1, 1024 // args.doc_tokens))]))
@@ -147,6 +151,10 @@ def main() -> None:
         n = len(list(mc_model.generate(docs[0].tolist(), 64, cache=cache)))
         decode[cache] = n / (time.perf_counter() - t)
     with torch.no_grad():
+        # headroom: what the budget's oldest quarter of raw tokens is worth to the MC checkpoint; what lies
+        # beyond the budget (all MC can add) is likely worth no more to a model whose context curve is that flat
+        short_len = args.budget - args.budget // 4
+        short_trunc = [float(raw_loss(mc_model.model, d[-short_len:].to(mc_model.device), args.tail)) for d in docs]
         vanilla, _, _ = load_model(root / "base" / "base_checkpoints" / "vanilla")
         v_trunc = [float(raw_loss(vanilla, d[-args.budget:], args.tail)) for d in docs]
         if args.no_long:
@@ -167,6 +175,7 @@ def main() -> None:
     full = [r["v"] for r in per_document(owner, [{"v": v} for v in full])]
     if not args.no_long:
         long_trunc = [r["v"] for r in per_document(owner, [{"v": v} for v in long_trunc])]
+    short_trunc = [r["v"] for r in per_document(owner, [{"v": v} for v in short_trunc])]
     mc, trunc = [r["mc"] for r in rows], [r["trunc"] for r in rows]
     recency = [r["mc_recency"] for r in rows]
     d, se, wins = paired(mc, trunc)
@@ -196,6 +205,10 @@ def main() -> None:
         d_l, se_l, _ = paired(full, long_trunc)
         print(f"    the long-context model truncated to the budget: {mean(long_trunc):.4f} (full − truncation "
               f"{d_l:+.4f} ± {se_l:.4f}: what the whole document is worth to a model that can attend to it)")
+    d_h, se_h, _ = paired(trunc, short_trunc)
+    print(f"  headroom: truncation to {short_len} tokens {mean(short_trunc):.4f}; the budget's oldest "
+          f"{args.budget - short_len} raw tokens are worth {-d_h:+.4f} ± {se_h:.4f} to the MC checkpoint (what lies "
+          "beyond the budget, all MegaContext can add, is further away still)")
     print(f"  MC − truncation: {d:+.4f} ± {se:.4f} (SE over documents, {abs(d) / se:.1f} SE); MC wins on "
           f"{wins}/{len(rows)} documents")
     print(f"  MC − truncation with the vanilla checkpoint ({mean(v_trunc):.4f}): {d_v:+.4f} ± {se_v:.4f}; MC "

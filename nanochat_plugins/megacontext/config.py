@@ -4,6 +4,8 @@ process loads this module."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
@@ -31,12 +33,18 @@ class MegaContextConfig(BaseModel):
     raw_jitter: bool = Field(False, description="train on working contexts with a random number of raw history "
                                                 "blocks (0 up to what the budget holds), so the raw tokens after "
                                                 "the gists often have only the gists to go on")
+    fill: bool = Field(True, description="give the positions the whole blocks leave free (fewer than a block) to "
+                                         "the newest tokens before them, raw, so MegaContext uses every position "
+                                         "of the budget")
     lens_refresh: int = Field(4, ge=1, description="steps (training) or tokens (chat) between LensNet "
                                                    "re-scoring and, in training, its ΔNLL targets")
     expand_threshold: float = Field(0.1, description="expand a gist only when LensNet's score (predicted loss "
                                                      "saved, nats over the tail) is above this")
     collapse_threshold: float = Field(-0.1, description="hysteresis: a gist is swapped in for the lowest-scored raw "
                                                         "block only when it outscores it by expand_threshold − this")
+    gist_input: Literal["tokens", "states"] = Field("tokens", description="what GistNet pools: a block's token "
+                                                     "embeddings, or the model's last-layer states over it (read "
+                                                     "raw, a budget at a time: one more forward per document)")
     gistnet_dim: int = Field(128, ge=16, le=4096, description="GistNet size: width of its attention pooling")
     gistnet_heads: int = Field(4, ge=1, le=64, description="GistNet attention-pooling heads")
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate of GistNet and LensNet")
@@ -51,3 +59,7 @@ class MegaContextConfig(BaseModel):
         if self.doc_tokens < self.tail_tokens + 2 * self.block_size:
             raise ValueError(f"doc_tokens={self.doc_tokens} must be longer than tail_tokens plus two blocks")
         return self
+
+    def states_chunk(self) -> int:
+        """make_gists' states_chunk: 0 for token embeddings, else the budget in whole blocks."""
+        return self.budget // self.block_size * self.block_size if self.gist_input == "states" else 0

@@ -29,8 +29,29 @@ def block_embeddings(model, history: torch.Tensor, block_size: int) -> torch.Ten
     return rms(model.transformer.wte(history[:n * block_size].view(n, block_size)))
 
 
-def make_gists(model, gistnet: GistNet, history: torch.Tensor, block_size: int, levels: int) -> Gists:
-    level1 = gistnet(block_embeddings(model, history, block_size))
+def block_states(model, history: torch.Tensor, block_size: int, chunk: int) -> torch.Tensor:
+    """[n_blocks, block_size, C]: the model's last-layer states over the history, normed, read raw `chunk` tokens
+    at a time (a multiple of block_size; no gradient): each token as the model understood it in its context,
+    which says more about a block than its token embeddings do."""
+    n = history.numel() // block_size
+    grabbed: list[torch.Tensor] = []
+    handle = model.transformer.h[-1].register_forward_hook(lambda _m, _i, out: grabbed.append(out[0]))
+    try:
+        with torch.no_grad():
+            for start in range(0, n * block_size, chunk):
+                model(history[start:min(start + chunk, n * block_size)][None])
+    finally:
+        handle.remove()
+    return rms(torch.cat(grabbed)).view(n, block_size, -1)
+
+
+def make_gists(model, gistnet: GistNet, history: torch.Tensor, block_size: int, levels: int,
+               states_chunk: int = 0) -> Gists:
+    """The history's gists; with `states_chunk`, GistNet pools the model's states (block_states) instead of the
+    token embeddings."""
+    blocks = (block_states(model, history, block_size, states_chunk) if states_chunk
+              else block_embeddings(model, history, block_size))
+    level1 = gistnet(blocks)
     n_groups = level1.size(0) // block_size if levels >= 2 else 0
     level2 = (gistnet(level1[:n_groups * block_size].view(n_groups, block_size, -1)) if n_groups
               else level1.new_zeros(0, level1.size(1)))
@@ -39,7 +60,8 @@ def make_gists(model, gistnet: GistNet, history: torch.Tensor, block_size: int, 
 
 def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
              placeholder: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(idx [1, S], gist positions [G], gist vectors [G, C]) for the working context followed by the tail."""
+    """(idx [1, S], gist positions [G], gist vectors [G, C]) for the working context followed by the tail
+    (`wc.used()` + the tail's positions)."""
     bs = wc.block_size
     ids: list[torch.Tensor] = []
     positions: list[int] = []
@@ -47,6 +69,7 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
     at = 0
     done_groups: set[int] = set()
     ph = history.new_full((1,), placeholder)
+    lead_block, lead = wc.lead_block(), wc.lead()
     for b, lod in enumerate(wc.lod):
         if lod == RAW:
             ids.append(history[b * bs:(b + 1) * bs])
@@ -64,6 +87,9 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
             at += 1
         elif lod not in (DROPPED, GIST2):
             raise ValueError(f"unknown LOD {lod}")
+        if b == lead_block and lead:  # the block's newest tokens, raw, after its gist: the budget's spare room
+            ids.append(history[(b + 1) * bs - lead:(b + 1) * bs])
+            at += lead
     ids.append(tail)
     idx = torch.cat(ids)[None]
     pos = torch.tensor(positions, dtype=torch.long, device=idx.device)

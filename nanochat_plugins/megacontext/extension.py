@@ -49,7 +49,7 @@ def telemetry(wc: WorkingContext, before: list[int], actions: list, allocated: l
     swapped_in = sum(1 for b, lod in enumerate(after) if lod == RAW and before[b] != RAW)
     swapped_out = sum(1 for b, lod in enumerate(after) if lod != RAW and before[b] == RAW)
     tail_blocks = -(-wc.tail // wc.block_size)
-    return {"lod": wc.lod_map(), "block_size": wc.block_size, "budget": wc.budget, "slots": wc.slots(),
+    return {"lod": wc.lod_map(), "block_size": wc.block_size, "budget": wc.budget, "slots": wc.used(),
             "resident": wc.resident() + tail_blocks, "swapped": wc.n_blocks - wc.resident(),
             "swap_in": swapped_in, "swap_out": swapped_out, "actions": [a.to_dict() for a in actions], **extra}
 
@@ -98,9 +98,9 @@ class MegaContextExtension(Extension):
         for _ in range(cfg.docs_per_step):
             doc = self.docs.sample().to(self.ctx.device)
             history, tail = self.split(doc)
-            gists = make_gists(model, self.gistnet, history, cfg.block_size, cfg.levels)
+            gists = make_gists(model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk())
             wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, cfg.tail_tokens, cfg.budget,
-                                cfg.levels)
+                                cfg.levels, fill=cfg.fill)
             wc.fit_recent()
             before = list(wc.lod)
             t0 = time.perf_counter()
@@ -139,6 +139,7 @@ class MegaContextExtension(Extension):
         """distill_loss on one random level-1 gist, in a context with room for its raw block (the oldest raw
         block collapsed if need be)."""
         student = copy.deepcopy(wc)
+        student.fill = False  # the teacher's expanded block takes the spare room: no lead, so the rows align
         if student.slots() + student.block_size - 1 > student.budget:
             raw = [b for b, lod in enumerate(student.lod) if lod == RAW]
             if raw:
@@ -157,6 +158,11 @@ class MegaContextExtension(Extension):
         positions out of the model's attention window and measure that instead). Of the gists probed, a third
         are LensNet's own favourites (on-policy: its overconfident scores get corrected, and its tracked error
         covers the swaps it would make) and a third share the most ids with the recent tokens."""
+        if wc.fill:  # probes compare whole-block contexts: a lead would give back most of what a collapse frees
+            wc = copy.deepcopy(wc)
+            wc.fill = False
+            with torch.no_grad():
+                base_loss = float(context_loss(self.ctx.model, history, tail, wc, gists, self.placeholder))
         raws = [b for b, lod in enumerate(wc.lod) if lod == RAW]
         gist_blocks = [b for b, lod in enumerate(wc.lod) if lod > RAW]
         picks = self.rng.sample(raws, min(len(raws), LENS_PROBES // 3))

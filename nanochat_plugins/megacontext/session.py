@@ -83,12 +83,16 @@ class MegaContextModel:
         return tokens[start:tokens.numel() - tail], tokens[tokens.numel() - tail:]
 
     @torch.no_grad()
-    def read(self, history: torch.Tensor, tail_len: int, budget: int | None = None) -> tuple[Reading, Any]:
-        """Fit the history into the budget: recency prior, then allocator passes on LensNet's scores."""
+    def read(self, history: torch.Tensor, tail_len: int, budget: int | None = None,
+             fill: bool | None = None, gists: Any = None) -> tuple[Reading, Any]:
+        """Fit the history into the budget: recency prior, then allocator passes on LensNet's scores. `fill`
+        (default: the checkpoint's setting) gives the spare positions to lead tokens; `gists`, the history's
+        gists when they are already made."""
         cfg = self.cfg
-        gists = make_gists(self.model, self.gistnet, history, cfg.block_size, cfg.levels)
+        if gists is None:
+            gists = make_gists(self.model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk())
         wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, tail_len, budget or cfg.budget,
-                            cfg.levels)
+                            cfg.levels, fill=cfg.fill if fill is None else fill)
         wc.fit_recent()
         focus = focus_vector(self.model, history, cfg.block_size)
         reading = Reading(wc)
@@ -116,18 +120,19 @@ class MegaContextModel:
         reading, gists = self.read(history, tail_len, budget)
         wc = reading.wc
         mc = float(context_loss(self.model, history, tail, wc, gists, self.placeholder))
-        prior = WorkingContext(wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels)
+        prior = WorkingContext(wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels, fill=wc.fill)
         prior.fit_recent()  # the allocator's starting shape (newest blocks raw, the rest gists), for comparison
         no_alloc = float(context_loss(self.model, history, tail, prior, gists, self.placeholder))
         bare = copy.deepcopy(wc)
         bare.lod = [lod if lod == RAW else DROPPED for lod in wc.lod]
         out = {"mc": mc, "mc_recency": no_alloc, "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
-               "full": float(raw_loss(self.model, doc, tail_len)), "lod": wc.lod_map(), "slots": wc.slots(),
+               "full": float(raw_loss(self.model, doc, tail_len)), "lod": wc.lod_map(), "slots": wc.used(),
                "alloc_ms": reading.alloc_ms, "actions": len(reading.actions),
                "no_gists": float(context_loss(self.model, history, tail, bare, gists, self.placeholder))}
         if other is not None:
             foreign, _ = self.split(other.to(self.device), tail_len)
-            swapped = make_gists(self.model, self.gistnet, foreign, self.cfg.block_size, self.cfg.levels)
+            swapped = make_gists(self.model, self.gistnet, foreign, self.cfg.block_size, self.cfg.levels,
+                                 self.cfg.states_chunk())
             out["other_gists"] = float(context_loss(self.model, history, tail, wc, swapped, self.placeholder))
             lean = copy.deepcopy(prior)  # one raw block before the tail: the gists are nearly all it has
             lean.keep_newest_raw(1)
@@ -160,7 +165,10 @@ class MegaContextModel:
         for i in range(max_tokens):
             tail = torch.tensor(recent + out, dtype=torch.long, device=self.device)
             if self.reading is None or i % cfg.lens_refresh == 0:
-                self.reading, gists = self.read(history, min(tail.numel(), cfg.budget - 2))
+                # whole blocks only: a lead would shrink with every token the tail grows by, and the KV cache
+                # would be rebuilt each time
+                self.reading, gists = self.read(history, min(tail.numel(), cfg.budget - 2), fill=False,
+                                                gists=gists)  # the history does not change: nor do its gists
             wc = self.reading.wc
             start = max(0, tail.numel() - (cfg.budget - 2))  # the raw tail alone fills the budget: keep its newest
             tail = tail[start:]
@@ -208,5 +216,5 @@ class MegaContextModel:
         if r is None:
             return ""
         wc = r.wc
-        return (f"MegaContext {wc.slots()}/{wc.budget} positions, {wc.resident()} of {wc.n_blocks} history blocks "
+        return (f"MegaContext {wc.used()}/{wc.budget} positions, {wc.resident()} of {wc.n_blocks} history blocks "
                 f"resident, {len(r.actions)} allocator actions\n{wc.lod_map()}\n{LOD_LEGEND}")

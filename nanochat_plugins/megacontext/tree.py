@@ -3,7 +3,10 @@
 A document's history is cut into blocks of `block_size` tokens. Each block is in the working context at one
 level of detail (LOD): 0 = its raw tokens (block_size positions), 1 = its gist (one position), 2 = part of the
 gist of a group of block_size level-1 gists (one position for the whole group), or dropped (-1: no position,
-the last resort when even level 2 does not fit). The tail (the newest tokens) is always raw. Plain Python:
+the last resort when even level 2 does not fit). The tail (the newest tokens) is always raw. With `fill`, the
+positions the whole blocks leave free (fewer than a block) go to the newest tokens of the newest block that is not
+raw, shown raw after its gist: truncation gets every position of the budget, so MegaContext gets them too. Plain
+Python:
 the allocator costs microseconds next to a forward pass, and the app renders its LOD map without torch.
 """
 
@@ -29,7 +32,8 @@ class Action:
 
 @dataclass
 class WorkingContext:
-    """LOD per history block, plus the raw tail; `slots()` is the positions the model sees."""
+    """LOD per history block, plus the raw tail; `slots()` is the positions its whole blocks and the tail take
+    (what the allocator budgets), `used()` those plus the lead tokens (what the model sees)."""
 
     n_blocks: int
     block_size: int
@@ -37,6 +41,7 @@ class WorkingContext:
     budget: int
     levels: int = 2
     lod: list[int] = field(default_factory=list)
+    fill: bool = False
 
     def __post_init__(self) -> None:
         if not self.lod:
@@ -60,10 +65,29 @@ class WorkingContext:
                 n += 1
         return n
 
+    def lead_block(self) -> int | None:
+        """The block whose newest tokens fill the spare positions: the newest one that is not raw (a gist, or
+        dropped), when `fill` is on."""
+        if not self.fill:
+            return None
+        b = next((b for b in range(self.n_blocks - 1, -1, -1) if self.lod[b] != RAW), None)
+        return b if b is not None and self.lod[b] in (GIST, DROPPED) else None
+
+    def lead(self) -> int:
+        """Raw tokens of `lead_block()` shown after its gist: what the whole blocks leave of the budget."""
+        if self.lead_block() is None:
+            return 0
+        return max(0, min(self.block_size - 1, self.budget - self.slots()))
+
+    def used(self) -> int:
+        """Positions the model sees: the whole blocks, the tail, and the lead tokens."""
+        return self.slots() + self.lead()
+
     def position(self, block: int) -> int:
         """The index in the assembled working context where `block` starts (its gist, or its first raw token)."""
         probe = WorkingContext(block, self.block_size, 0, self.budget, self.levels, self.lod[:block])
-        return probe.slots()
+        lead_block = self.lead_block()
+        return probe.slots() + (self.lead() if lead_block is not None and lead_block < block else 0)
 
     def resident(self) -> int:
         return sum(1 for lod in self.lod if lod == RAW)

@@ -12,6 +12,7 @@ import torch
 from engine.gpt import GPT, GPTConfig
 from nanochat_plugins.megacontext.context import (
     assemble,
+    block_states,
     context_loss,
     context_losses,
     distill_loss,
@@ -112,6 +113,47 @@ def test_training_loss_holds_the_tail_loss_reaches_gistnet_and_lens_scores_are_b
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gistnet.parameters())
     scores = LensNet(64)(gists.level1.detach() * 100, gists.level1[0].detach(), torch.ones(8), torch.ones(8))
     assert scores.abs().max() <= 4.0  # bounded: a wild input cannot force a swap
+
+
+def test_the_lead_tokens_follow_their_blocks_gist_and_fill_the_budget():
+    torch.manual_seed(1)
+    model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    history, tail = torch.randint(1, 100, (8 * 16,)), torch.randint(1, 100, (16,))
+    gists = make_gists(model, GistNet(64, 16, dim=32, heads=2), history, 16, 1)
+    wc = WorkingContext(n_blocks=8, block_size=16, tail=16, budget=66, levels=1, fill=True)
+    wc.fit_recent()  # gists 0-5, raw 6-7, the tail: 54 positions, so block 5's newest 12 tokens fill in
+    idx, pos, vec = assemble(history, tail, wc, gists, placeholder=0)
+    assert wc.lead_block() == 5 and wc.lead() == 12 and idx.size(1) == wc.used() == 66
+    assert pos.tolist() == [0, 1, 2, 3, 4, 5] and torch.equal(vec, gists.level1[:6])
+    assert torch.equal(idx[0, 6:18], history[6 * 16 - 12:6 * 16])  # after gist 5: its block's newest tokens
+    assert torch.equal(idx[0, 18:50], history[6 * 16:]) and wc.position(6) == 18
+    assert torch.isfinite(context_loss(model, history, tail, wc, gists, placeholder=0))
+
+
+def test_state_gists_pool_what_the_model_read_in_each_chunk_and_train_only_gistnet():
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    with torch.no_grad():  # attention that depends on the context (a fresh model's output projections are zero)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    history, tail = torch.randint(1, 100, (8 * 16,)), torch.randint(1, 100, (16,))
+    states = block_states(model, history, 16, chunk=32)
+    changed = history.clone()
+    changed[0] = changed[0] % 99 + 1
+    other = block_states(model, changed, 16, chunk=32)
+    assert states.shape == (8, 16, 64) and not states.requires_grad
+    assert not torch.allclose(states[1], other[1])  # block 1 was read after block 0 (the same chunk)
+    assert torch.allclose(states[2], other[2])  # block 2 opens the next chunk
+    gistnet = GistNet(64, 16, dim=32, heads=2)
+    gists = make_gists(model, gistnet, history, 16, 1, states_chunk=32)
+    wc = WorkingContext(n_blocks=8, block_size=16, tail=16, budget=64, levels=1)
+    wc.fit_recent()
+    gists.level1.sum().backward()  # reading the states is gradient-free: only GistNet learns from the gists
+    assert all(p.grad is None for p in model.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gistnet.parameters())
+    assert torch.isfinite(context_loss(model, history, tail, wc, gists, placeholder=0))
 
 
 def test_distillation_compares_the_rows_that_predict_the_same_token_and_trains_gistnet():

@@ -50,6 +50,18 @@ def test_allocator_never_exceeds_the_budget_and_follows_scores(seed):
         assert not allocate(wc, [0.0] * wc.n_blocks, 0.1, -0.1) and wc.slots() == before  # nothing to gain: no churn
 
 
+def test_fill_gives_the_spare_positions_to_the_newest_tokens_before_the_raw_blocks():
+    wc = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2, fill=True)
+    wc.fit_recent()  # 25 gists + 5 raw blocks + the tail = 249 positions: 7 spare
+    assert wc.slots() == 249 and wc.lead_block() == 24 and wc.lead() == 7 and wc.used() == 256
+    assert wc.position(24) == 24 and wc.position(25) == 25 + 7  # the lead sits between block 24's gist and 25
+    wc.expand(3)  # over the budget until the allocator makes room: no spare, no lead
+    assert wc.lead() == 0 and wc.used() == wc.slots()
+    whole = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2)
+    whole.fit_recent()
+    assert whole.lead() == 0 and whole.used() == 249  # fill off: whole blocks only
+
+
 def test_keep_newest_raw_turns_the_older_raw_blocks_into_gists():
     wc = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2)
     wc.fit_recent()
@@ -68,6 +80,13 @@ def test_expand_and_collapse_round_trip():
     assert wc.lod[:32] == [GIST] * 32
     wc.expand(5)
     assert wc.lod[5] == RAW and wc.resident() == 1
+
+
+def test_gist_input_picks_what_gistnet_pools():
+    assert MegaContextConfig().states_chunk() == 0  # token embeddings: no extra forward
+    assert MegaContextConfig(gist_input="states", budget=250).states_chunk() == 224  # the budget in whole blocks
+    with pytest.raises(ValueError, match="gist_input"):
+        MegaContextConfig(gist_input="hidden")
 
 
 def test_config_rejects_a_budget_that_cannot_hold_the_tail():
