@@ -1,7 +1,7 @@
 """MegaContext against plain truncation and the full context, and what it costs to train.
 
     python bench/megacontext_bench.py [--steps 2000] [--budget 256] [--docs 120] [--windows 4] [--seed 42]
-                                      [--mc-set KEY=JSON ...] [--keep DIR]
+                                      [--mc-set KEY=JSON ...] [--mc-seq-len N] [--keep DIR]
 
 Builds a corpus of long Python standard-library files (a fifth held out for validation, by file), trains the
 same small model three times in this process (MegaContext off; MegaContext on, with the cpu-tiny-mc training
@@ -12,7 +12,9 @@ the full-context reference) and prints:
   (gists + allocator), truncation (the newest `budget` tokens, same MC checkpoint, which also trained on
   truncated windows) and the full document (the long-context model, trained on files' first `doc_tokens`
   tokens only); the paired difference MC − truncation with its standard error over files and the files
-  where MC wins; the allocator's actions at inference; three controls on what the gists carry;
+  where MC wins; the headroom (what the budget's oldest quarter of raw tokens is worth to the MC checkpoint:
+  near zero, and what lies beyond the budget is unlikely to be worth more); the allocator's actions at
+  inference; three controls on what the gists carry;
 - training tokens/s (median of the steps after the first; base LM tokens, the MC document not counted) with
   MegaContext on and off, and the allocator's time per step (median).
 Differences of a few thousandths of a nat move with the training seed: compare seeds (--seed) before
