@@ -5,9 +5,9 @@ level of detail (LOD): 0 = its raw tokens (block_size positions), 1 = its gist (
 gist of a group of block_size level-1 gists (one position for the whole group), or dropped (-1: no position,
 the last resort when even level 2 does not fit). The tail (the newest tokens) is always raw. With `fill`, the
 positions the whole blocks leave free (fewer than a block) go to the newest tokens of the newest block that is not
-raw, shown raw after its gist: truncation gets every position of the budget, so MegaContext gets them too. Plain
-Python:
-the allocator costs microseconds next to a forward pass, and the app renders its LOD map without torch.
+raw, shown raw after its gist: truncation gets every position of the budget, so MegaContext gets them too.
+Plain Python: the allocator costs microseconds next to a forward pass, and the app renders its LOD map without
+torch.
 """
 
 from __future__ import annotations
