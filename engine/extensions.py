@@ -8,7 +8,8 @@ entry of `extensions` is `{"name": str, "entry": "module:Class", "settings": {..
 - `modules()`: extra modules (put on the run's device; their weights are the extension's checkpoint state);
 - `param_groups()`: optimizer groups for them (AdamW groups of `engine.optim.MuonAdamW`);
 - `train_loss(x, y, base)`: the loss of one micro-batch; `base(x, y)` is the plain model loss. An extension
-  wraps the input embedding stage by passing `input_stage=` to the model (see `GPT.forward`);
+  wraps the input embedding stage by passing `input_stage=` to the model (see `GPT.forward`; an input stage
+  with a `value_embed(layer, idx, ve)` method also replaces the layers' value embeddings);
 - `state_dict()` / `load_state_dict()`: tensors saved next to each checkpoint (`ext_<name>_<step>.pt`);
 - `meta()`: JSON fields recorded in the checkpoint meta under `extensions.<name>`; the extension's settings
   are recorded in `user_config.<name>`, so the app reads them as config keys `<name>.<field>`;

@@ -381,6 +381,9 @@ class GPT(nn.Module):
 
         `input_stage(idx, x) -> x`, when given, replaces the normed token embeddings [B, T, C] before the
         smear and the blocks (an engine extension's hook, see engine/extensions.py); None is the plain model.
+        If it also has `value_embed(layer, idx, ve) -> ve`, that replaces the value embeddings [B, T, kv_dim] of
+        each layer that has them (a position whose input is not a token's embedding need not take its
+        placeholder id's values either).
         """
         B, T = idx.shape
         if targets is None and T == 1 and kv_cache is not None and not torch.is_grad_enabled():
@@ -391,6 +394,7 @@ class GPT(nn.Module):
         cos, sin = rotary_full(self.cos[:, pos0:pos0 + T], self.sin[:, pos0:pos0 + T])
 
         x = norm(self.transformer.wte(idx))
+        value_stage = getattr(input_stage, "value_embed", None)
         if input_stage is not None:
             x = input_stage(idx, x)
         embed_last = x[:, -1:]  # the cache's smear input for the next call
@@ -412,6 +416,8 @@ class GPT(nn.Module):
         for i, block in enumerate(self.transformer.h):
             x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
             ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
+            if ve is not None and value_stage is not None:
+                ve = value_stage(i, idx, ve)
             x = block(x, ve, cos, sin, self.window_sizes[i], kv_cache)
             if i == self.config.n_layer // 2:
                 xb = x

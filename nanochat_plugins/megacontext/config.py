@@ -42,9 +42,15 @@ class MegaContextConfig(BaseModel):
                                                      "saved, nats over the tail) is above this")
     collapse_threshold: float = Field(-0.1, description="hysteresis: a gist is swapped in for the lowest-scored raw "
                                                         "block only when it outscores it by expand_threshold − this")
-    gist_input: Literal["tokens", "states"] = Field("tokens", description="what GistNet pools: a block's token "
-                                                     "embeddings, or the model's last-layer states over it (read "
-                                                     "raw, a budget at a time: one more forward per document)")
+    gist_input: Literal["tokens", "states", "trained_states"] = Field(
+        "tokens", description="what GistNet pools: a block's token embeddings, or the model's last-layer states "
+                              "over it (read raw, a budget at a time: one more forward per document); "
+                              "trained_states: the same states with the gists' gradient flowing back into the "
+                              "model that read them, so it learns to write what a gist should carry (one more "
+                              "backward too)")
+    gist_values: bool = Field(True, description="a gist also carries its block's mean value embeddings (the "
+                                                "layers that have them), not its placeholder id's: every gist "
+                                                "would otherwise show the model the same values")
     gistnet_dim: int = Field(128, ge=16, le=4096, description="GistNet size: width of its attention pooling")
     gistnet_heads: int = Field(4, ge=1, le=64, description="GistNet attention-pooling heads")
     lr: float = Field(3e-3, gt=0, description="AdamW learning rate of GistNet and LensNet")
@@ -62,4 +68,8 @@ class MegaContextConfig(BaseModel):
 
     def states_chunk(self) -> int:
         """make_gists' states_chunk: 0 for token embeddings, else the budget in whole blocks."""
-        return self.budget // self.block_size * self.block_size if self.gist_input == "states" else 0
+        return self.budget // self.block_size * self.block_size if self.gist_input != "tokens" else 0
+
+    def states_grad(self) -> bool:
+        """make_gists' states_grad: whether training backpropagates through the states GistNet pools."""
+        return self.gist_input == "trained_states"

@@ -17,10 +17,17 @@ from nanochat_plugins.megacontext.tree import DROPPED, GIST, GIST2, RAW, Working
 class Gists:
     level1: torch.Tensor  # [n_blocks, C]
     level2: torch.Tensor  # [n_groups, C] (whole groups only)
+    # each gist's value embeddings, [n, len(value_layers), kv_dim] (block_values), or None: the placeholder's
+    values1: torch.Tensor | None = None
+    values2: torch.Tensor | None = None
+    value_layers: tuple[int, ...] = ()
 
     def detached(self) -> Gists:
         """The same gists, cut from the graph (LensNet's fit and the distillation teacher train nothing here)."""
-        return Gists(self.level1.detach(), self.level2.detach())
+        def cut(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.detach()
+        return Gists(self.level1.detach(), self.level2.detach(), cut(self.values1), cut(self.values2),
+                     self.value_layers)
 
 
 def block_embeddings(model, history: torch.Tensor, block_size: int) -> torch.Tensor:
@@ -29,15 +36,28 @@ def block_embeddings(model, history: torch.Tensor, block_size: int) -> torch.Ten
     return rms(model.transformer.wte(history[:n * block_size].view(n, block_size)))
 
 
-def block_states(model, history: torch.Tensor, block_size: int, chunk: int) -> torch.Tensor:
+def block_values(model, history: torch.Tensor, block_size: int) -> tuple[tuple[int, ...], torch.Tensor | None]:
+    """(the layers with value embeddings, [n_blocks, len(layers), kv_dim]): each block's value embeddings averaged
+    over its tokens, per layer. At a gist's position they stand in for the placeholder id's, which would make
+    every gist's values the same; the mean is what attending evenly to the block's tokens would have read."""
+    layers = tuple(sorted(int(k) for k in getattr(model, "value_embeds", {})))
+    if not layers:
+        return (), None
+    n = history.numel() // block_size
+    tokens = history[:n * block_size].view(n, block_size)
+    return layers, torch.stack([model.value_embeds[str(i)](tokens).mean(1) for i in layers], 1)
+
+
+def block_states(model, history: torch.Tensor, block_size: int, chunk: int, grad: bool = False) -> torch.Tensor:
     """[n_blocks, block_size, C]: the model's last-layer states over the history, normed, read raw `chunk` tokens
-    at a time (a multiple of block_size; no gradient): each token as the model understood it in its context,
-    which says more about a block than its token embeddings do."""
+    at a time (a multiple of block_size): each token as the model understood it in its context, which says more
+    about a block than its token embeddings do. With `grad` (and grad enabled), what is done with the states
+    trains the model that read them; otherwise they are constants."""
     n = history.numel() // block_size
     grabbed: list[torch.Tensor] = []
     handle = model.transformer.h[-1].register_forward_hook(lambda _m, _i, out: grabbed.append(out[0]))
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
             for start in range(0, n * block_size, chunk):
                 model(history[start:min(start + chunk, n * block_size)][None])
     finally:
@@ -46,26 +66,55 @@ def block_states(model, history: torch.Tensor, block_size: int, chunk: int) -> t
 
 
 def make_gists(model, gistnet: GistNet, history: torch.Tensor, block_size: int, levels: int,
-               states_chunk: int = 0) -> Gists:
-    """The history's gists; with `states_chunk`, GistNet pools the model's states (block_states) instead of the
-    token embeddings."""
-    blocks = (block_states(model, history, block_size, states_chunk) if states_chunk
+               states_chunk: int = 0, states_grad: bool = False, values: bool = False) -> Gists:
+    """The history's gists; with `states_chunk`, GistNet pools the model's states (block_states, with gradient
+    into the model given `states_grad`) instead of the token embeddings; with `values`, each gist also carries
+    its block's (a level-2 gist: its blocks') mean value embeddings (block_values)."""
+    blocks = (block_states(model, history, block_size, states_chunk, states_grad) if states_chunk
               else block_embeddings(model, history, block_size))
     level1 = gistnet(blocks)
     n_groups = level1.size(0) // block_size if levels >= 2 else 0
     level2 = (gistnet(level1[:n_groups * block_size].view(n_groups, block_size, -1)) if n_groups
               else level1.new_zeros(0, level1.size(1)))
-    return Gists(level1, level2)
+    layers, values1 = block_values(model, history, block_size) if values else ((), None)
+    values2 = None
+    if values1 is not None:
+        values2 = values1[:n_groups * block_size].view(n_groups, block_size, *values1.shape[1:]).mean(1)
+    return Gists(level1, level2, values1, values2, layers)
+
+
+@dataclass
+class GistStage:
+    """The model's input stage (GPT.forward's `input_stage`) for one assembled working context: the gist vectors
+    [G, C] go in at their positions [G] (autograd flows into them), and, when the gists carry them, their value
+    embeddings [G, len(layers), kv_dim] replace the placeholder id's."""
+
+    pos: torch.Tensor
+    vec: torch.Tensor
+    values: torch.Tensor | None = None
+    layers: tuple[int, ...] = ()
+
+    def __call__(self, idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if not self.pos.numel():
+            return x
+        return x.index_put((torch.zeros_like(self.pos), self.pos), self.vec.to(x.dtype))
+
+    def value_embed(self, layer: int, idx: torch.Tensor, ve: torch.Tensor) -> torch.Tensor:
+        if self.values is None or not self.pos.numel() or layer not in self.layers:
+            return ve
+        rows = self.values[:, self.layers.index(layer)].to(ve.dtype)
+        return ve.index_put((torch.zeros_like(self.pos), self.pos), rows)
 
 
 def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
-             placeholder: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(idx [1, S], gist positions [G], gist vectors [G, C]) for the working context followed by the tail
+             placeholder: int) -> tuple[torch.Tensor, GistStage]:
+    """(idx [1, S], the input stage that puts the gists in) for the working context followed by the tail
     (`wc.used()` + the tail's positions)."""
     bs = wc.block_size
     ids: list[torch.Tensor] = []
     positions: list[int] = []
     vectors: list[torch.Tensor] = []
+    rows: list[torch.Tensor] = []  # value embeddings, when the gists carry them
     at = 0
     done_groups: set[int] = set()
     ph = history.new_full((1,), placeholder)
@@ -78,12 +127,16 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
             ids.append(ph)
             positions.append(at)
             vectors.append(gists.level1[b])
+            if gists.values1 is not None:
+                rows.append(gists.values1[b])
             at += 1
         elif lod == GIST2 and b // bs not in done_groups:
             done_groups.add(b // bs)
             ids.append(ph)
             positions.append(at)
             vectors.append(gists.level2[b // bs])
+            if gists.values2 is not None:
+                rows.append(gists.values2[b // bs])
             at += 1
         elif lod not in (DROPPED, GIST2):
             raise ValueError(f"unknown LOD {lod}")
@@ -94,16 +147,8 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
     idx = torch.cat(ids)[None]
     pos = torch.tensor(positions, dtype=torch.long, device=idx.device)
     vec = torch.stack(vectors) if vectors else gists.level1.new_zeros(0, gists.level1.size(1))
-    return idx, pos, vec
-
-
-def stage(pos: torch.Tensor, vec: torch.Tensor):
-    """The model's input_stage hook: put the gist vectors at their positions (autograd flows into them)."""
-    def put(idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if not pos.numel():
-            return x
-        return x.index_put((torch.zeros_like(pos), pos), vec.to(x.dtype))
-    return put
+    values = torch.stack(rows) if rows and len(rows) == len(vectors) else None
+    return idx, GistStage(pos, vec, values, gists.value_layers if values is not None else ())
 
 
 def tail_targets(idx: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
@@ -117,8 +162,8 @@ def tail_targets(idx: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
 def context_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
                  placeholder: int) -> torch.Tensor:
     """Mean next-token loss over the tail given the working context."""
-    idx, pos, vec = assemble(history, tail, wc, gists, placeholder)
-    return model(idx, tail_targets(idx, tail), input_stage=stage(pos, vec))
+    idx, st = assemble(history, tail, wc, gists, placeholder)
+    return model(idx, tail_targets(idx, tail), input_stage=st)
 
 
 def context_losses(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
@@ -128,13 +173,13 @@ def context_losses(model, history: torch.Tensor, tail: torch.Tensor, wc: Working
     Training uses the first: every raw token that follows gists is a lesson in reading them (the raw blocks
     nearest the gists see little raw context, so the gists matter most there), several times the tail's
     signal for the same forward. The tail's loss is what is compared with truncation."""
-    idx, pos, vec = assemble(history, tail, wc, gists, placeholder)
+    idx, st = assemble(history, tail, wc, gists, placeholder)
     y = torch.full_like(idx, -1)
     y[0, :-1] = idx[0, 1:]
-    if pos.numel():
-        y[0, pos - 1] = -1  # a gist position is an input, never a target
+    if st.pos.numel():
+        y[0, st.pos - 1] = -1  # a gist position is an input, never a target
     y[0, -1] = -1
-    losses = model(idx, y, loss_reduction="none", input_stage=stage(pos, vec)).view(-1)
+    losses = model(idx, y, loss_reduction="none", input_stage=st).view(-1)
     R, S = tail.numel(), idx.size(1)
     wide = losses.sum() / (y != -1).sum().clamp(min=1)
     return wide, losses[S - R - 1:S - 1].mean()
@@ -148,12 +193,12 @@ def distill_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingCo
     it. `wc` must leave room for the block's raw tokens within the budget."""
     teacher = copy.deepcopy(wc)
     teacher.expand(block)
-    idx_s, pos_s, vec_s = assemble(history, tail, wc, gists, placeholder)
+    idx_s, st_s = assemble(history, tail, wc, gists, placeholder)
     with torch.no_grad():
-        idx_t, pos_t, vec_t = assemble(history, tail, teacher, gists.detached(), placeholder)
-        t_logits = model(idx_t, input_stage=stage(pos_t, vec_t))[0]
-    s_logits = model(idx_s, input_stage=stage(pos_s, vec_s))[0]
-    rows_s, rows_t = distill_rows(wc, block, pos_s, idx_s.size(1))
+        idx_t, st_t = assemble(history, tail, teacher, gists.detached(), placeholder)
+        t_logits = model(idx_t, input_stage=st_t)[0]
+    s_logits = model(idx_s, input_stage=st_s)[0]
+    rows_s, rows_t = distill_rows(wc, block, st_s.pos, idx_s.size(1))
     if not rows_s.numel():
         return s_logits.sum() * 0
     log_t = t_logits[rows_t].log_softmax(-1)

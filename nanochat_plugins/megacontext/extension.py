@@ -80,7 +80,7 @@ class MegaContextExtension(Extension):
         return [{"name": "megacontext", "params": params, "lr": self.cfg.lr, "betas": (0.9, 0.95)}]
 
     def meta(self) -> dict[str, Any]:
-        return {"version": 3, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
+        return {"version": 4, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
                 "lensnet_params": sum(p.numel() for p in self.lensnet.parameters())}
 
     def split(self, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,7 +98,8 @@ class MegaContextExtension(Extension):
         for _ in range(cfg.docs_per_step):
             doc = self.docs.sample().to(self.ctx.device)
             history, tail = self.split(doc)
-            gists = make_gists(model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk())
+            gists = make_gists(model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk(),
+                               cfg.states_grad(), cfg.gist_values)
             wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, cfg.tail_tokens, cfg.budget,
                                 cfg.levels, fill=cfg.fill)
             wc.fit_recent()

@@ -27,7 +27,6 @@ from nanochat_plugins.megacontext.context import (
     make_gists,
     overlap,
     raw_loss,
-    stage,
 )
 from nanochat_plugins.megacontext.nets import GistNet, LensNet
 from nanochat_plugins.megacontext.tree import DROPPED, LOD_LEGEND, RAW, Action, WorkingContext, allocate
@@ -55,7 +54,10 @@ class MegaContextModel:
         if not isinstance(settings, dict) or not settings.get("enabled") or not path.exists():
             raise EngineError(f"{ckpt_dir}: not a MegaContext checkpoint (no megacontext settings or {path.name}): "
                               "train one with megacontext.enabled=true (prefab cpu-tiny-mc)")
-        self.cfg = MegaContextConfig(**settings)
+        # a checkpoint from before gist_values (extension meta version < 4) trained its gists with the
+        # placeholder's value embeddings
+        version = ((meta.get("extensions") or {}).get("megacontext") or {}).get("version", 0)
+        self.cfg = MegaContextConfig(**{**({} if version >= 4 else {"gist_values": False}), **settings})
         C = self.model.config.n_embd
         self.gistnet = GistNet(C, self.cfg.block_size, self.cfg.gistnet_dim, self.cfg.gistnet_heads).to(device)
         self.lensnet = LensNet(C).to(device)
@@ -90,7 +92,8 @@ class MegaContextModel:
         gists when they are already made."""
         cfg = self.cfg
         if gists is None:
-            gists = make_gists(self.model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk())
+            gists = make_gists(self.model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk(),
+                               values=cfg.gist_values)
         wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, tail_len, budget or cfg.budget,
                             cfg.levels, fill=cfg.fill if fill is None else fill)
         wc.fit_recent()
@@ -132,7 +135,7 @@ class MegaContextModel:
         if other is not None:
             foreign, _ = self.split(other.to(self.device), tail_len)
             swapped = make_gists(self.model, self.gistnet, foreign, self.cfg.block_size, self.cfg.levels,
-                                 self.cfg.states_chunk())
+                                 self.cfg.states_chunk(), values=self.cfg.gist_values)
             out["other_gists"] = float(context_loss(self.model, history, tail, wc, swapped, self.placeholder))
             lean = copy.deepcopy(prior)  # one raw block before the tail: the gists are nearly all it has
             lean.keep_newest_raw(1)
@@ -178,11 +181,11 @@ class MegaContextModel:
             if cache and kv is not None and cached == (wc.lod, start, tail.numel() - 1):
                 logits = self.model(tail[None, -1:], kv_cache=kv)[0, -1].float()  # one decode step
             else:
-                idx, pos, vec = assemble(history, tail, wc, gists, self.placeholder)
+                idx, st = assemble(history, tail, wc, gists, self.placeholder)
                 if cache:
                     kv = self._cache(wc.budget + 1)
                     self.rebuilds += 1
-                logits = self.model(idx, kv_cache=kv, input_stage=stage(pos, vec))[0, -1].float()
+                logits = self.model(idx, kv_cache=kv, input_stage=st)[0, -1].float()
             cached = (list(wc.lod), start, tail.numel())
             if temperature <= 0:
                 token = int(logits.argmax())

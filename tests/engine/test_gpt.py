@@ -15,6 +15,7 @@ from engine.gpt import (
     attention_mask,
     config_from_depth,
     load_state_dict_compat,
+    norm,
     rotary_full,
     sliding_window_attention,
     window_sizes,
@@ -176,3 +177,28 @@ def test_a_cache_whose_rows_are_reassigned_decodes_from_the_new_rows():
         out = model(torch.randint(0, 100, (3, 1)), kv_cache=cache)
         assert out.shape == (3, 1, 100)
         assert cache.layers[0][0].data_ptr() == cache.kv.data_ptr()
+
+
+def test_an_input_stage_replaces_embeddings_and_value_embeddings_at_its_positions():
+    torch.manual_seed(4)
+    model = GPT(GPTConfig(sequence_len=32, vocab_size=64, n_layer=4, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    with torch.no_grad():  # value embeddings and projections that matter (a fresh model zeroes some)
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    idx = torch.randint(1, 64, (1, 12))
+    swapped = idx.clone()
+    swapped[0, 5] = 0
+
+    class Stage:  # what the model would see with token 0 at position 5, put in by the hooks
+        def __call__(self, ids, x):
+            return x.index_put((torch.tensor([0]), torch.tensor([5])), norm(model.transformer.wte(swapped[0, 5:6])))
+
+        def value_embed(self, layer, ids, ve):
+            return ve.index_put((torch.tensor([0]), torch.tensor([5])), model.value_embeds[str(layer)](swapped[0, 5:6]))
+
+    with torch.no_grad():
+        want = model(swapped)
+        assert torch.allclose(model(idx, input_stage=Stage()), want, atol=1e-5)
+        embed_only = lambda ids, x: Stage()(ids, x)  # noqa: E731  (no value_embed: the id's own values stay)
+        assert not torch.allclose(model(idx, input_stage=embed_only), want, atol=1e-3)

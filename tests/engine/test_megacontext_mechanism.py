@@ -123,7 +123,8 @@ def test_the_lead_tokens_follow_their_blocks_gist_and_fill_the_budget():
     gists = make_gists(model, GistNet(64, 16, dim=32, heads=2), history, 16, 1)
     wc = WorkingContext(n_blocks=8, block_size=16, tail=16, budget=66, levels=1, fill=True)
     wc.fit_recent()  # gists 0-5, raw 6-7, the tail: 54 positions, so block 5's newest 12 tokens fill in
-    idx, pos, vec = assemble(history, tail, wc, gists, placeholder=0)
+    idx, st = assemble(history, tail, wc, gists, placeholder=0)
+    pos, vec = st.pos, st.vec
     assert wc.lead_block() == 5 and wc.lead() == 12 and idx.size(1) == wc.used() == 66
     assert pos.tolist() == [0, 1, 2, 3, 4, 5] and torch.equal(vec, gists.level1[:6])
     assert torch.equal(idx[0, 6:18], history[6 * 16 - 12:6 * 16])  # after gist 5: its block's newest tokens
@@ -156,6 +157,50 @@ def test_state_gists_pool_what_the_model_read_in_each_chunk_and_train_only_gistn
     assert torch.isfinite(context_loss(model, history, tail, wc, gists, placeholder=0))
 
 
+def test_trained_state_gists_send_their_gradient_into_the_model_that_read_them():
+    torch.manual_seed(2)
+    model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    history = torch.randint(1, 100, (8 * 16,))
+    gistnet = GistNet(64, 16, dim=32, heads=2)
+    gists = make_gists(model, gistnet, history, 16, 1, states_chunk=32, states_grad=True)
+    assert torch.allclose(gists.level1, make_gists(model, gistnet, history, 16, 1, states_chunk=32).level1)
+    gists.level1.sum().backward()
+    block = model.transformer.h[0].attn.c_q.weight  # a weight that shapes the last layer's states
+    assert block.grad is not None and block.grad.abs().sum() > 0
+    with torch.no_grad():  # inference: the same call builds no graph
+        assert not make_gists(model, gistnet, history, 16, 1, states_chunk=32, states_grad=True).level1.requires_grad
+
+
+def test_gists_carry_their_blocks_mean_value_embeddings_in_place_of_the_placeholders():
+    torch.manual_seed(5)
+    model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=4, n_head=2, n_kv_head=2, n_embd=64))
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    history, tail = torch.randint(1, 100, (32 * 4,)), torch.randint(1, 100, (8,))
+    gistnet = GistNet(64, 4, dim=32, heads=2)
+    gists = make_gists(model, gistnet, history, 4, 2, values=True)
+    assert gists.value_layers == (1, 3) and gists.values1.shape == (32, 2, 64) and gists.values2.shape == (8, 2, 64)
+    assert torch.allclose(gists.values1[2, 1], model.value_embeds["3"](history[8:12]).mean(0))
+    assert torch.allclose(gists.values2[1], gists.values1[4:8].mean(0))  # a level-2 gist: its blocks' mean
+    wc = WorkingContext(n_blocks=32, block_size=4, tail=8, budget=24, levels=1)
+    wc.fit_recent()
+    idx, st = assemble(history, tail, wc, gists, placeholder=0)
+    gist_blocks = [b for b, lod in enumerate(wc.lod) if lod == GIST]
+    assert st.layers == (1, 3) and torch.equal(st.values, gists.values1[gist_blocks])
+    plain = make_gists(model, gistnet, history, 4, 2)  # no values: the placeholder's stay
+    assert plain.values1 is None and assemble(history, tail, wc, plain, placeholder=0)[1].values is None
+    loss = context_loss(model, history, tail, wc, gists, placeholder=0)
+    assert not torch.allclose(loss, context_loss(model, history, tail, wc, plain, placeholder=0))
+    loss.backward()  # the model learns its value embeddings from what the gists' values tell it, too
+    assert model.value_embeds["1"].weight.grad[history[:4]].abs().sum() > 0
+
+
 def test_distillation_compares_the_rows_that_predict_the_same_token_and_trains_gistnet():
     torch.manual_seed(3)
     model = GPT(GPTConfig(sequence_len=256, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
@@ -170,8 +215,9 @@ def test_distillation_compares_the_rows_that_predict_the_same_token_and_trains_g
     wc.fit_recent()  # gists 0-4, raw 5-7: room for one more raw block
     teacher = copy.deepcopy(wc)
     teacher.expand(2)
-    idx_s, pos_s, _ = assemble(history, tail, wc, gists, placeholder=0)
-    idx_t, _, _ = assemble(history, tail, teacher, gists, placeholder=0)
+    idx_s, st_s = assemble(history, tail, wc, gists, placeholder=0)
+    pos_s = st_s.pos
+    idx_t, _ = assemble(history, tail, teacher, gists, placeholder=0)
     rows_s, rows_t = distill_rows(wc, 2, pos_s, idx_s.size(1))
     assert wc.position(2) == 2 and int(rows_s[0]) == 4  # gist 4's row predicts the first raw token
     assert torch.equal(idx_s[0, rows_s + 1], idx_t[0, rows_t + 1])  # the same next tokens, every row

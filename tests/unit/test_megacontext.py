@@ -85,6 +85,9 @@ def test_expand_and_collapse_round_trip():
 def test_gist_input_picks_what_gistnet_pools():
     assert MegaContextConfig().states_chunk() == 0  # token embeddings: no extra forward
     assert MegaContextConfig(gist_input="states", budget=250).states_chunk() == 224  # the budget in whole blocks
+    assert not MegaContextConfig(gist_input="states").states_grad()
+    trained = MegaContextConfig(gist_input="trained_states")
+    assert trained.states_chunk() == 256 and trained.states_grad()
     with pytest.raises(ValueError, match="gist_input"):
         MegaContextConfig(gist_input="hidden")
 
