@@ -30,6 +30,9 @@ class MegaContextConfig(BaseModel):
     distill_weight: float = Field(0.0, ge=0, description="weight of the ΔNLL distillation: the model with one "
                                                          "block as its gist should predict what it predicts "
                                                          "with that block raw")
+    bag_weight: float = Field(0.0, ge=0, description="weight of the gists' bag loss: at each gist's position the "
+                                                     "model predicts the distribution of the tokens the gist "
+                                                     "stands for (in the distillation's student forward)")
     raw_jitter: bool = Field(False, description="train on working contexts with a random number of raw history "
                                                 "blocks (0 up to what the budget holds), so the raw tokens after "
                                                 "the gists often have only the gists to go on")

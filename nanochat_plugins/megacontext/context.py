@@ -93,6 +93,7 @@ class GistStage:
     vec: torch.Tensor
     values: torch.Tensor | None = None
     layers: tuple[int, ...] = ()
+    spans: tuple[tuple[int, int], ...] = ()  # the history tokens [start, end) each gist stands for
 
     def __call__(self, idx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if not self.pos.numel():
@@ -115,6 +116,7 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
     positions: list[int] = []
     vectors: list[torch.Tensor] = []
     rows: list[torch.Tensor] = []  # value embeddings, when the gists carry them
+    spans: list[tuple[int, int]] = []
     at = 0
     done_groups: set[int] = set()
     ph = history.new_full((1,), placeholder)
@@ -127,6 +129,7 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
             ids.append(ph)
             positions.append(at)
             vectors.append(gists.level1[b])
+            spans.append((b * bs, (b + 1) * bs))
             if gists.values1 is not None:
                 rows.append(gists.values1[b])
             at += 1
@@ -135,6 +138,7 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
             ids.append(ph)
             positions.append(at)
             vectors.append(gists.level2[b // bs])
+            spans.append((b // bs * bs * bs, (b // bs + 1) * bs * bs))
             if gists.values2 is not None:
                 rows.append(gists.values2[b // bs])
             at += 1
@@ -148,7 +152,7 @@ def assemble(history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gist
     pos = torch.tensor(positions, dtype=torch.long, device=idx.device)
     vec = torch.stack(vectors) if vectors else gists.level1.new_zeros(0, gists.level1.size(1))
     values = torch.stack(rows) if rows and len(rows) == len(vectors) else None
-    return idx, GistStage(pos, vec, values, gists.value_layers if values is not None else ())
+    return idx, GistStage(pos, vec, values, gists.value_layers if values is not None else (), tuple(spans))
 
 
 def tail_targets(idx: torch.Tensor, tail: torch.Tensor) -> torch.Tensor:
@@ -186,11 +190,12 @@ def context_losses(model, history: torch.Tensor, tail: torch.Tensor, wc: Working
 
 
 def distill_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingContext, gists: Gists,
-                 placeholder: int, block: int) -> torch.Tensor:
-    """The ΔNLL objective as distillation: KL(teacher ‖ student) over every raw-token prediction after `block`,
-    where the student sees `wc` (block `block` as its gist) and the teacher the same context with that block raw
-    (no gradient). The gist is pushed to say what the block would have told the model, and the model to read
-    it. `wc` must leave room for the block's raw tokens within the budget."""
+                 placeholder: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(distillation, bag loss) from one student forward. The distillation is the ΔNLL objective: KL(teacher ‖
+    student) over every raw-token prediction after `block`, where the student sees `wc` (block `block` as its
+    gist) and the teacher the same context with that block raw (no gradient). The gist is pushed to say what the
+    block would have told the model, and the model to read it. The bag loss is bag_loss on the student's
+    gists. `wc` must leave room for the block's raw tokens within the budget."""
     teacher = copy.deepcopy(wc)
     teacher.expand(block)
     idx_s, st_s = assemble(history, tail, wc, gists, placeholder)
@@ -198,12 +203,25 @@ def distill_loss(model, history: torch.Tensor, tail: torch.Tensor, wc: WorkingCo
         idx_t, st_t = assemble(history, tail, teacher, gists.detached(), placeholder)
         t_logits = model(idx_t, input_stage=st_t)[0]
     s_logits = model(idx_s, input_stage=st_s)[0]
+    bag = bag_loss(s_logits, st_s, history)
     rows_s, rows_t = distill_rows(wc, block, st_s.pos, idx_s.size(1))
     if not rows_s.numel():
-        return s_logits.sum() * 0
+        return s_logits.sum() * 0, bag
     log_t = t_logits[rows_t].log_softmax(-1)
     log_s = s_logits[rows_s].float().log_softmax(-1)
-    return (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+    return (log_t.exp() * (log_t - log_s)).sum(-1).mean(), bag
+
+
+def bag_loss(logits: torch.Tensor, st: GistStage, history: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the model's output at each gist's position [S, V] against the distribution of the tokens
+    its span holds (a block's, or a level-2 gist's blocks'): the model learns to spell out which tokens a gist
+    stands for, the unigram memory of far context that a later position can then attend to."""
+    if not st.pos.numel():
+        return logits.sum() * 0
+    V = logits.size(-1)
+    bags = torch.stack([torch.bincount(history[a:b], minlength=V)[:V] for a, b in st.spans]).float()
+    bags = bags / bags.sum(-1, keepdim=True)
+    return -(bags * logits[st.pos].float().log_softmax(-1)).sum(-1).mean()
 
 
 def distill_rows(wc: WorkingContext, block: int, gist_positions: torch.Tensor,

@@ -117,8 +117,9 @@ class MegaContextExtension(Extension):
                 wc.keep_newest_raw(self.rng.randint(0, wc.resident()))
             wide, mc = context_losses(model, history, tail, wc, gists, self.placeholder)
             mc_total = mc_total + wide
-            if cfg.distill_weight:
-                mc_total = mc_total + cfg.distill_weight * self._distill(history, tail, wc, gists)
+            if cfg.distill_weight or cfg.bag_weight:
+                kl, bag = self._distill(history, tail, wc, gists)
+                mc_total = mc_total + cfg.distill_weight * kl + cfg.bag_weight * bag
             if cfg.truncation_weight:
                 mc_total = mc_total + cfg.truncation_weight * window_loss(model, doc[-cfg.budget:])
             extra: dict[str, Any] = {"mc_loss": float(mc.detach()), "alloc_ms": alloc_ms}
@@ -136,9 +137,9 @@ class MegaContextExtension(Extension):
             self.last = telemetry(wc, before, actions, allocated, **extra)
         return loss + cfg.loss_weight * mc_total / cfg.docs_per_step
 
-    def _distill(self, history, tail, wc: WorkingContext, gists: Gists) -> torch.Tensor:
-        """distill_loss on one random level-1 gist, in a context with room for its raw block (the oldest raw
-        block collapsed if need be)."""
+    def _distill(self, history, tail, wc: WorkingContext, gists: Gists) -> tuple[torch.Tensor, torch.Tensor]:
+        """distill_loss (the distillation and the bag loss) on one random level-1 gist, in a context with room for
+        its raw block (the oldest raw block collapsed if need be)."""
         student = copy.deepcopy(wc)
         student.fill = False  # the teacher's expanded block takes the spare room: no lead, so the rows align
         if student.slots() + student.block_size - 1 > student.budget:
@@ -147,7 +148,8 @@ class MegaContextExtension(Extension):
                 student.collapse(raw[0])
         candidates = [b for b, lod in enumerate(student.lod) if lod == GIST]
         if not candidates or student.slots() + student.block_size - 1 > student.budget:
-            return torch.zeros((), device=self.ctx.device)
+            zero = torch.zeros((), device=self.ctx.device)
+            return zero, zero
         block = self.rng.choice(candidates)
         return distill_loss(self.ctx.model, history, tail, student, gists, self.placeholder, block)
 

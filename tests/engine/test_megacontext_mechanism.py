@@ -11,7 +11,9 @@ import torch
 
 from engine.gpt import GPT, GPTConfig
 from nanochat_plugins.megacontext.context import (
+    GistStage,
     assemble,
+    bag_loss,
     block_states,
     context_loss,
     context_losses,
@@ -221,10 +223,23 @@ def test_distillation_compares_the_rows_that_predict_the_same_token_and_trains_g
     rows_s, rows_t = distill_rows(wc, 2, pos_s, idx_s.size(1))
     assert wc.position(2) == 2 and int(rows_s[0]) == 4  # gist 4's row predicts the first raw token
     assert torch.equal(idx_s[0, rows_s + 1], idx_t[0, rows_t + 1])  # the same next tokens, every row
-    loss = distill_loss(model, history, tail, wc, gists, placeholder=0, block=2)
-    assert float(loss.detach()) > 0
+    loss, bag = distill_loss(model, history, tail, wc, gists, placeholder=0, block=2)
+    assert float(loss.detach()) > 0 and float(bag.detach()) > 0
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gistnet.parameters())
+
+
+def test_the_bag_loss_asks_each_gist_position_for_the_tokens_its_span_holds():
+    history = torch.tensor([1, 1, 2, 3, 4, 4, 4, 4] * 2)
+    st = GistStage(torch.tensor([0, 2]), torch.zeros(2, 8), spans=((0, 4), (4, 8)))
+    logits = torch.zeros(5, 6, requires_grad=True)
+    loss = bag_loss(logits, st, history)
+    assert torch.allclose(loss, torch.log(torch.tensor(6.0)))  # uniform outputs: log V whatever the bags
+    loss.backward()
+    # the gradient lowers each gist position's loss toward its own bag: ids 1, 1, 2, 3 at position 0; 4s at 2
+    assert torch.allclose(-logits.grad[0] * 2, torch.tensor([0, 2, 1, 1, 0, 0]) / 4 - 1 / 6)
+    assert torch.allclose(-logits.grad[2] * 2, torch.tensor([0, 0, 0, 0, 1, 0]) - 1 / 6)
+    assert not logits.grad[[1, 3, 4]].any()  # raw positions: untouched
 
 
 def test_the_truncated_view_scores_every_token_of_the_window():
