@@ -5,7 +5,7 @@
 
 Builds a corpus of long Python standard-library files (a fifth held out for validation, by file), trains the
 same small model three times in this process (MegaContext off; MegaContext on, with the cpu-tiny-mc training
-options: the truncated view, ΔNLL distillation and raw jitter; off with a context as long as a whole document,
+options: the truncated view, ΔNLL distillation, the bag loss and raw jitter; off with a context as long as a whole document,
 the full-context reference) and prints:
 - next-token loss over the last `tail` tokens of up to `windows` back-to-back windows of `doc_tokens` from each
   held-out file (averaged per file: a file is the unit), at the same working-context budget: MegaContext
@@ -116,7 +116,7 @@ def main() -> None:
              "--tokenizer-dir", str(tok)]
     short = ["--max-seq-len", str(args.budget), "--device-batch-size", str(1024 // args.budget)]
     settings = {"enabled": True, "budget": args.budget, "doc_tokens": args.doc_tokens, "tail_tokens": args.tail,
-                "truncation_weight": 1.0, "distill_weight": 1.0, "raw_jitter": True,
+                "truncation_weight": 1.0, "distill_weight": 1.0, "bag_weight": 1.0, "raw_jitter": True,
                 **dict(args.mc_set)}
     ext = json.dumps([{"name": "megacontext", "entry": ENTRY, "settings": settings}])
     mc_len = args.mc_seq_len or args.budget
@@ -220,6 +220,14 @@ def main() -> None:
           f"{changed} of {n_windows} windows changed); MC − MC without the allocator (newest blocks raw, "
           f"the rest gists, {mean(recency):.4f}): {d_a:+.4f} ± {se_a:.4f}, better on {wins_a}, "
           f"worse on {sum(x > y for x, y in zip(mc, recency, strict=True))}")
+    d_u, se_u, wins_u = paired(mc, [r["mc_uncapped"] for r in rows])
+    where_cap = ("set in the config" if mc_model.cfg.raw_blocks is not None else
+                 "measured at the checkpoint on training documents, tail loss by raw blocks kept: "
+                 + " ".join(f"{v:.4f}" for v in mc_model.calibration))
+    raw_mean = mean([r["raw_blocks"] for r in rows])
+    print(f"  layout: at most {mc_model.max_raw} raw history blocks ({where_cap}); {raw_mean:.1f} raw on "
+          f"average; MC − MC with as many raw blocks as the budget holds: {d_u:+.4f} ± {se_u:.4f}, better on "
+          f"{wins_u}/{len(rows)}")
     d_o, se_o, _ = paired(mc, [r["other_gists"] for r in rows])
     d_n, se_n, _ = paired(mc, [r["no_gists"] for r in rows])
     print(f"  what the gists carry: MC − MC with another document's gists {d_o:+.4f} ± {se_o:.4f}; MC − MC with "

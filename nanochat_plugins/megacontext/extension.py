@@ -39,6 +39,8 @@ from nanochat_plugins.megacontext.nets import GistNet, LensNet
 from nanochat_plugins.megacontext.tree import GIST, RAW, WorkingContext, allocate
 
 LENS_PROBES = 8  # blocks whose raw-vs-gist loss is measured per LensNet refresh
+CALIBRATION_DOCS, CALIBRATION_WINDOWS = 24, 4  # training documents, back-to-back windows of each, that raw_blocks
+# is measured on at each checkpoint: about a hundred windows, so a layout's mean loss is good to a few thousandths
 
 
 def telemetry(wc: WorkingContext, before: list[int], actions: list, allocated: list[int] | None = None,
@@ -71,6 +73,12 @@ class MegaContextExtension(Extension):
         self.rng = random.Random(ctx.seed)
         self.step = 0
         self.last: dict[str, Any] = {}
+        # its own reader of the training split: measuring layouts must not move the training sampler
+        self.calibration_docs = LongDocs(lambda: iter_texts(ctx.data_dir, "train"),
+                                         lambda text: ctx.tokenizer.encode(text, prepend=bos), self.cfg.doc_tokens,
+                                         keep=CALIBRATION_DOCS)
+        self.raw_blocks: int | None = self.cfg.raw_blocks
+        self.calibration: list[float] = []
 
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"gistnet": self.gistnet, "lensnet": self.lensnet}
@@ -80,8 +88,37 @@ class MegaContextExtension(Extension):
         return [{"name": "megacontext", "params": params, "lr": self.cfg.lr, "betas": (0.9, 0.95)}]
 
     def meta(self) -> dict[str, Any]:
+        if self.cfg.raw_blocks is None:
+            self.calibrate()
         return {"version": 4, "gistnet_params": sum(p.numel() for p in self.gistnet.parameters()),
-                "lensnet_params": sum(p.numel() for p in self.lensnet.parameters())}
+                "lensnet_params": sum(p.numel() for p in self.lensnet.parameters()),
+                "raw_blocks": self.raw_blocks, "raw_blocks_loss": [round(v, 4) for v in self.calibration]}
+
+    @torch.no_grad()
+    def calibrate(self) -> None:
+        """Measure, on windows of training documents, the tail loss of the recency layout keeping 0, 1, ... raw
+        history blocks (up to what the budget holds, the rest gists), and keep the best count as `raw_blocks`
+        (the session's and the allocator's cap). A model that reads gists well can predict better from the
+        gists of nearby blocks than from their raw tokens, and the budget need not be full to be used best."""
+        cfg, model = self.cfg, self.ctx.model
+        windows = self.calibration_docs.windows(CALIBRATION_DOCS, CALIBRATION_WINDOWS)
+        totals: list[float] = []
+        for _, doc in windows:
+            history, tail = self.split(doc.to(self.ctx.device))
+            gists = make_gists(model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk(),
+                               values=cfg.gist_values)
+            wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, cfg.tail_tokens, cfg.budget,
+                                cfg.levels, fill=cfg.fill)
+            wc.fit_recent()
+            losses = []
+            for keep in range(wc.resident() + 1):
+                probe = copy.deepcopy(wc)
+                probe.keep_newest_raw(keep)
+                losses.append(float(context_loss(model, history, tail, probe, gists, self.placeholder)))
+            totals = losses if not totals else [a + b for a, b in zip(totals, losses, strict=True)]
+        if totals:
+            self.calibration = [t / len(windows) for t in totals]
+            self.raw_blocks = min(range(len(totals)), key=totals.__getitem__)
 
     def split(self, doc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(history of whole blocks, tail) of a document window."""
@@ -101,7 +138,7 @@ class MegaContextExtension(Extension):
             gists = make_gists(model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk(),
                                cfg.states_grad(), cfg.gist_values)
             wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, cfg.tail_tokens, cfg.budget,
-                                cfg.levels, fill=cfg.fill)
+                                cfg.levels, fill=cfg.fill, max_raw=None if cfg.raw_jitter else self.raw_blocks)
             wc.fit_recent()
             before = list(wc.lod)
             t0 = time.perf_counter()

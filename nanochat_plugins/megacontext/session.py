@@ -56,8 +56,13 @@ class MegaContextModel:
                               "train one with megacontext.enabled=true (prefab cpu-tiny-mc)")
         # a checkpoint from before gist_values (extension meta version < 4) trained its gists with the
         # placeholder's value embeddings
-        version = ((meta.get("extensions") or {}).get("megacontext") or {}).get("version", 0)
-        self.cfg = MegaContextConfig(**{**({} if version >= 4 else {"gist_values": False}), **settings})
+        ext_meta = (meta.get("extensions") or {}).get("megacontext") or {}
+        self.cfg = MegaContextConfig(**{**({} if ext_meta.get("version", 0) >= 4 else {"gist_values": False}),
+                                        **settings})
+        # the cap on raw history blocks: the configured one, else what training measured at this checkpoint
+        self.max_raw: int | None = (self.cfg.raw_blocks if self.cfg.raw_blocks is not None
+                                    else ext_meta.get("raw_blocks"))
+        self.calibration: list[float] = list(ext_meta.get("raw_blocks_loss") or [])  # tail loss by raw blocks kept
         C = self.model.config.n_embd
         self.gistnet = GistNet(C, self.cfg.block_size, self.cfg.gistnet_dim, self.cfg.gistnet_heads).to(device)
         self.lensnet = LensNet(C).to(device)
@@ -95,7 +100,7 @@ class MegaContextModel:
             gists = make_gists(self.model, self.gistnet, history, cfg.block_size, cfg.levels, cfg.states_chunk(),
                                values=cfg.gist_values)
         wc = WorkingContext(history.numel() // cfg.block_size, cfg.block_size, tail_len, budget or cfg.budget,
-                            cfg.levels, fill=cfg.fill if fill is None else fill)
+                            cfg.levels, fill=cfg.fill if fill is None else fill, max_raw=self.max_raw)
         wc.fit_recent()
         focus = focus_vector(self.model, history, cfg.block_size)
         reading = Reading(wc)
@@ -123,12 +128,18 @@ class MegaContextModel:
         reading, gists = self.read(history, tail_len, budget)
         wc = reading.wc
         mc = float(context_loss(self.model, history, tail, wc, gists, self.placeholder))
-        prior = WorkingContext(wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels, fill=wc.fill)
+        prior = WorkingContext(wc.n_blocks, self.cfg.block_size, tail_len, budget, self.cfg.levels, fill=wc.fill,
+                               max_raw=self.max_raw)
         prior.fit_recent()  # the allocator's starting shape (newest blocks raw, the rest gists), for comparison
         no_alloc = float(context_loss(self.model, history, tail, prior, gists, self.placeholder))
+        every = copy.deepcopy(prior)  # no cap on raw blocks: as many as the budget holds
+        every.max_raw = None
+        every.fit_recent()
+        uncapped = float(context_loss(self.model, history, tail, every, gists, self.placeholder))
         bare = copy.deepcopy(wc)
         bare.lod = [lod if lod == RAW else DROPPED for lod in wc.lod]
-        out = {"mc": mc, "mc_recency": no_alloc, "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
+        out = {"mc": mc, "mc_recency": no_alloc, "mc_uncapped": uncapped, "raw_blocks": wc.resident(),
+               "trunc": float(raw_loss(self.model, doc[-budget:], tail_len)),
                "full": float(raw_loss(self.model, doc, tail_len)), "lod": wc.lod_map(), "slots": wc.used(),
                "alloc_ms": reading.alloc_ms, "actions": len(reading.actions),
                "no_gists": float(context_loss(self.model, history, tail, bare, gists, self.placeholder))}

@@ -42,6 +42,7 @@ class WorkingContext:
     levels: int = 2
     lod: list[int] = field(default_factory=list)
     fill: bool = False
+    max_raw: int | None = None  # raw history blocks at most (None: as many as the budget holds)
 
     def __post_init__(self) -> None:
         if not self.lod:
@@ -92,6 +93,10 @@ class WorkingContext:
     def resident(self) -> int:
         return sum(1 for lod in self.lod if lod == RAW)
 
+    def raw_full(self) -> bool:
+        """Whether another raw block would exceed `max_raw`."""
+        return self.max_raw is not None and self.resident() >= self.max_raw
+
     def lod_map(self) -> str:
         """One character per block of the whole document (history, then the tail's blocks, always raw)."""
         tail_blocks = -(-self.tail // self.block_size)
@@ -123,7 +128,8 @@ class WorkingContext:
 
     def fit_recent(self) -> None:
         """The starting shape: every block a gist (level 2 for the oldest groups if needed), then the newest
-        blocks raw for as long as the budget allows: a recency prior the allocator then reshapes."""
+        blocks raw for as long as the budget (and `max_raw`) allows: a recency prior the allocator then
+        reshapes."""
         self.lod = [GIST] * self.n_blocks
         g = 0
         while self.slots() > self.budget and self.levels >= 2 and (g + 1) * self.block_size <= self.n_blocks:
@@ -134,7 +140,7 @@ class WorkingContext:
             self.lod[i] = DROPPED
             i += 1
         for b in range(self.n_blocks - 1, -1, -1):
-            if self.lod[b] != GIST or self.slots() + self.block_size - 1 > self.budget:
+            if self.lod[b] != GIST or self.slots() + self.block_size - 1 > self.budget or self.raw_full():
                 break
             self.lod[b] = RAW
 
@@ -143,9 +149,9 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
              max_actions: int = 8, margin: float | None = None) -> list[Action]:
     """One allocator pass. `scores[b]`: LensNet's predicted loss saved (nats over the tail) by seeing block b raw.
 
-    The budget is always used: a raw block is collapsed only to make room, never for its own sake. Gists
-    scored over `expand_threshold` are taken best first: one expands into free room; when there is none it is
-    swapped in for the lowest-scored raw block if it outscores that block by the hysteresis margin
+    A raw block is collapsed only to make room, never for its own sake. Gists scored over `expand_threshold` are
+    taken best first: one expands into free room (if the raw blocks are fewer than `max_raw`); when there is
+    none it is swapped in for the lowest-scored raw block if it outscores that block by the hysteresis margin
     `expand_threshold - collapse_threshold` (a swap must be worth more than the noise in the scores, so the
     context does not churn). Then the budget is enforced: the lowest-scored raw blocks collapse, then the
     oldest gists fold into level 2. At most `max_actions` expand/collapse actions before the budget is
@@ -167,7 +173,7 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
         if wc.lod[b] == RAW:
             continue
         cost = bs - 1 if wc.lod[b] == GIST else len(wc.group(b)) - 1
-        if wc.slots() + cost > wc.budget:
+        if wc.slots() + cost > wc.budget or (wc.lod[b] == GIST and wc.raw_full()):
             raw = [v for v in range(wc.n_blocks) if wc.lod[v] == RAW]
             if not raw or wc.lod[b] != GIST:
                 continue
@@ -175,7 +181,7 @@ def allocate(wc: WorkingContext, scores: list[float], expand_threshold: float, c
             if scores[b] - scores[victim] <= margin:
                 continue
             collapse(victim)
-        if wc.slots() + cost <= wc.budget:
+        if wc.slots() + cost <= wc.budget and not (wc.lod[b] == GIST and wc.raw_full()):
             level = wc.lod[b]
             wc.expand(b)
             actions.append(Action("expand", b, level, scores[b]))

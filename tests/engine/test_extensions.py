@@ -16,7 +16,7 @@ from engine.extensions import Extension
 MC_ENTRY = "nanochat_plugins.megacontext.extension:MegaContextExtension"
 MC_SETTINGS = {"enabled": True, "budget": 128, "doc_tokens": 384, "tail_tokens": 32, "lens_refresh": 2,
                "gistnet_dim": 32, "truncation_weight": 1.0, "distill_weight": 1.0, "raw_jitter": True,
-               "gist_input": "states"}
+               "gist_input": "trained_states", "bag_weight": 1.0}
 
 
 class NoOp(Extension):
