@@ -5,16 +5,17 @@
 
 Builds a corpus of long Python standard-library files (a fifth held out for validation, by file), trains the
 same small model three times in this process (MegaContext off; MegaContext on, with the cpu-tiny-mc training
-options: the truncated view, ΔNLL distillation, the bag loss and raw jitter; off with a context as long as a whole document,
-the full-context reference) and prints:
+options: the truncated view, ΔNLL distillation, the bag loss and raw jitter; off with a context as long as a
+whole document, the full-context reference) and prints:
 - next-token loss over the last `tail` tokens of up to `windows` back-to-back windows of `doc_tokens` from each
   held-out file (averaged per file: a file is the unit), at the same working-context budget: MegaContext
-  (gists + allocator), truncation (the newest `budget` tokens, same MC checkpoint, which also trained on
-  truncated windows) and the full document (the long-context model, trained on files' first `doc_tokens`
-  tokens only); the paired difference MC − truncation with its standard error over files and the files
-  where MC wins; the headroom (what the budget's oldest quarter of raw tokens is worth to the MC checkpoint:
-  near zero, and what lies beyond the budget is unlikely to be worth more); the allocator's actions at
-  inference; three controls on what the gists carry;
+  (gists + allocator, with at most the raw history blocks the checkpoint measured best on training documents),
+  truncation (the newest `budget` tokens, same MC checkpoint, which also trained on truncated windows) and the
+  full document (the long-context model, trained on files' first `doc_tokens` tokens only); the paired
+  difference MC − truncation with its standard error over files and the files where MC wins; the headroom
+  (what the budget's oldest quarter of raw tokens is worth to the MC checkpoint); the allocator's actions at
+  inference; the layout (raw blocks kept, and MC with as many raw blocks as the budget holds); three controls
+  on what the gists carry;
 - training tokens/s (median of the steps after the first; base LM tokens, the MC document not counted) with
   MegaContext on and off, and the allocator's time per step (median).
 Differences of a few thousandths of a nat move with the training seed: compare seeds (--seed) before

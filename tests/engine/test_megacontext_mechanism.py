@@ -264,7 +264,20 @@ def _session(budget: int = 96):
                                lens_refresh=4, gistnet_dim=32, gistnet_heads=2)
     mc.gistnet, mc.lensnet = GistNet(64, 16, 32, 2).eval(), LensNet(64).eval()
     mc.device, mc.placeholder = "cpu", 0
+    mc.max_raw, mc.calibration = None, []
     return mc
+
+
+def test_the_session_keeps_at_most_max_raw_raw_blocks_and_scores_the_uncapped_layout_too():
+    mc = _session(budget=96)
+    doc = torch.randint(1, 100, (16 * 8 + 32,))
+    history, _ = mc.split(doc, 32)
+    assert mc.read(history, 32)[0].wc.resident() == 3  # 3 raw blocks + 5 gists + the tail fill 96
+    mc.max_raw = 1
+    reading, _ = mc.read(history, 32)
+    assert reading.wc.resident() == 1 and reading.wc.lod[-1] == RAW  # the newest block stays raw
+    out = mc.losses(doc, 32, 96)
+    assert out["raw_blocks"] == 1 and out["mc_uncapped"] != out["mc"]
 
 
 @pytest.mark.slow  # two greedy decodes through the working context: 2-10 s on a loaded 2-core machine

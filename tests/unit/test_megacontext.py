@@ -62,6 +62,20 @@ def test_fill_gives_the_spare_positions_to_the_newest_tokens_before_the_raw_bloc
     assert whole.lead() == 0 and whole.used() == 249  # fill off: whole blocks only
 
 
+def test_max_raw_caps_the_raw_blocks_and_the_allocator_swaps_within_it():
+    wc = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2, fill=True, max_raw=2)
+    wc.fit_recent()  # 28 gists + 2 raw blocks + the tail: room is left, the lead fills 31 of it
+    assert [b for b, lod in enumerate(wc.lod) if lod == RAW] == [28, 29] and wc.lead() == 31
+    scores = [0.0] * 30
+    scores[5] = 2.0  # LensNet wants block 5 raw: with the cap reached it is swapped in, not added
+    actions = allocate(wc, scores, expand_threshold=0.1, collapse_threshold=-0.1)
+    assert [(a.op, a.block) for a in actions] == [("collapse", 28), ("expand", 5)] and wc.resident() == 2
+    free = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2, max_raw=2)
+    free.fit_recent()
+    free.max_raw = None  # no cap: the same wish expands into the free room
+    assert [a.op for a in allocate(free, scores, 0.1, -0.1)] == ["expand"] and free.resident() == 3
+
+
 def test_keep_newest_raw_turns_the_older_raw_blocks_into_gists():
     wc = WorkingContext(n_blocks=30, block_size=32, tail=64, budget=256, levels=2)
     wc.fit_recent()
