@@ -154,8 +154,8 @@ def main() -> None:
         n = len(list(mc_model.generate(docs[0].tolist(), 64, cache=cache)))
         decode[cache] = n / (time.perf_counter() - t)
     with torch.no_grad():
-        # headroom: what the budget's oldest quarter of raw tokens is worth to the MC checkpoint; what lies
-        # beyond the budget (all MC can add) is likely worth no more to a model whose context curve is that flat
+        # headroom: what the budget's oldest quarter of raw tokens is worth to the MC checkpoint (a flat curve:
+        # this model gets little from raw tokens that far back, so a gist there can only add what they miss)
         short_len = args.budget - args.budget // 4
         short_trunc = [float(raw_loss(mc_model.model, d[-short_len:].to(mc_model.device), args.tail)) for d in docs]
         vanilla, _, _ = load_model(root / "base" / "base_checkpoints" / "vanilla")
@@ -210,8 +210,8 @@ def main() -> None:
               f"{d_l:+.4f} ± {se_l:.4f}: what the whole document is worth to a model that can attend to it)")
     d_h, se_h, _ = paired(trunc, short_trunc)
     print(f"  headroom: truncation to {short_len} tokens {mean(short_trunc):.4f}; the budget's oldest "
-          f"{args.budget - short_len} raw tokens are worth {-d_h:+.4f} ± {se_h:.4f} to the MC checkpoint (what lies "
-          "beyond the budget, all MegaContext can add, is further away still)")
+          f"{args.budget - short_len} raw tokens are worth {-d_h:+.4f} ± {se_h:.4f} to the MC checkpoint (how much "
+          "this model still reads raw tokens that far back)")
     print(f"  MC − truncation: {d:+.4f} ± {se:.4f} (SE over documents, {abs(d) / se:.1f} SE); MC wins on "
           f"{wins}/{len(rows)} documents")
     print(f"  MC − truncation with the vanilla checkpoint ({mean(v_trunc):.4f}): {d_v:+.4f} ± {se_v:.4f}; MC "
