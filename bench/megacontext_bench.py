@@ -9,13 +9,12 @@ options: the truncated view, ΔNLL distillation, the bag loss and raw jitter; of
 whole document, the full-context reference) and prints:
 - next-token loss over the last `tail` tokens of up to `windows` back-to-back windows of `doc_tokens` from each
   held-out file (averaged per file: a file is the unit), at the same working-context budget: MegaContext
-  (gists + allocator, with at most the raw history blocks the checkpoint measured best on training documents),
-  truncation (the newest `budget` tokens, same MC checkpoint, which also trained on truncated windows) and the
-  full document (the long-context model, trained on files' first `doc_tokens` tokens only); the paired
-  difference MC − truncation with its standard error over files and the files where MC wins; the headroom
-  (what the budget's oldest quarter of raw tokens is worth to the MC checkpoint); the allocator's actions at
-  inference; the layout (raw blocks kept, and MC with as many raw blocks as the budget holds); three controls
-  on what the gists carry;
+  (gists + allocator), truncation (the newest `budget` tokens, same MC checkpoint, which also trained on
+  truncated windows) and the full document (the long-context model, trained on files' first `doc_tokens`
+  tokens only); the paired difference MC − truncation with its standard error over files and the files where
+  MC wins; the headroom (what the budget's oldest quarter of raw tokens is worth to the MC checkpoint); the
+  allocator's actions at inference; the layout (raw blocks kept, and MC with as many raw blocks as the budget
+  holds); three controls on what the gists carry;
 - training tokens/s (median of the steps after the first; base LM tokens, the MC document not counted) with
   MegaContext on and off, and the allocator's time per step (median).
 Differences of a few thousandths of a nat move with the training seed: compare seeds (--seed) before
@@ -222,13 +221,12 @@ def main() -> None:
           f"the rest gists, {mean(recency):.4f}): {d_a:+.4f} ± {se_a:.4f}, better on {wins_a}, "
           f"worse on {sum(x > y for x, y in zip(mc, recency, strict=True))}")
     d_u, se_u, wins_u = paired(mc, [r["mc_uncapped"] for r in rows])
-    where_cap = ("set in the config" if mc_model.cfg.raw_blocks is not None else
-                 "measured at the checkpoint on training documents, tail loss by raw blocks kept: "
-                 + " ".join(f"{v:.4f}" for v in mc_model.calibration))
     raw_mean = mean([r["raw_blocks"] for r in rows])
-    print(f"  layout: at most {mc_model.max_raw} raw history blocks ({where_cap}); {raw_mean:.1f} raw on "
-          f"average; MC − MC with as many raw blocks as the budget holds: {d_u:+.4f} ± {se_u:.4f}, better on "
-          f"{wins_u}/{len(rows)}")
+    measured = " ".join(f"{v:.4f}" for v in mc_model.calibration)
+    print(f"  layout: raw history blocks at most {mc_model.max_raw} (raw_blocks), {raw_mean:.1f} on average; MC − "
+          f"MC with as many raw blocks as the budget holds: {d_u:+.4f} ± {se_u:.4f}, better on {wins_u}/{len(rows)}; "
+          f"measured at the checkpoint on training documents, tail loss by raw blocks kept: {measured} (best "
+          f"{mc_model.best_raw})")
     d_o, se_o, _ = paired(mc, [r["other_gists"] for r in rows])
     d_n, se_n, _ = paired(mc, [r["no_gists"] for r in rows])
     print(f"  what the gists carry: MC − MC with another document's gists {d_o:+.4f} ± {se_o:.4f}; MC − MC with "

@@ -40,9 +40,9 @@ class MegaContextConfig(BaseModel):
                                          "the newest tokens before them, raw, so MegaContext uses every position "
                                          "of the budget")
     raw_blocks: int | None = Field(None, ge=0, description="raw history blocks the working context keeps at most "
-                                                          "(the rest gists, however much budget is left); "
-                                                          "empty: measured at each checkpoint, the number whose "
-                                                          "context predicts training documents best")
+                                                          "(the rest gists, however much budget is left); empty: "
+                                                          "as many as the budget holds. Each checkpoint records the "
+                                                          "best count measured on training documents")
     lens_refresh: int = Field(4, ge=1, description="steps (training) or tokens (chat) between LensNet "
                                                    "re-scoring and, in training, its ΔNLL targets")
     expand_threshold: float = Field(0.1, description="expand a gist only when LensNet's score (predicted loss "

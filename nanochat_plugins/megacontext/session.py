@@ -59,10 +59,10 @@ class MegaContextModel:
         ext_meta = (meta.get("extensions") or {}).get("megacontext") or {}
         self.cfg = MegaContextConfig(**{**({} if ext_meta.get("version", 0) >= 4 else {"gist_values": False}),
                                         **settings})
-        # the cap on raw history blocks: the configured one, else what training measured at this checkpoint
-        self.max_raw: int | None = (self.cfg.raw_blocks if self.cfg.raw_blocks is not None
-                                    else ext_meta.get("raw_blocks"))
-        self.calibration: list[float] = list(ext_meta.get("raw_blocks_loss") or [])  # tail loss by raw blocks kept
+        self.max_raw: int | None = self.cfg.raw_blocks  # the cap on raw history blocks (None: what fits)
+        # what training measured at this checkpoint: tail loss by raw blocks kept, and the best count
+        self.calibration: list[float] = list(ext_meta.get("raw_blocks_loss") or [])
+        self.best_raw: int | None = ext_meta.get("raw_blocks_best")
         C = self.model.config.n_embd
         self.gistnet = GistNet(C, self.cfg.block_size, self.cfg.gistnet_dim, self.cfg.gistnet_heads).to(device)
         self.lensnet = LensNet(C).to(device)

@@ -75,7 +75,7 @@ def test_megacontext_trains_saves_its_state_and_resumes(tmp_path, assets):
     assert meta["user_config"]["megacontext"]["enabled"] is True
     assert meta["extensions"]["megacontext"]["gistnet_params"] > 0
     measured = meta["extensions"]["megacontext"]["raw_blocks_loss"]  # by raw history blocks kept: 0, 1, ...
-    assert len(measured) == 3 and meta["extensions"]["megacontext"]["raw_blocks"] == measured.index(min(measured))
+    assert len(measured) == 3 and meta["extensions"]["megacontext"]["raw_blocks_best"] == measured.index(min(measured))
     assert (ckpt / "ext_megacontext_000002.pt").exists()
     lines = (tmp_path / "runs" / "mc" / "telemetry.jsonl").read_text().splitlines()
     context = [e for e in map(json.loads, lines) if e["event"] == "plugin" and e["kind"] == "context"]
