@@ -159,13 +159,19 @@ def test_state_gists_pool_what_the_model_read_in_each_chunk_and_train_only_gistn
     assert torch.isfinite(context_loss(model, history, tail, wc, gists, placeholder=0))
 
 
-def test_trained_state_gists_send_their_gradient_into_the_model_that_read_them():
-    torch.manual_seed(2)
-    model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=2, n_head=2, n_kv_head=2, n_embd=64))
+def _reading_model(seed: int, n_layer: int) -> GPT:
+    """A small model whose outputs depend on its inputs (a fresh one zeroes some projections)."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=n_layer, n_head=2, n_kv_head=2, n_embd=64))
     model.init_weights()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
+    return model
+
+
+def test_trained_state_gists_send_their_gradient_into_the_model_that_read_them():
+    model = _reading_model(2, n_layer=2)
     history = torch.randint(1, 100, (8 * 16,))
     gistnet = GistNet(64, 16, dim=32, heads=2)
     gists = make_gists(model, gistnet, history, 16, 1, states_chunk=32, states_grad=True)
@@ -178,12 +184,7 @@ def test_trained_state_gists_send_their_gradient_into_the_model_that_read_them()
 
 
 def test_gists_carry_their_blocks_mean_value_embeddings_in_place_of_the_placeholders():
-    torch.manual_seed(5)
-    model = GPT(GPTConfig(sequence_len=128, vocab_size=100, n_layer=4, n_head=2, n_kv_head=2, n_embd=64))
-    model.init_weights()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+    model = _reading_model(5, n_layer=4)
     history, tail = torch.randint(1, 100, (32 * 4,)), torch.randint(1, 100, (8,))
     gistnet = GistNet(64, 4, dim=32, heads=2)
     gists = make_gists(model, gistnet, history, 4, 2, values=True)
