@@ -164,11 +164,17 @@ class TrainScreen(AppScreen):
     def _close(self, live: LiveRun) -> None:
         self.run_worker(live.close, thread=True, group="close")  # joins the feed's threads
 
+    def _header(self) -> RunHeader | None:
+        """The run header, or None once the app has begun to exit (the screen can still be attached while its
+        children are already gone, and a worker's answer can land then)."""
+        return next(iter(self.query(RunHeader).results(RunHeader)), None)
+
     def _show_empty(self) -> None:
-        if not self.is_attached:  # a worker's answer after the app began to exit: nothing left to draw on
+        header = self._header() if self.is_attached else None
+        if header is None:  # a worker's answer after the app began to exit: nothing left to draw on
             return
         self.query_one("#train-main").display = False
-        self.query_one(RunHeader).display = False
+        header.display = False
         empty = self.query_one("#train-empty", EmptyState)
         empty.display = True
         prefab = shlex.quote(self.napp.session.prefab)
@@ -194,11 +200,12 @@ class TrainScreen(AppScreen):
         if problem:
             self.napp._error(problem)
         layout = self.editor.layout
-        if layout is None:
+        header = self._header()
+        if layout is None or header is None:
             return
         main = self.query_one("#train-main")
         self.query_one("#train-empty").display = False
-        main.display = self.query_one(RunHeader).display = True
+        main.display = header.display = True
         self.views = None  # until the new tabs are mounted
         await main.remove_children()
         views = RunViews(layout, self.live, self._run_config, self.editor.view, self.napp.orchestrator.list_runs)
@@ -263,10 +270,11 @@ class TrainScreen(AppScreen):
     def _show_status(self) -> None:
         """The header, the status bar and the attached run's row of the Runs table, from its live store."""
         live, state = self.live, self.liveness
-        if live is None or state is None or not self.is_attached:  # (a finalize answer after the app exits)
+        header = self._header() if self.is_attached else None
+        if live is None or state is None or header is None:  # (a finalize answer after the app exits)
             return
         snap = live.store.snapshot()
-        self.query_one(RunHeader).show(live.name, state.status, state.detail, snap, self.editor.label)
+        header.show(live.name, state.status, state.detail, snap, self.editor.label)
         run = snap.run
         steps = f" {run.step}/{run.total}" if run.total else ""
         self.napp._update_status(run=f"{live.name} {state.status}{steps}")
